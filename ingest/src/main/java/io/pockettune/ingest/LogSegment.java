@@ -1,0 +1,371 @@
+package io.pockettune.ingest;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.List;
+import java.util.OptionalLong;
+import org.apache.kafka.common.utils.Utils;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One segment of a partition: {@code <20-digit baseOffset>.log}, a concatenation of
+ * {@link RecordBatch record batches} whose offsets continue without gaps from the base offset in
+ * the file name, plus its {@link OffsetIndex}.
+ *
+ * <p><b>Index rule.</b> Before a batch is written at position {@code p}, it gets an index entry if
+ * at least {@code indexIntervalBytes} bytes of batches were written since the last entry (or since
+ * the start of the segment, so the first batch never gets one: position 0 is implicit). Recovery
+ * applies the same rule while scanning, so a rebuilt index equals the one written by appends.
+ *
+ * <p><b>Visibility.</b> The segment has two sizes. {@code writePosition} is where the single
+ * appender writes next; bytes up to it may belong to a batch that is not acknowledged yet and may
+ * still be rolled back. {@code visibleSize} is published (volatile) only after a batch is complete
+ * and durable per the flush policy, and readers never look past it, so they cannot observe a torn
+ * or rolled-back batch.
+ *
+ * <p><b>Recovery.</b> {@link #recover()} reads the file from the start and accepts batches while
+ * each one fits in the file, has a plausible length, starts at exactly the expected offset and
+ * passes {@link RecordBatch#verify}. The file is cut at the first batch that fails: a crash can
+ * leave a partial batch, zeros or stale bytes there, and nothing behind it can be kept, because
+ * offsets must stay contiguous (and anything behind it was never durable under the policy in
+ * force, since an fsync covers every earlier byte of the file).
+ *
+ * <p>Thread safety: the writer methods ({@link #append}, {@link #mark}, {@link #rollback},
+ * {@link #publish}, {@link #flush}, {@link #recover}) must be called by one thread at a time (the
+ * partition's append lock). {@link #read} may run concurrently with them from any thread; it uses
+ * positional reads, which do not disturb the channel's position.
+ */
+final class LogSegment implements Closeable {
+
+    private static final Logger LOG = LoggerFactory.getLogger(LogSegment.class);
+
+    static final String LOG_SUFFIX = ".log";
+    static final String INDEX_SUFFIX = ".index";
+
+    /** What {@link #recover()} found; {@code problem} is null when nothing was cut. */
+    record Recovery(long nextOffset, int validBytes, long truncatedBytes, String problem) {
+    }
+
+    /** Writer state before an append, to undo it if the append fails. */
+    record Mark(int writePosition, int bytesSinceLastIndexEntry) {
+    }
+
+    private final Path logFile;
+    private final long baseOffset;
+    private final int indexIntervalBytes;
+    private final FileChannel channel;
+    private final OffsetIndex index;
+    private final boolean indexExisted;
+
+    private int writePosition;
+    private int bytesSinceLastIndexEntry;
+    private volatile int visibleSize;
+
+    private LogSegment(Path logFile, long baseOffset, int indexIntervalBytes, FileChannel channel,
+            OffsetIndex index, boolean indexExisted, int size) {
+        this.logFile = logFile;
+        this.baseOffset = baseOffset;
+        this.indexIntervalBytes = indexIntervalBytes;
+        this.channel = channel;
+        this.index = index;
+        this.indexExisted = indexExisted;
+        this.writePosition = size;
+        this.bytesSinceLastIndexEntry = size;
+        this.visibleSize = size;
+    }
+
+    static String fileName(long baseOffset, String suffix) {
+        return String.format("%020d%s", baseOffset, suffix);
+    }
+
+    /** Creates an empty segment and makes its files' existence durable. */
+    static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
+        Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
+        Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
+        // Leftovers of a roll that failed half way hold no acknowledged data.
+        Files.deleteIfExists(indexFile);
+        FileChannel channel = FileChannel.open(logFile, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ,
+                StandardOpenOption.WRITE);
+        try {
+            OffsetIndex index = OffsetIndex.open(indexFile, baseOffset);
+            Utils.flushDir(dir);
+            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, true, 0);
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Opens an existing segment. Its index is not loaded yet: call {@link #loadIndex()} and, for
+     * the last segment, {@link #walkTail()}, or else {@link #recover()}.
+     */
+    static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
+        Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
+        Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
+        FileChannel channel = FileChannel.open(logFile, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        try {
+            long size = channel.size();
+            if (size > Integer.MAX_VALUE) {
+                throw new IOException("segment " + logFile + " is " + size
+                        + " bytes, more than a segment can hold; it was not written by this log, move it away");
+            }
+            boolean indexExisted = Files.exists(indexFile);
+            OffsetIndex index = OffsetIndex.open(indexFile, baseOffset);
+            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, indexExisted, (int) size);
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
+        }
+    }
+
+    long baseOffset() {
+        return baseOffset;
+    }
+
+    /** @return the size including bytes not yet published; writer thread only */
+    int size() {
+        return writePosition;
+    }
+
+    /**
+     * Loads the index file if it existed and is plausible: well formed, and its last entry points at
+     * a batch header carrying that entry's offset.
+     *
+     * @return false if the index must be rebuilt by {@link #recover()}
+     */
+    boolean loadIndex() throws IOException {
+        if (!indexExisted || !index.load(writePosition)) {
+            return false;
+        }
+        OffsetIndex.Entry last = index.last();
+        if (last.position() == 0) {
+            return true;
+        }
+        if (writePosition - last.position() < RecordBatch.HEADER_SIZE) {
+            return false;
+        }
+        ByteBuffer header = readHeader(last.position());
+        return header.getLong(RecordBatch.BASE_OFFSET_OFFSET) == last.offset();
+    }
+
+    /**
+     * Walks batch headers (without checking CRCs) from the last index entry to the end of the file,
+     * which is cheap and enough to find the next offset after a clean shutdown.
+     *
+     * @return the next offset, or empty if the headers do not end exactly at the end of the file
+     */
+    OptionalLong walkTail() throws IOException {
+        OffsetIndex.Entry last = index.last();
+        int position = last.position();
+        long next = last.offset();
+        while (position < writePosition) {
+            if (writePosition - position < RecordBatch.HEADER_SIZE) {
+                return OptionalLong.empty();
+            }
+            ByteBuffer header = readHeader(position);
+            long base = header.getLong(RecordBatch.BASE_OFFSET_OFFSET);
+            int length = header.getInt(RecordBatch.LENGTH_OFFSET);
+            int count = header.getInt(RecordBatch.COUNT_OFFSET);
+            if (base != next || length < RecordBatch.MIN_BATCH_LENGTH
+                    || length > writePosition - position - RecordBatch.LOG_OVERHEAD || count < 1) {
+                return OptionalLong.empty();
+            }
+            position += RecordBatch.LOG_OVERHEAD + length;
+            next = base + count;
+        }
+        bytesSinceLastIndexEntry = writePosition - last.position();
+        return OptionalLong.of(next);
+    }
+
+    /**
+     * Validates every batch from the start of the file, rebuilds the index on the way, and cuts the
+     * file at the first batch that is not valid (see the class comment). Does not force anything.
+     */
+    Recovery recover() throws IOException {
+        index.reset();
+        long fileSize = channel.size();
+        int position = 0;
+        long next = baseOffset;
+        int sinceIndexEntry = 0;
+        String problem = null;
+        while (position < fileSize) {
+            long remaining = fileSize - position;
+            if (remaining < RecordBatch.HEADER_SIZE) {
+                problem = "a partial batch header of " + remaining + " bytes";
+                break;
+            }
+            ByteBuffer header = readHeader(position);
+            long base = header.getLong(RecordBatch.BASE_OFFSET_OFFSET);
+            int length = header.getInt(RecordBatch.LENGTH_OFFSET);
+            if (length < RecordBatch.MIN_BATCH_LENGTH || length > remaining - RecordBatch.LOG_OVERHEAD) {
+                problem = "batch length " + length + " with " + remaining + " bytes left in the file";
+                break;
+            }
+            if (base != next) {
+                problem = "base offset " + base + " where offset " + next + " was expected";
+                break;
+            }
+            int batchSize = RecordBatch.LOG_OVERHEAD + length;
+            ByteBuffer batch = ByteBuffer.allocate(batchSize);
+            Utils.readFully(channel, batch, position);
+            batch.flip();
+            int count;
+            try {
+                count = RecordBatch.verify(batch);
+            } catch (RecordBatch.CorruptBatchException e) {
+                problem = e.getMessage();
+                break;
+            }
+            if (sinceIndexEntry >= indexIntervalBytes) {
+                index.append(base, position);
+                sinceIndexEntry = 0;
+            }
+            sinceIndexEntry += batchSize;
+            position += batchSize;
+            next = base + count;
+        }
+        long truncated = fileSize - position;
+        if (truncated > 0) {
+            channel.truncate(position);
+        }
+        writePosition = position;
+        visibleSize = position;
+        bytesSinceLastIndexEntry = sinceIndexEntry;
+        return new Recovery(next, position, truncated, problem);
+    }
+
+    Mark mark() {
+        return new Mark(writePosition, bytesSinceLastIndexEntry);
+    }
+
+    /**
+     * Writes one batch (stamped with its base offset) after the last one, indexing it per the
+     * index rule. The bytes are not visible to readers until {@link #publish()}.
+     */
+    void append(ByteBuffer batch, long baseOffset) throws IOException {
+        int size = batch.remaining();
+        if (bytesSinceLastIndexEntry >= indexIntervalBytes) {
+            index.append(baseOffset, writePosition);
+            bytesSinceLastIndexEntry = 0;
+        }
+        long position = writePosition;
+        while (batch.hasRemaining()) {
+            position += channel.write(batch, position);
+        }
+        writePosition += size;
+        bytesSinceLastIndexEntry += size;
+    }
+
+    /** Undoes the appends since {@code mark}: nothing of them was published. */
+    void rollback(Mark mark) throws IOException {
+        index.truncateToPosition(mark.writePosition());
+        channel.truncate(mark.writePosition());
+        writePosition = mark.writePosition();
+        bytesSinceLastIndexEntry = mark.bytesSinceLastIndexEntry();
+    }
+
+    /** Makes everything written so far visible to readers. */
+    void publish() {
+        visibleSize = writePosition;
+    }
+
+    /** Forces the log and then the index to stable storage. */
+    void flush() throws IOException {
+        channel.force(true);
+        index.flush();
+    }
+
+    /**
+     * Adds the records with offsets in [{@code from}, {@code end}) to {@code out}, in order, until
+     * {@code out} holds {@code max} entries or the visible part of the segment ends.
+     */
+    void read(long from, long end, int max, List<LogEntry> out) throws IOException {
+        int limit = visibleSize;
+        OffsetIndex.Entry start = index.lookup(from);
+        if (start.position() != 0 && !startsBatch(start, limit)) {
+            // A plausible but wrong entry; the log is the truth, so walk from the segment start.
+            LOG.warn("Index entry {} of {} does not point at its batch; reading from the segment start",
+                    start, index);
+            start = new OffsetIndex.Entry(baseOffset, 0);
+        }
+        int position = start.position();
+        long expected = start.offset();
+        while (position < limit && out.size() < max) {
+            if (limit - position < RecordBatch.HEADER_SIZE) {
+                throw corrupt(position, "a partial batch header");
+            }
+            ByteBuffer header = readHeader(position);
+            long base = header.getLong(RecordBatch.BASE_OFFSET_OFFSET);
+            int length = header.getInt(RecordBatch.LENGTH_OFFSET);
+            int count = header.getInt(RecordBatch.COUNT_OFFSET);
+            if (base != expected) {
+                throw corrupt(position, "base offset " + base + " where offset " + expected + " was expected");
+            }
+            if (base >= end) {
+                break;
+            }
+            if (length < RecordBatch.MIN_BATCH_LENGTH || length > limit - position - RecordBatch.LOG_OVERHEAD
+                    || count < 1) {
+                throw corrupt(position, "batch length " + length + " and record count " + count);
+            }
+            int batchSize = RecordBatch.LOG_OVERHEAD + length;
+            if (base + count > from) {
+                ByteBuffer batch = ByteBuffer.allocate(batchSize);
+                Utils.readFullyOrFail(channel, batch, position, "record batch");
+                batch.flip();
+                try {
+                    RecordBatch.decode(batch, from, end, max, out);
+                } catch (RecordBatch.CorruptBatchException e) {
+                    throw corrupt(position, e.getMessage());
+                }
+            }
+            position += batchSize;
+            expected = base + count;
+        }
+    }
+
+    /** Closes the files and deletes them. */
+    void delete() throws IOException {
+        close();
+        Files.deleteIfExists(logFile);
+        Files.deleteIfExists(index.file());
+    }
+
+    @Override
+    public void close() throws IOException {
+        try {
+            channel.close();
+        } finally {
+            index.close();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return logFile.toString();
+    }
+
+    private boolean startsBatch(OffsetIndex.Entry entry, int limit) throws IOException {
+        return limit - entry.position() >= RecordBatch.HEADER_SIZE
+                && readHeader(entry.position()).getLong(RecordBatch.BASE_OFFSET_OFFSET) == entry.offset();
+    }
+
+    private ByteBuffer readHeader(long position) throws IOException {
+        ByteBuffer header = ByteBuffer.allocate(RecordBatch.HEADER_SIZE);
+        Utils.readFullyOrFail(channel, header, position, "batch header");
+        return header.flip();
+    }
+
+    private IOException corrupt(int position, String problem) {
+        return new IOException("segment " + logFile + " is damaged at byte " + position + " (" + problem
+                + "); stop the process and restore this partition directory from a backup, or delete it to drop its data");
+    }
+
+}
