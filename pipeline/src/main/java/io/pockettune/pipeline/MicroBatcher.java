@@ -1,0 +1,70 @@
+package io.pockettune.pipeline;
+
+import io.pockettune.trainer.TokenBatch;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Cuts a stream of tokenized examples into training batches. A batch closes when it holds
+ * {@code maxExamples} examples, or when adding the next example would exceed {@code maxTokens}
+ * tokens, or when its first example has waited {@code maxWaitNanos} (time from a {@link Clock}).
+ * With only the count trigger in force (the default), the batches of a stream depend on the
+ * stream alone, which is what lets a restarted run reproduce an uninterrupted one exactly.
+ *
+ * <p>Not thread-safe.
+ */
+final class MicroBatcher {
+  private final int maxExamples;
+  private final long maxTokens;
+  private final long maxWaitNanos;
+  private final Clock clock;
+  private final List<long[]> pending = new ArrayList<>();
+  private long pendingTokens;
+  private long openedAt;
+
+  MicroBatcher(int maxExamples, long maxTokens, long maxWaitNanos, Clock clock) {
+    if (maxExamples < 1 || maxTokens < 2 || maxWaitNanos < 0) {
+      throw new IllegalArgumentException(
+          "batch triggers must be positive: examples " + maxExamples + ", tokens " + maxTokens + ", wait " + maxWaitNanos);
+    }
+    this.maxExamples = maxExamples;
+    this.maxTokens = maxTokens;
+    this.maxWaitNanos = maxWaitNanos;
+    this.clock = clock;
+  }
+
+  /** Count trigger only: every batch has exactly {@code examples} examples. */
+  static MicroBatcher byCount(int examples) {
+    return new MicroBatcher(examples, Long.MAX_VALUE, Long.MAX_VALUE, Clock.SYSTEM);
+  }
+
+  /** @return false when the open batch must close before {@code tokens} joins it (token budget) */
+  boolean fits(long[] tokens) {
+    return pending.isEmpty() || pendingTokens + tokens.length <= maxTokens;
+  }
+
+  void add(long[] tokens) {
+    if (pending.isEmpty()) {
+      openedAt = clock.nanoTime();
+    }
+    pending.add(tokens);
+    pendingTokens += tokens.length;
+  }
+
+  /** @return true when the open batch must close now (count reached or waited too long) */
+  boolean ready() {
+    return !pending.isEmpty()
+        && (pending.size() >= maxExamples || clock.nanoTime() - openedAt >= maxWaitNanos);
+  }
+
+  int pendingExamples() {
+    return pending.size();
+  }
+
+  TokenBatch drain() {
+    TokenBatch b = TokenBatch.of(List.copyOf(pending));
+    pending.clear();
+    pendingTokens = 0;
+    return b;
+  }
+}

@@ -1,0 +1,84 @@
+package io.pockettune.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class DemoCommandTest {
+  @TempDir Path dir;
+
+  private record Run(int exit, String out, String err) {
+    String lastLine() {
+      String[] lines = out.strip().split("\n");
+      return lines[lines.length - 1];
+    }
+
+    double number(String field) {
+      Matcher m = Pattern.compile("\"" + field + "\":([-0-9.eE]+)").matcher(lastLine());
+      assertTrue(m.find(), field + " missing from " + lastLine());
+      return Double.parseDouble(m.group(1));
+    }
+  }
+
+  private static Run run(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
+    return new Run(exit, out.toString(), err.toString());
+  }
+
+  @Test
+  void demo_trainsAndReportsHeldOutLossAsJson() {
+    Path data = dir.resolve("data");
+    Run r = run("demo", "--data-dir", data.toString(), "--steps", "40", "--json");
+    assertEquals(0, r.exit(), r.err());
+    assertTrue(r.lastLine().startsWith("{") && r.lastLine().endsWith("}"), r.lastLine());
+    assertEquals(40, r.number("steps"));
+    assertEquals(40 * 16 + 256, r.number("events"));
+    assertTrue(r.number("checkpoints") >= 1);
+    assertTrue(r.number("heldout_loss_after") < r.number("heldout_loss_before"), r.lastLine());
+    assertTrue(r.number("seconds") > 0);
+    assertTrue(Files.isDirectory(data.resolve("log").resolve("messages-0")), "events are on disk");
+    assertTrue(Files.exists(data.resolve("store").resolve("CURRENT")), "steps are in RocksDB");
+
+    Run again = run("demo", "--data-dir", data.toString(), "--steps", "10", "--json");
+    assertEquals(0, again.exit(), again.err());
+    assertEquals(50, again.number("total_steps"), "a second run continues the first");
+    assertTrue(again.err().contains("replaying 40 committed steps"), again.err());
+  }
+
+  @Test
+  void demo_badArgumentIsOneLine() {
+    Run r = run("demo", "--data-dir", dir.toString(), "--steps", "0");
+    assertEquals(1, r.exit());
+    assertEquals(1, r.err().strip().lines().count(), r.err());
+    assertTrue(r.err().contains("--steps"), r.err());
+  }
+
+  @Test
+  void main_plannedCommandsSayTheyAreNotBuilt() {
+    Run r = run("rollback", "--to", "3");
+    assertTrue(r.exit() != 0);
+    assertTrue(r.err().contains("not built yet"), r.err());
+    Run help = run("--help");
+    assertEquals(0, help.exit());
+    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "bench"}) {
+      assertTrue(help.out().contains(c), "help lists " + c);
+    }
+  }
+
+  @Test
+  void main_unknownOptionIsOneLineWithExit2() {
+    Run r = run("demo", "--no-such-option");
+    assertEquals(2, r.exit());
+    assertEquals(1, r.err().strip().lines().count(), r.err());
+  }
+}

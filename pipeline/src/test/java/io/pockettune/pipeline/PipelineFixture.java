@@ -1,0 +1,72 @@
+package io.pockettune.pipeline;
+
+import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.schemas.EventSerde;
+import io.pockettune.schemas.SchemaStore;
+import io.pockettune.store.ModelStore;
+import io.pockettune.store.RunIdentity;
+import io.pockettune.store.SourcePartition;
+import io.pockettune.trainer.ByteTokenizer;
+import io.pockettune.trainer.DecoderLmBuilder;
+import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.TrainableSelection;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.apache.kafka.common.TopicPartition;
+
+/** One pipeline over real files: an embedded log, a RocksDB store and a tiny ONNX model. */
+final class PipelineFixture implements AutoCloseable {
+  static final DecoderLmConfig TINY = new DecoderLmConfig(ByteTokenizer.VOCAB_SIZE, 64, 32, 1, 2, 2, 3L);
+  static final byte[] MODEL = DecoderLmBuilder.build(TINY);
+  static final MezoConfig MEZO = new MezoConfig(1e-3f, 1e-3f, 17L);
+
+  final EmbeddedLog log;
+  final EventSerde serde;
+  final LossModel model;
+  final PerturbationKernel kernel;
+  final ModelStore store;
+  final MezoTrainer trainer;
+
+  /** Opens (or reopens) a log and store; restores the model by replaying committed steps. */
+  PipelineFixture(Path logDir, Path storeDir) throws IOException {
+    log = EmbeddedLog.open(logDir);
+    log.createTopic(DemoCommand.MESSAGES, 2);
+    log.createTopic(DemoCommand.NOTES, 1);
+    serde = new EventSerde(SchemaStore.withBuiltIns());
+    model = LossModel.causalLm(MODEL, TrainableSelection.all(), 1);
+    kernel = new PerturbationKernel(1);
+    store = ModelStore.open(storeDir, new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
+        model.parameters().layout(), "test"));
+    trainer = new MezoTrainer(model, MEZO, kernel, 0);
+    if (store.lastStep() > 0) {
+      store.steps(1, store.lastStep()).forEach(trainer::replay);
+    }
+  }
+
+  /** A job reading every partition from the committed offsets to the current end of the log. */
+  TrainingJob job(int batch) {
+    Map<TopicPartition, Long> start = new LinkedHashMap<>();
+    Map<TopicPartition, Long> end = new LinkedHashMap<>();
+    Map<SourcePartition, Long> committed = store.committedOffsets();
+    for (TopicPartition tp : DemoCommand.partitions()) {
+      start.put(tp, committed.getOrDefault(new SourcePartition(tp.topic(), tp.partition()), 0L));
+      end.put(tp, log.endOffset(tp.topic(), tp.partition()));
+    }
+    return new TrainingJob(new LogSource(log, start, end), serde, ExampleMapper.defaults(), new ByteTokenizer(),
+        TINY.maxPositions(), MicroBatcher.byCount(batch), trainer, store, new DeadLetters(log), 5);
+  }
+
+  @Override
+  public void close() throws IOException {
+    store.close();
+    kernel.close();
+    model.close();
+    log.close();
+  }
+}

@@ -1,0 +1,96 @@
+package io.pockettune.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pockettune.events.Message;
+import io.pockettune.ingest.LogEntry;
+import io.pockettune.ingest.LogRecord;
+import io.pockettune.store.SourcePartition;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class TrainingJobTest {
+  private static final Instant T0 = Instant.parse("2026-09-01T07:00:00Z");
+  private static final TrainingJob.Listener QUIET = (r, n) -> {};
+
+  @TempDir Path dir;
+
+  private static void appendPersona(PipelineFixture f, int events) throws Exception {
+    DemoCommand.append(f.log, f.serde, new PersonaStream(5, T0), events);
+  }
+
+  @Test
+  void run_resumedAfterStopEqualsUninterruptedRun() throws Exception {
+    String uninterrupted;
+    Map<SourcePartition, Long> uninterruptedOffsets;
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("a-log"), dir.resolve("a-store"))) {
+      appendPersona(f, 60);
+      TrainingJob.Result r = f.job(4).run(12, QUIET);
+      assertEquals(12, r.steps());
+      uninterrupted = f.model.parameters().digest();
+      uninterruptedOffsets = f.store.committedOffsets();
+    }
+
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("b-log"), dir.resolve("b-store"))) {
+      appendPersona(f, 60);
+      assertEquals(5, f.job(4).run(5, QUIET).steps());
+    }
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("b-log"), dir.resolve("b-store"))) {
+      assertEquals(5, f.store.lastStep());
+      assertEquals(7, f.job(4).run(7, QUIET).steps());
+      assertEquals(uninterrupted, f.model.parameters().digest());
+      assertEquals(uninterruptedOffsets, f.store.committedOffsets());
+    }
+  }
+
+  @Test
+  void run_commitsOffsetsOfExactlyTheTrainedEvents() throws Exception {
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("log"), dir.resolve("store"))) {
+      appendPersona(f, 50);
+      TrainingJob.Result r = f.job(8).run(100, QUIET);
+      assertTrue(r.sourceExhausted());
+      assertEquals(6, r.steps());
+      assertEquals(48, r.eventsTrained());
+      long committed = f.store.committedOffsets().values().stream().mapToLong(Long::longValue).sum();
+      assertEquals(48, committed, "the two events of the unfinished batch stay ahead of the offsets");
+      assertEquals(1, r.checkpoints());
+      assertEquals(5, f.store.checkpoints().get(0).step());
+    }
+  }
+
+  @Test
+  void run_deadLettersBadEventsAndGoesOn() throws Exception {
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("log"), dir.resolve("store"))) {
+      long t = T0.toEpochMilli();
+      byte[] good = f.serde.serialize(Message.newBuilder().setId("1").setConversation("ada").setSender("maya")
+          .setText("see you at 6 x").setEventTime(T0).build());
+      byte[] empty = f.serde.serialize(Message.newBuilder().setId("2").setConversation("ada").setSender("maya")
+          .setText("   ").setEventTime(T0).build());
+      byte[] unknown = good.clone();
+      unknown[2] ^= 0x5A; // a fingerprint no store knows
+      byte[] garbage = "definitely not avro".getBytes(StandardCharsets.UTF_8);
+      f.log.append(DemoCommand.MESSAGES, 0, List.of(
+          new LogRecord(t, null, good), new LogRecord(t + 1, null, empty), new LogRecord(t + 2, null, unknown),
+          new LogRecord(t + 3, null, garbage), new LogRecord(t + 4, null, good), new LogRecord(t + 5, null, good),
+          new LogRecord(t + 6, null, good)));
+
+      TrainingJob.Result r = f.job(2).run(10, QUIET);
+      assertEquals(2, r.steps());
+      assertEquals(3, r.deadLetters());
+      List<LogEntry> letters = f.log.read(DeadLetters.TOPIC, 0, 0, 10);
+      assertEquals(3, letters.size());
+      String all = letters.stream().map(e -> new String(e.value(), StandardCharsets.UTF_8)).reduce("", String::concat);
+      assertTrue(all.contains("empty text"), all);
+      assertTrue(all.contains("unknown writer schema fingerprint"), all);
+      assertTrue(all.contains("\"offset\":3"), all);
+      assertEquals("messages/0/1", new String(letters.get(0).key(), StandardCharsets.UTF_8));
+      assertEquals(7L, f.store.committedOffsets().get(new SourcePartition(DemoCommand.MESSAGES, 0)));
+    }
+  }
+}
