@@ -68,7 +68,7 @@ final class DemoCommand implements Callable<Integer> {
   @Mixin CommonOptions common;
 
   @Option(names = "--steps", description = "MeZO steps to train (default: ${DEFAULT-VALUE})")
-  int steps = 2000;
+  int steps = 3000;
 
   @Option(names = "--batch", description = "examples per step (default: ${DEFAULT-VALUE})")
   int batch = 16;
