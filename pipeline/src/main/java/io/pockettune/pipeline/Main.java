@@ -15,7 +15,13 @@ import picocli.CommandLine.Unmatched;
     mixinStandardHelpOptions = true,
     version = "pockettune 0.1.0",
     description = "Personalizes a language model on this device, from the events its apps produce.",
-    subcommands = {DemoCommand.class})
+    subcommands = {
+      DemoCommand.class,
+      CheckpointsCommand.class,
+      RollbackCommand.class,
+      ExportCommand.class,
+      BenchCommand.class
+    })
 public final class Main implements Runnable {
 
   /** A command of the contract that a later version will provide. */
@@ -25,11 +31,7 @@ public final class Main implements Runnable {
       new Planned("serve", "#6", "Run ingestion and training in the background."),
       new Planned("produce", "#6", "Append events from JSON lines to a topic."),
       new Planned("status", "#6", "Show lag, steps, recent loss and the last checkpoint."),
-      new Planned("checkpoints", "#5", "List the checkpoints of a data directory."),
-      new Planned("rollback", "#5", "Roll the model back to a checkpoint or step."),
-      new Planned("replay", "#6", "Evaluate checkpoints on a slice of the log without training."),
-      new Planned("export", "#5", "Write a standalone ONNX model with the trained values."),
-      new Planned("bench", "#3, #4, #5", "Measure the trainer, the log and the store."));
+      new Planned("replay", "#6", "Evaluate checkpoints on a slice of the log without training."));
 
   @Spec CommandSpec spec;
 
