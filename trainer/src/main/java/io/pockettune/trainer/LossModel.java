@@ -51,10 +51,14 @@ public final class LossModel implements AutoCloseable {
   private final NDList parameterArrays;
   private final String baseModelHash;
 
-  private LossModel(byte[] onnx, TrainableSelection selection, int threads) {
+  private final boolean classifier;
+
+  private LossModel(byte[] onnx, TrainableSelection selection, int threads,
+      java.util.function.UnaryOperator<ModelProto> objective, boolean classifier) {
     this.baseModelHash = sha256(onnx);
+    this.classifier = classifier;
     ModelRewriter.Lifted lifted = ModelRewriter.lift(ModelRewriter.parse(onnx), selection);
-    ModelProto lossModel = ModelRewriter.appendCausalLmLoss(lifted.model());
+    ModelProto lossModel = objective.apply(lifted.model());
     this.parameters = new ParameterSet(lifted.tensors());
     this.model = Model.newInstance("pockettune", Device.cpu(), "OnnxRuntime");
     try {
@@ -87,7 +91,30 @@ public final class LossModel implements AutoCloseable {
    * @param threads   intra-op threads of ONNX Runtime
    */
   public static LossModel causalLm(byte[] onnx, TrainableSelection selection, int threads) {
-    return new LossModel(onnx, selection, threads);
+    return new LossModel(onnx, selection, threads, ModelRewriter::appendCausalLmLoss, false);
+  }
+
+  /**
+   * Loads a language model and prepares it for prompt classification (MeZO's formulation):
+   * cross-entropy over the label words' logits at each prompt's answer position. Batches must be
+   * {@link TokenBatch#classification classification batches}.
+   *
+   * @param labelTokens the token id of each label word (its first token), in label order
+   */
+  public static LossModel promptClassifier(byte[] onnx, TrainableSelection selection, long[] labelTokens, int threads) {
+    if (labelTokens.length < 2) {
+      throw new IllegalArgumentException("a classifier needs at least two label words");
+    }
+    long[] labels = labelTokens.clone();
+    return new LossModel(onnx, selection, threads, m -> ModelRewriter.appendClassificationLoss(m, labels), true);
+  }
+
+  /**
+   * Loads a model that computes its own scalar loss (output {@code lossOutput}); batches are
+   * {@link TensorBatch}es naming the model's inputs.
+   */
+  public static LossModel scalarLoss(byte[] onnx, TrainableSelection selection, String lossOutput, int threads) {
+    return new LossModel(onnx, selection, threads, m -> ModelRewriter.useScalarLoss(m, lossOutput), false);
   }
 
   public ParameterSet parameters() {
@@ -100,25 +127,83 @@ public final class LossModel implements AutoCloseable {
   }
 
   /** One forward pass at the current parameter values. */
-  public Loss loss(TokenBatch batch) {
-    Shape shape = new Shape(batch.size(), batch.length());
-    try (NDArray ids = manager.create(longs(batch.ids()), shape, DataType.INT64);
-        NDArray mask = manager.create(longs(batch.mask()), shape, DataType.INT64)) {
-      ids.setName("input_ids");
-      mask.setName("attention_mask");
-      NDList inputs = new NDList(parameterArrays.size() + 2);
-      inputs.add(ids);
-      inputs.add(mask);
-      inputs.addAll(parameterArrays);
-      NDList out = predictor.predict(inputs);
-      try {
-        return new Loss(out.get(ModelRewriter.LOSS).getFloat(), out.get(ModelRewriter.TOKEN_COUNT).getFloat());
-      } finally {
-        out.close();
+  public Loss loss(Batch batch) {
+    NDList out = forward(batch);
+    try {
+      return new Loss(out.get(ModelRewriter.LOSS).getFloat(), out.get(ModelRewriter.TOKEN_COUNT).getFloat());
+    } finally {
+      out.close();
+    }
+  }
+
+  /**
+   * @return per row, the index of the label word with the highest score (prompt classifiers only)
+   */
+  public int[] predict(TokenBatch batch) {
+    if (!classifier) {
+      throw new IllegalStateException("predict needs a prompt classifier");
+    }
+    NDList out = forward(batch);
+    try {
+      float[] scores = out.get(ModelRewriter.LABEL_SCORES).toFloatArray();
+      int k = scores.length / batch.size();
+      int[] best = new int[batch.size()];
+      for (int r = 0; r < best.length; r++) {
+        for (int j = 1; j < k; j++) {
+          if (scores[r * k + j] > scores[r * k + best[r]]) {
+            best[r] = j;
+          }
+        }
       }
+      return best;
+    } finally {
+      out.close();
+    }
+  }
+
+  private NDList forward(Batch batch) {
+    NDList inputs = new NDList(parameterArrays.size() + 4);
+    NDList owned = new NDList();
+    try {
+      if (batch instanceof TokenBatch t) {
+        Shape shape = new Shape(t.size(), t.length());
+        owned.add(named(manager.create(longs(t.ids()), shape, DataType.INT64), "input_ids"));
+        owned.add(named(manager.create(longs(t.mask()), shape, DataType.INT64), "attention_mask"));
+        if (classifier) {
+          if (t.labels() == null) {
+            throw new IllegalArgumentException("a prompt classifier needs answer positions and labels in the batch");
+          }
+          Shape rows = new Shape(t.size());
+          owned.add(named(manager.create(longs(t.answerPositions()), rows, DataType.INT64), ModelRewriter.ANSWER_POSITION));
+          owned.add(named(manager.create(longs(t.labels()), rows, DataType.INT64), ModelRewriter.LABEL));
+        }
+      } else if (batch instanceof TensorBatch tb) {
+        for (TensorBatch.Tensor x : tb.tensors()) {
+          NDArray a = x.floats() != null
+              ? manager.create(floats(x.floats()), new Shape(x.shape()), DataType.FLOAT32)
+              : manager.create(longs(x.longs()), new Shape(x.shape()), DataType.INT64);
+          owned.add(named(a, x.name()));
+        }
+      }
+      inputs.addAll(owned);
+      inputs.addAll(parameterArrays);
+      return predictor.predict(inputs);
     } catch (TranslateException e) {
       throw new IllegalStateException("forward pass failed: " + e.getMessage(), e);
+    } finally {
+      owned.close();
     }
+  }
+
+  private static NDArray named(NDArray a, String name) {
+    a.setName(name);
+    return a;
+  }
+
+  private static ByteBuffer floats(float[] values) {
+    ByteBuffer b = ByteBuffer.allocateDirect(values.length * Float.BYTES).order(ByteOrder.nativeOrder());
+    b.asFloatBuffer().put(values);
+    return b;
   }
 
   private static ByteBuffer longs(long[] values) {

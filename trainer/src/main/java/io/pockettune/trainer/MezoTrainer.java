@@ -1,6 +1,7 @@
 package io.pockettune.trainer;
 
 import java.nio.FloatBuffer;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -11,8 +12,9 @@ import java.util.List;
  * <pre>
  *   theta += eps z            L+ = loss(theta)
  *   theta -= 2 eps z          L- = loss(theta)
- *   g = (L+ - L-) / (2 eps)   the projected gradient, one scalar
+ *   g = (L+ - L-) / (2 eps)   the projected gradient, one scalar (clipped if configured)
  *   theta += (eps - lr g) z   restore and update fused in one pass
+ *   theta *= 1 - lr wd        on tensors of rank >= 2, in the same pass (decoupled weight decay)
  * </pre>
  *
  * So training needs the memory of inference (no gradients, no optimizer state, no activations
@@ -22,6 +24,13 @@ import java.util.List;
  * The third pass does not restore theta exactly before the update (float rounding); the replay
  * reproduces that rounding too, which is why it replays three passes rather than one net update.
  *
+ * <h2>n-SPSA</h2>
+ * With {@code directions = n > 1}, a batch is used for n directions in turn, each a full step with
+ * learning rate {@code lr / n} applied as soon as its gradient is known (each direction is measured
+ * at the parameters the previous one left). The batch's update is thus the average of n directional
+ * estimates, as in n-SPSA, except that the evaluation point moves by O(lr) between directions; in
+ * exchange every direction is an ordinary, independently replayable step record.
+ *
  * <p>Not thread-safe.
  */
 public final class MezoTrainer {
@@ -29,6 +38,7 @@ public final class MezoTrainer {
   private final MezoConfig config;
   private final PerturbationKernel kernel;
   private final FloatBuffer params;
+  private final PerturbationKernel.Ranges decayed;
   private long step;
 
   /**
@@ -42,10 +52,11 @@ public final class MezoTrainer {
     this.config = config;
     this.kernel = kernel;
     this.params = model.parameters().floats();
+    this.decayed = config.weightDecay() > 0 ? model.parameters().decayRanges() : PerturbationKernel.Ranges.NONE;
     this.step = stepsDone;
   }
 
-  /** @return the number of steps applied so far */
+  /** @return the number of steps (directions) applied so far */
   public long stepsDone() {
     return step;
   }
@@ -54,40 +65,63 @@ public final class MezoTrainer {
     return config;
   }
 
-  /** Takes one MeZO step on {@code batch} and returns its record. */
-  public StepRecord step(TokenBatch batch) {
+  /** Takes one MeZO step on {@code batch} (a config with one direction) and returns its record. */
+  public StepRecord step(Batch batch) {
+    if (config.directions() != 1) {
+      throw new IllegalStateException("this run uses " + config.directions() + " directions per batch: call steps(batch)");
+    }
+    return direction(batch, 1);
+  }
+
+  /** Takes the configured number of directions on {@code batch}; one record per direction. */
+  public List<StepRecord> steps(Batch batch) {
+    int n = config.directions();
+    List<StepRecord> records = new ArrayList<>(n);
+    for (int i = 0; i < n; i++) {
+      records.add(direction(batch, n));
+    }
+    return records;
+  }
+
+  private StepRecord direction(Batch batch, int directions) {
     long n = step + 1;
     long seed = PerturbationKernel.stepSeed(config.runSeed(), n);
     float eps = config.eps();
-    float lr = config.learningRate();
+    float lr = config.learningRateAt(n) / directions;
+    PerturbationKernel.Distribution d = config.distribution();
 
-    kernel.axpy(params, seed, plusAlpha(eps));
+    kernel.axpy(params, seed, plusAlpha(eps), d, PerturbationKernel.Ranges.NONE, 1f);
     float lossPlus = model.loss(batch).loss();
-    kernel.axpy(params, seed, minusAlpha(eps));
+    kernel.axpy(params, seed, minusAlpha(eps), d, PerturbationKernel.Ranges.NONE, 1f);
     float lossMinus = model.loss(batch).loss();
-    float g = projectedGradient(lossPlus, lossMinus, eps);
-    kernel.axpy(params, seed, updateAlpha(eps, lr, g));
+    float g = projectedGradient(lossPlus, lossMinus, eps, config.gradientClip());
+    kernel.axpy(params, seed, updateAlpha(eps, lr, g), d, decayed, keep(lr));
 
     step = n;
     return new StepRecord(n, seed, g, lr, eps, lossPlus, lossMinus, batch.size(), System.currentTimeMillis());
   }
 
-  /** Re-applies a recorded step to the parameters, exactly as {@link #step} applied it. */
+  /**
+   * Re-applies a recorded step to the parameters, exactly as {@link #step} applied it. The run's
+   * distribution and weight decay come from this trainer's config, which must be the recorded one.
+   */
   public void replay(StepRecord r) {
     if (r.step() != step + 1) {
       throw new IllegalStateException("replaying step " + r.step() + " after step " + step);
     }
-    kernel.axpy(params, r.seed(), plusAlpha(r.eps()));
-    kernel.axpy(params, r.seed(), minusAlpha(r.eps()));
-    kernel.axpy(params, r.seed(), updateAlpha(r.eps(), r.learningRate(), r.projectedGradient()));
+    PerturbationKernel.Distribution d = config.distribution();
+    kernel.axpy(params, r.seed(), plusAlpha(r.eps()), d, PerturbationKernel.Ranges.NONE, 1f);
+    kernel.axpy(params, r.seed(), minusAlpha(r.eps()), d, PerturbationKernel.Ranges.NONE, 1f);
+    kernel.axpy(params, r.seed(), updateAlpha(r.eps(), r.learningRate(), r.projectedGradient()), d, decayed,
+        keep(r.learningRate()));
     step = r.step();
   }
 
   /** Token-weighted mean loss over batches, at the current parameters, without training. */
-  public double evaluate(List<TokenBatch> batches) {
+  public double evaluate(List<? extends Batch> batches) {
     double sum = 0;
     double tokens = 0;
-    for (TokenBatch b : batches) {
+    for (Batch b : batches) {
       LossModel.Loss l = model.loss(b);
       sum += (double) l.loss() * l.tokens();
       tokens += l.tokens();
@@ -95,13 +129,20 @@ public final class MezoTrainer {
     return tokens == 0 ? Double.NaN : sum / tokens;
   }
 
+  private float keep(float lr) {
+    return decayed == PerturbationKernel.Ranges.NONE ? 1f : 1f - lr * config.weightDecay();
+  }
+
   /**
    * A non-finite loss (overflow in a perturbed model) gives no usable direction: g = 0 makes the
-   * step a plain restore, and the record says so.
+   * step a plain restore, and the record says so. With {@code clip > 0}, |g| is bounded by it.
    */
-  static float projectedGradient(float lossPlus, float lossMinus, float eps) {
+  static float projectedGradient(float lossPlus, float lossMinus, float eps, float clip) {
     float g = (lossPlus - lossMinus) / (2f * eps);
-    return Float.isFinite(g) ? g : 0f;
+    if (!Float.isFinite(g)) {
+      return 0f;
+    }
+    return clip > 0 ? Math.max(-clip, Math.min(clip, g)) : g;
   }
 
   static float plusAlpha(float eps) {

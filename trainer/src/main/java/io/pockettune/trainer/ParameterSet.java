@@ -79,6 +79,32 @@ public final class ParameterSet {
     return bytes.slice(t.offset() * Float.BYTES, t.count() * Float.BYTES).order(ByteOrder.nativeOrder());
   }
 
+  /**
+   * The ranges that weight decay applies to: tensors of rank 2 or more (weights, embeddings, LoRA
+   * factors). Biases and normalization parameters, rank 1, are never decayed.
+   */
+  public PerturbationKernel.Ranges decayRanges() {
+    List<int[]> ranges = new ArrayList<>();
+    for (Tensor t : tensors) {
+      if (t.dims().length < 2) {
+        continue;
+      }
+      int[] last = ranges.isEmpty() ? null : ranges.get(ranges.size() - 1);
+      if (last != null && last[1] == t.offset()) {
+        last[1] = t.offset() + t.count();
+      } else {
+        ranges.add(new int[] {t.offset(), t.offset() + t.count()});
+      }
+    }
+    int[] starts = new int[ranges.size()];
+    int[] ends = new int[ranges.size()];
+    for (int i = 0; i < starts.length; i++) {
+      starts[i] = ranges.get(i)[0];
+      ends[i] = ranges.get(i)[1];
+    }
+    return new PerturbationKernel.Ranges(starts, ends);
+  }
+
   /** A stable description of names and shapes, recorded with a run so it cannot silently change. */
   public String layout() {
     StringBuilder sb = new StringBuilder();

@@ -34,11 +34,30 @@ import java.util.concurrent.Future;
  * <p>Thread-safe: passes on disjoint buffers may run concurrently; the worker pool is shared.
  */
 public final class PerturbationKernel implements AutoCloseable {
+  /** Distribution of the direction's entries. */
+  public enum Distribution {
+    /** Standard normal, from the quantile table (the MeZO default). */
+    GAUSSIAN,
+    /** +1 or -1 with equal probability, one bit of the hash per parameter. */
+    RADEMACHER
+  }
+
+  /**
+   * Parameter ranges {@code [starts[k], ends[k])}, sorted and disjoint, that an update pass also
+   * multiplies by a decay factor (decoupled weight decay).
+   */
+  public record Ranges(int[] starts, int[] ends) {
+    public static final Ranges NONE = new Ranges(new int[0], new int[0]);
+  }
+
   /** Version of the generator and the arithmetic; recorded with every run. */
   public static final int VERSION = 1;
 
   /** Parameters per work unit; a multiple of 4 so no hash group spans two chunks. */
   static final int CHUNK = 1 << 16;
+
+  /** Floats per block of the inner loop; a multiple of 4, dividing {@link #CHUNK}. */
+  private static final int BLOCK = 2048;
 
   private static final long GOLDEN = 0x9E3779B97F4A7C15L;
   private static final float[] TABLE = gaussianTable();
@@ -68,14 +87,20 @@ public final class PerturbationKernel implements AutoCloseable {
     return threads;
   }
 
-  /** {@code params[i] += alpha * z(seed, i)} for every i. */
+  /** {@code params[i] += alpha * z(seed, i)} for every i, with Gaussian z. */
   public void axpy(FloatBuffer params, long seed, float alpha) {
+    axpy(params, seed, alpha, Distribution.GAUSSIAN, Ranges.NONE, 1f);
+  }
+
+  /**
+   * {@code params[i] = params[i] + alpha * z(seed, i)}, then, for i inside {@code decayed},
+   * {@code params[i] = params[i] * keep}; one pass over memory.
+   */
+  public void axpy(FloatBuffer params, long seed, float alpha, Distribution distribution, Ranges decayed, float keep) {
     int n = params.capacity();
     int chunks = (n + CHUNK - 1) / CHUNK;
     if (pool == null || chunks == 1) {
-      for (int c = 0; c < chunks; c++) {
-        axpyRange(params, seed, alpha, c * CHUNK, Math.min(n, (c + 1) * CHUNK));
-      }
+      axpyRange(params, seed, alpha, distribution, decayed, keep, 0, n);
       return;
     }
     List<Future<?>> futures = new ArrayList<>(threads);
@@ -86,7 +111,7 @@ public final class PerturbationKernel implements AutoCloseable {
       if (from >= to) {
         break;
       }
-      futures.add(pool.submit(() -> axpyRange(params, seed, alpha, from, to)));
+      futures.add(pool.submit(() -> axpyRange(params, seed, alpha, distribution, decayed, keep, from, to)));
     }
     for (Future<?> f : futures) {
       try {
@@ -100,10 +125,28 @@ public final class PerturbationKernel implements AutoCloseable {
     }
   }
 
-  /** The direction's value at index i (reference form of what {@link #axpy} computes). */
+  /** Writes z(seed, i) itself into {@code out} (for graphs that take the direction as an input). */
+  public void fill(FloatBuffer out, long seed, Distribution distribution) {
+    int n = out.capacity();
+    for (int i = 0; i < n; i++) {
+      out.put(i, 0f);
+    }
+    axpy(out, seed, 1f, distribution, Ranges.NONE, 1f);
+  }
+
+  /** The Gaussian direction's value at index i (reference form of what {@link #axpy} computes). */
   public static float z(long seed, long i) {
     long h = mix(seed + (i >>> 2) * GOLDEN);
     return TABLE[(int) (h >>> ((i & 3) * 16)) & 0xFFFF];
+  }
+
+  /** The direction's value at index i for either distribution. */
+  public static float z(long seed, long i, Distribution distribution) {
+    if (distribution == Distribution.GAUSSIAN) {
+      return z(seed, i);
+    }
+    long h = mix(seed + (i >>> 6) * GOLDEN);
+    return ((h >>> (i & 63)) & 1L) == 0 ? 1f : -1f;
   }
 
   /** Seed of step {@code step} of a run: distinct, well-mixed seeds from one run seed. */
@@ -111,19 +154,64 @@ public final class PerturbationKernel implements AutoCloseable {
     return mix(runSeed ^ mix(step * GOLDEN + 0x632BE59BD9B4E019L));
   }
 
-  private static void axpyRange(FloatBuffer p, long seed, float alpha, int from, int to) {
-    int i = from;
-    int groupEnd = to & ~3;
-    long counter = seed + (long) (from >>> 2) * GOLDEN;
-    for (; i < groupEnd; i += 4, counter += GOLDEN) {
-      long h = mix(counter);
-      p.put(i, p.get(i) + alpha * TABLE[(int) h & 0xFFFF]);
-      p.put(i + 1, p.get(i + 1) + alpha * TABLE[(int) (h >>> 16) & 0xFFFF]);
-      p.put(i + 2, p.get(i + 2) + alpha * TABLE[(int) (h >>> 32) & 0xFFFF]);
-      p.put(i + 3, p.get(i + 3) + alpha * TABLE[(int) (h >>> 48) & 0xFFFF]);
+  /**
+   * Works through a range in blocks: copy the block out of the direct buffer (one bulk copy), update
+   * it in a plain array loop free of per-element buffer checks, apply decay to the parts of the
+   * block inside decayed ranges, copy it back. Chunk and block boundaries are multiples of 64, so no
+   * hash group (4 Gaussian or 64 Rademacher values) is ever split.
+   */
+  private static void axpyRange(FloatBuffer p, long seed, float alpha, Distribution distribution,
+      Ranges decayed, float keep, int from, int to) {
+    float[] block = new float[BLOCK];
+    for (int start = from; start < to; start += BLOCK) {
+      int len = Math.min(BLOCK, to - start);
+      p.get(start, block, 0, len);
+      if (distribution == Distribution.GAUSSIAN) {
+        gaussianBlock(block, len, seed, alpha, start);
+      } else {
+        rademacherBlock(block, len, seed, alpha, start);
+      }
+      if (keep != 1f) {
+        decayBlock(block, start, len, decayed, keep);
+      }
+      p.put(start, block, 0, len);
     }
-    for (; i < to; i++) {
-      p.put(i, p.get(i) + alpha * z(seed, i));
+  }
+
+  private static void gaussianBlock(float[] block, int len, long seed, float alpha, int start) {
+    int groups = len & ~3;
+    long counter = seed + (long) (start >>> 2) * GOLDEN;
+    for (int j = 0; j < groups; j += 4, counter += GOLDEN) {
+      long h = mix(counter);
+      block[j] += alpha * TABLE[(int) h & 0xFFFF];
+      block[j + 1] += alpha * TABLE[(int) (h >>> 16) & 0xFFFF];
+      block[j + 2] += alpha * TABLE[(int) (h >>> 32) & 0xFFFF];
+      block[j + 3] += alpha * TABLE[(int) (h >>> 48) & 0xFFFF];
+    }
+    for (int j = groups; j < len; j++) {
+      block[j] += alpha * z(seed, start + j);
+    }
+  }
+
+  private static void rademacherBlock(float[] block, int len, long seed, float alpha, int start) {
+    float minus = -alpha;
+    for (int g = 0; g < len; g += 64) {
+      long h = mix(seed + (long) ((start + g) >>> 6) * GOLDEN);
+      int end = Math.min(64, len - g);
+      for (int b = 0; b < end; b++) {
+        block[g + b] += ((h >>> b) & 1L) == 0 ? alpha : minus;
+      }
+    }
+  }
+
+  private static void decayBlock(float[] block, int start, int len, Ranges decayed, float keep) {
+    int end = start + len;
+    for (int k = 0; k < decayed.starts().length; k++) {
+      int from = Math.max(start, decayed.starts()[k]);
+      int to = Math.min(end, decayed.ends()[k]);
+      for (int i = from; i < to; i++) {
+        block[i - start] *= keep;
+      }
     }
   }
 

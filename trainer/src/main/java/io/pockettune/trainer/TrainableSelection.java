@@ -3,21 +3,60 @@ package io.pockettune.trainer;
 import java.util.regex.Pattern;
 
 /**
- * Which float initializers of a model become trainable graph inputs.
+ * What trains in a model: a set of its float initializers (lifted to graph inputs), or LoRA
+ * adapters injected beside chosen MatMul/Gemm weights (the weights themselves stay frozen).
  *
+ * @param kind        how {@code pattern} is used
+ * @param pattern     initializer names (full match) that train, or whose MatMul/Gemm get adapters
+ * @param rank        LoRA rank r (LoRA only)
+ * @param alpha       LoRA scale numerator: the adapter adds {@code (alpha / r) x A B} (LoRA only)
  * @param description human-readable form, recorded with a run's layout
- * @param pattern     initializer names that train (full match)
  */
-public record TrainableSelection(String description, Pattern pattern) {
+public record TrainableSelection(Kind kind, Pattern pattern, int rank, float alpha, String description) {
+
+  /** The ways of choosing what trains. */
+  public enum Kind {
+    /** Float initializers whose names match. */
+    INITIALIZERS,
+    /** Float initializers of rank 1 (biases and normalization scales and shifts). */
+    RANK_ONE,
+    /** LoRA adapters beside the matching MatMul/Gemm weights. */
+    LORA
+  }
+
+  /** LoRA's usual targets: attention query and value projections under common export names. */
+  public static final String DEFAULT_LORA_TARGETS = ".*(q_proj|v_proj|query|value|c_attn)\\.weight";
+
+  public TrainableSelection {
+    if (kind == Kind.LORA && (rank < 1 || !(alpha > 0))) {
+      throw new IllegalArgumentException("LoRA needs a positive rank and alpha, got r=" + rank + " alpha=" + alpha);
+    }
+  }
 
   /** Every float initializer of rank at least 1. */
   public static TrainableSelection all() {
-    return new TrainableSelection("all", Pattern.compile(".*"));
+    return new TrainableSelection(Kind.INITIALIZERS, Pattern.compile(".*"), 0, 0f, "all");
   }
 
   /** Initializers whose whole name matches {@code regex}. */
   public static TrainableSelection matching(String regex) {
-    return new TrainableSelection("matching " + regex, Pattern.compile(regex));
+    return new TrainableSelection(Kind.INITIALIZERS, Pattern.compile(regex), 0, 0f, "matching " + regex);
+  }
+
+  /** Biases and normalization parameters: every float initializer of rank 1. */
+  public static TrainableSelection biasesAndNorms() {
+    return new TrainableSelection(Kind.RANK_ONE, Pattern.compile(".*"), 0, 0f, "biases and norms");
+  }
+
+  /** LoRA with rank {@code r} and scale {@code alpha / r} beside weights matching {@code targets}. */
+  public static TrainableSelection lora(int r, float alpha, String targets) {
+    return new TrainableSelection(Kind.LORA, Pattern.compile(targets), r, alpha,
+        "lora r=" + r + " alpha=" + alpha + " on " + targets);
+  }
+
+  /** LoRA r=8, alpha=16 on attention query/value (the MeZO paper's LoRA setting). */
+  public static TrainableSelection lora() {
+    return lora(8, 16f, DEFAULT_LORA_TARGETS);
   }
 
   boolean selects(String initializerName) {
