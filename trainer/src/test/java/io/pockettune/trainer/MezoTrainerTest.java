@@ -6,7 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 class MezoTrainerTest {
 
@@ -87,6 +90,84 @@ class MezoTrainerTest {
       }
       assertEquals(trained, model.parameters().digest());
     }
+  }
+
+  static Stream<MezoConfig> variants() {
+    MezoConfig base = new MezoConfig(1e-3f, 2e-3f, 9L);
+    return Stream.of(
+        base,
+        base.withDistribution(PerturbationKernel.Distribution.RADEMACHER),
+        base.withWeightDecay(0.1f),
+        base.withSchedule(MezoConfig.Schedule.COSINE, 12),
+        base.withSchedule(MezoConfig.Schedule.LINEAR, 12).withGradientClip(0.05f),
+        base.withDirections(3).withWeightDecay(0.05f));
+  }
+
+  @ParameterizedTest
+  @MethodSource("variants")
+  void replay_isBitExactForEveryVariant(MezoConfig config) {
+    try (LossModel model = TinyModels.tinyLm(1);
+        PerturbationKernel kernel = new PerturbationKernel(2)) {
+      float[] base = model.parameters().toArray();
+      MezoTrainer trainer = new MezoTrainer(model, config, kernel, 0);
+      List<StepRecord> records = new ArrayList<>();
+      for (int i = 0; i < 4; i++) {
+        records.addAll(trainer.steps(BATCH));
+      }
+      assertEquals(4L * config.directions(), trainer.stepsDone());
+      String trained = model.parameters().digest();
+      model.parameters().load(base);
+      MezoTrainer replayer = new MezoTrainer(model, config, kernel, 0);
+      records.forEach(replayer::replay);
+      assertEquals(trained, model.parameters().digest());
+    }
+  }
+
+  @Test
+  void step_weightDecayShrinksWeightsButNotBiasesOrNorms() {
+    try (LossModel model = TinyModels.tinyLm(1);
+        PerturbationKernel kernel = new PerturbationKernel(1)) {
+      float[] before = model.parameters().toArray();
+      // lr large and eps tiny relative to the decay, so the decay dominates the change.
+      MezoConfig c = new MezoConfig(1e-6f, 1e-2f, 4L).withWeightDecay(10f).withGradientClip(1e-3f);
+      new MezoTrainer(model, c, kernel, 0).step(BATCH);
+      float[] after = model.parameters().toArray();
+      for (ParameterSet.Tensor t : model.parameters().tensors()) {
+        double ratio = norm(after, t) / norm(before, t);
+        if (t.dims().length >= 2) {
+          assertEquals(0.9, ratio, 1e-3, t.name());
+        } else if (t.name().endsWith("ln_1.weight")) {
+          assertEquals(1.0, ratio, 1e-3, t.name());
+        }
+      }
+    }
+  }
+
+  private static double norm(float[] v, ParameterSet.Tensor t) {
+    double s = 0;
+    for (int i = t.offset(); i < t.offset() + t.count(); i++) {
+      s += (double) v[i] * v[i];
+    }
+    return Math.sqrt(s);
+  }
+
+  @Test
+  void projectedGradient_clipsAndZeroesNonFinite() {
+    assertEquals(0.5f, MezoTrainer.projectedGradient(3f, 1f, 1e-3f, 0.5f));
+    assertEquals(-0.5f, MezoTrainer.projectedGradient(1f, 3f, 1e-3f, 0.5f));
+    assertEquals(1000f, MezoTrainer.projectedGradient(3f, 1f, 1e-3f, 0f), 1e-3f);
+    assertEquals(0f, MezoTrainer.projectedGradient(Float.NaN, 1f, 1e-3f, 0f));
+  }
+
+  @Test
+  void learningRateAt_followsSchedule() {
+    MezoConfig cosine = new MezoConfig(1e-3f, 1f, 1L).withSchedule(MezoConfig.Schedule.COSINE, 100);
+    assertEquals(1f, cosine.learningRateAt(1), 1e-7);
+    assertEquals(0.5f, cosine.learningRateAt(51), 1e-6);
+    assertEquals(0f, cosine.learningRateAt(101), 1e-7);
+    MezoConfig linear = new MezoConfig(1e-3f, 2f, 1L).withSchedule(MezoConfig.Schedule.LINEAR, 10);
+    assertEquals(1f, linear.learningRateAt(6), 1e-6);
+    assertEquals(2f, new MezoConfig(1e-3f, 2f, 1L).learningRateAt(1_000_000), 0f);
   }
 
   @Test

@@ -9,6 +9,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Test;
 
@@ -31,18 +32,24 @@ class PerturbationKernelTest {
     return out;
   }
 
-  @Test
-  void axpy_matchesScalarReference() {
+  @ParameterizedTest
+  @EnumSource(PerturbationKernel.Distribution.class)
+  void axpy_matchesScalarReference(PerturbationKernel.Distribution d) {
     int n = PerturbationKernel.CHUNK * 2 + 7; // chunks plus a ragged tail
     FloatBuffer b = buffer(n, 1);
     float[] expected = new float[n];
     long seed = 0x1234_5678_9ABCL;
     float alpha = 1e-3f;
+    float keep = 0.75f;
+    PerturbationKernel.Ranges decayed = new PerturbationKernel.Ranges(new int[] {10, 70_000}, new int[] {500, 131_000});
     for (int i = 0; i < n; i++) {
-      expected[i] = b.get(i) + alpha * PerturbationKernel.z(seed, i);
+      expected[i] = b.get(i) + alpha * PerturbationKernel.z(seed, i, d);
+      if ((i >= 10 && i < 500) || (i >= 70_000 && i < 131_000)) {
+        expected[i] *= keep;
+      }
     }
-    try (PerturbationKernel k = new PerturbationKernel(1)) {
-      k.axpy(b, seed, alpha);
+    try (PerturbationKernel k = new PerturbationKernel(2)) {
+      k.axpy(b, seed, alpha, d, decayed, keep);
     }
     for (int i = 0; i < n; i++) {
       assertEquals(Float.floatToRawIntBits(expected[i]), Float.floatToRawIntBits(b.get(i)), "index " + i);
@@ -85,6 +92,33 @@ class PerturbationKernelTest {
     assertEquals(0.0, mean, 0.005);
     assertEquals(1.0, var, 0.005);
     assertEquals(3.0, sum4 / n, 0.05); // Gaussian kurtosis, unlike Rademacher (1) or uniform (1.8)
+  }
+
+  @Test
+  void z_rademacherIsBalancedSigns() {
+    long seed = PerturbationKernel.stepSeed(3, 9);
+    int n = 1_000_000;
+    double sum = 0;
+    double lag1 = 0;
+    for (int i = 0; i < n; i++) {
+      float z = PerturbationKernel.z(seed, i, PerturbationKernel.Distribution.RADEMACHER);
+      assertTrue(z == 1f || z == -1f);
+      sum += z;
+      lag1 += z * PerturbationKernel.z(seed, i + 1, PerturbationKernel.Distribution.RADEMACHER);
+    }
+    assertEquals(0.0, sum / n, 0.005);
+    assertEquals(0.0, lag1 / n, 0.005);
+  }
+
+  @Test
+  void fill_writesTheDirection() {
+    FloatBuffer b = buffer(1000, 4);
+    try (PerturbationKernel k = new PerturbationKernel(1)) {
+      k.fill(b, 77L, PerturbationKernel.Distribution.GAUSSIAN);
+    }
+    for (int i = 0; i < 1000; i++) {
+      assertEquals(PerturbationKernel.z(77L, i), b.get(i));
+    }
   }
 
   @Test
