@@ -9,7 +9,7 @@ import java.nio.charset.StandardCharsets;
  *
  * <p>Thread-safe (stateless).
  */
-public final class ByteTokenizer {
+public final class ByteTokenizer implements TextTokenizer {
   public static final int PAD = 0;
   public static final int BOS = 1;
   public static final int EOS = 2;
@@ -20,6 +20,7 @@ public final class ByteTokenizer {
    * @param maxTokens upper bound on the result's length, BOS and EOS included (at least 2)
    * @return BOS, the text's bytes, EOS; the bytes cut so the whole fits {@code maxTokens}
    */
+  @Override
   public long[] encode(String text, int maxTokens) {
     if (maxTokens < 2) {
       throw new IllegalArgumentException("maxTokens must be at least 2, was " + maxTokens);
@@ -33,6 +34,11 @@ public final class ByteTokenizer {
     }
     ids[n + 1] = EOS;
     return ids;
+  }
+
+  @Override
+  public int vocabSize() {
+    return VOCAB_SIZE;
   }
 
   /** @return the text of the byte tokens among {@code ids}; special ids are skipped */
