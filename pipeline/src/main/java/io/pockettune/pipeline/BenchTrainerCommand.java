@@ -1,22 +1,242 @@
 package io.pockettune.pipeline;
 
+import io.pockettune.trainer.DecoderLmBuilder;
+import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.TokenBatch;
+import io.pockettune.trainer.TrainableSelection;
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.io.PrintWriter;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.LongSupplier;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
-import picocli.CommandLine.Unmatched;
 
-/** Measure the perturbation kernel, MeZO steps and memory. Not built yet: planned in issue #3. */
-@Command(name = "trainer", mixinStandardHelpOptions = true, description = "Measure the perturbation kernel, MeZO steps and memory. (not built yet)")
+/**
+ * {@code pockettune bench trainer}: the trainer's speed and memory, each against a baseline in the
+ * same run (absolute times on shared machines are not stable; ratios are).
+ *
+ * <ul>
+ *   <li>Kernel: one perturbation pass of our counter-based kernel on all cores, against the same
+ *       pass drawing z from {@code SplittableRandom.nextGaussian} (one thread, as one sequential
+ *       generator must run; and split per chunk over all cores, for a fair parallel comparison).
+ *   <li>Step: full-parameter MeZO on a model of at least 10M parameters, batch 16 x 128 tokens as
+ *       in the MeZO paper, against two plain forward passes; LoRA's step against one forward.
+ *   <li>Memory: peak RSS of a training JVM and an inference JVM on the same model and batch.
+ * </ul>
+ */
+@Command(name = "trainer", mixinStandardHelpOptions = true,
+    description = "Measure the perturbation kernel, MeZO steps and memory against baselines in the same run.")
 final class BenchTrainerCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Unmatched List<String> ignored;
+  @Option(names = "--json", description = "make the last line of standard output one JSON object with the figures")
+  boolean json;
+
+  @Option(names = "--batch", description = "sequences per batch (default: ${DEFAULT-VALUE})")
+  int batch = 16;
+
+  @Option(names = "--seq", description = "tokens per sequence (default: ${DEFAULT-VALUE})")
+  int seq = 128;
+
+  @Option(names = "--repeats", description = "timed repetitions of each measurement (default: ${DEFAULT-VALUE})")
+  int repeats = 5;
+
+  @Option(names = "--skip-memory", description = "skip the two child JVMs that measure peak RSS")
+  boolean skipMemory;
 
   @Override
-  public Integer call() {
-    spec.commandLine().getErr().println("pockettune bench trainer is not built yet (planned in issue #3)");
-    return 3;
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut();
+    PrintWriter err = spec.commandLine().getErr();
+    int threads = Runtime.getRuntime().availableProcessors();
+    DecoderLmConfig config = DecoderLmConfig.bench10m();
+    byte[] onnx = DecoderLmBuilder.build(config);
+    TokenBatch tokens = MemoryProbe.randomBatch(batch, seq, config.vocabSize());
+    JsonLine figures = new JsonLine().put("threads", threads).put("batch", batch).put("seq", seq);
+
+    try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
+        PerturbationKernel kernel = new PerturbationKernel(threads)) {
+      int params = model.parameters().size();
+      figures.put("params", params);
+      err.printf(Locale.ROOT, "model: %,d parameters, batch %d x %d tokens, %d threads%n", params, batch, seq, threads);
+
+      // 1. The kernel against the JDK's Gaussian generator, on a buffer of the model's size.
+      FloatBuffer buffer = ByteBuffer.allocateDirect(params * Float.BYTES).order(ByteOrder.nativeOrder()).asFloatBuffer();
+      long[] seed = {1};
+      double ours = perParam(median(7, 3, () -> time(() -> kernel.axpy(buffer, seed[0]++, 1e-3f))), params);
+      double jdk = perParam(median(3, 1, () -> time(() -> jdkPass(buffer, seed[0]++))), params);
+      double jdkParallel = perParam(median(3, 1, () -> time(() -> jdkParallelPass(buffer, seed[0]++, threads))), params);
+      figures.put("perturb_ns_per_param", round(ours, 3))
+          .put("jdk_gaussian_ns_per_param", round(jdk, 3))
+          .put("jdk_gaussian_parallel_ns_per_param", round(jdkParallel, 3))
+          .put("kernel_speedup_vs_jdk", round(jdk / ours, 1))
+          .put("kernel_speedup_vs_jdk_parallel", round(jdkParallel / ours, 1));
+      err.printf(Locale.ROOT, "kernel: %.3f ns/param (JDK nextGaussian %.3f on 1 thread, %.3f on %d): %.1fx, %.1fx%n",
+          ours, jdk, jdkParallel, threads, jdk / ours, jdkParallel / ours);
+
+      // 2. Full-parameter MeZO step against two forward passes.
+      MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-7f, 1L), kernel, 0);
+      model.loss(tokens);
+      trainer.step(tokens);
+      double forwardMs = median(repeats, 0, () -> time(() -> model.loss(tokens))) / 1e6;
+      double stepMs = median(repeats, 0, () -> time(() -> trainer.step(tokens))) / 1e6;
+      figures.put("forward_ms", round(forwardMs, 1)).put("step_ms", round(stepMs, 1))
+          .put("step_over_two_forwards", round(stepMs / (2 * forwardMs), 3));
+      err.printf(Locale.ROOT, "full MeZO: forward %.1f ms, step %.1f ms, step / 2 forwards = %.3f%n",
+          forwardMs, stepMs, stepMs / (2 * forwardMs));
+    }
+
+    // 3. LoRA (r=8, alpha=16 on attention): step against one forward of the adapted model.
+    try (LossModel lora = LossModel.causalLm(onnx, TrainableSelection.lora(), threads);
+        PerturbationKernel kernel = new PerturbationKernel(threads)) {
+      MezoTrainer trainer = new MezoTrainer(lora, new MezoConfig(1e-2f, 1e-4f, 1L), kernel, 0);
+      lora.loss(tokens);
+      trainer.step(tokens);
+      double forwardMs = median(repeats, 0, () -> time(() -> lora.loss(tokens))) / 1e6;
+      double stepMs = median(repeats, 0, () -> time(() -> trainer.step(tokens))) / 1e6;
+      figures.put("lora_params", lora.parameters().size()).put("lora_forward_ms", round(forwardMs, 1))
+          .put("lora_step_ms", round(stepMs, 1)).put("lora_step_over_one_forward", round(stepMs / forwardMs, 3));
+      err.printf(Locale.ROOT, "LoRA MeZO (%,d adapter parameters): forward %.1f ms, step %.1f ms, step / forward = %.3f%n",
+          lora.parameters().size(), forwardMs, stepMs, stepMs / forwardMs);
+    }
+
+    // 4. Peak RSS, training against inference, in separate JVMs.
+    if (!skipMemory) {
+      DecoderLmConfig c = config;
+      for (int b : new int[] {batch, 1, 64}) {
+        long train = probe("train", c, b);
+        long infer = probe("infer", c, b);
+        String suffix = b == batch ? "" : "_b" + b;
+        figures.put("rss_train_mb" + suffix, train / 1024).put("rss_infer_mb" + suffix, infer / 1024)
+            .put("rss_train_over_infer" + suffix, round(train / (double) infer, 3));
+        err.printf(Locale.ROOT, "peak RSS at batch %d: training %,d MB, inference %,d MB, ratio %.3f%n",
+            b, train / 1024, infer / 1024, train / (double) infer);
+      }
+    }
+    if (json) {
+      out.println(figures);
+    } else {
+      out.println(figures);
+    }
+    return 0;
+  }
+
+  private long probe(String mode, DecoderLmConfig c, int b) throws Exception {
+    String java = ProcessHandle.current().info().command().orElse("java");
+    List<String> cmd = new ArrayList<>(List.of(java, "-Xmx1g", "-XX:+UseSerialGC", "-DOPT_OUT_TRACKING=true",
+        "-Dai.djl.offline=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
+        "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), mode,
+        Integer.toString(c.dModel()), Integer.toString(c.layers()), Integer.toString(b), Integer.toString(seq), "3"));
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    long peak = -1;
+    StringBuilder all = new StringBuilder();
+    try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+      for (String line = r.readLine(); line != null; line = r.readLine()) {
+        all.append(line).append('\n');
+        if (line.startsWith("peak_rss_kb=")) {
+          peak = Long.parseLong(line.substring("peak_rss_kb=".length()));
+        }
+      }
+    }
+    if (p.waitFor() != 0 || peak < 0) {
+      throw new IllegalStateException("the " + mode + " memory probe failed: " + all);
+    }
+    return peak;
+  }
+
+  /** The same pass as the kernel's, with z from SplittableRandom.nextGaussian on one thread. */
+  private static void jdkPass(FloatBuffer p, long seed) {
+    SplittableRandom rng = new SplittableRandom(seed);
+    float[] block = new float[2048];
+    int n = p.capacity();
+    for (int start = 0; start < n; start += block.length) {
+      int len = Math.min(block.length, n - start);
+      p.get(start, block, 0, len);
+      for (int j = 0; j < len; j++) {
+        block[j] += 1e-3f * (float) rng.nextGaussian();
+      }
+      p.put(start, block, 0, len);
+    }
+  }
+
+  /** The JDK pass split over threads, one generator per chunk (split from a root generator). */
+  private static void jdkParallelPass(FloatBuffer p, long seed, int threads) {
+    ExecutorService pool = Executors.newFixedThreadPool(threads);
+    try {
+      int n = p.capacity();
+      int per = (n + threads - 1) / threads;
+      SplittableRandom root = new SplittableRandom(seed);
+      List<Future<?>> fs = new ArrayList<>();
+      for (int t = 0; t < threads; t++) {
+        int from = t * per;
+        int to = Math.min(n, from + per);
+        SplittableRandom rng = root.split();
+        fs.add(pool.submit(() -> {
+          float[] block = new float[2048];
+          for (int start = from; start < to; start += block.length) {
+            int len = Math.min(block.length, to - start);
+            p.get(start, block, 0, len);
+            for (int j = 0; j < len; j++) {
+              block[j] += 1e-3f * (float) rng.nextGaussian();
+            }
+            p.put(start, block, 0, len);
+          }
+        }));
+      }
+      for (Future<?> f : fs) {
+        f.get();
+      }
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    } finally {
+      pool.shutdownNow();
+    }
+  }
+
+  private static long time(Runnable r) {
+    long t0 = System.nanoTime();
+    r.run();
+    return System.nanoTime() - t0;
+  }
+
+  /** Median of {@code n} timed runs after {@code warmup} untimed ones. */
+  private static double median(int n, int warmup, LongSupplier run) {
+    for (int i = 0; i < warmup; i++) {
+      run.getAsLong();
+    }
+    long[] t = new long[n];
+    for (int i = 0; i < n; i++) {
+      t[i] = run.getAsLong();
+    }
+    Arrays.sort(t);
+    return t[n / 2];
+  }
+
+  private static double perParam(double nanos, long params) {
+    return nanos / params;
+  }
+
+  private static double round(double v, int digits) {
+    double f = Math.pow(10, digits);
+    return Math.round(v * f) / f;
   }
 }

@@ -29,6 +29,16 @@ public record DecoderLmConfig(
     return new DecoderLmConfig(ByteTokenizer.VOCAB_SIZE, 128, 128, 2, 4, 4, 20261122L);
   }
 
+  /** The trainer benchmark's model: byte-level, 6 blocks of width 384 (about 10.7M parameters). */
+  public static DecoderLmConfig bench10m() {
+    return new DecoderLmConfig(ByteTokenizer.VOCAB_SIZE, 128, 384, 6, 6, 4, 20261122L);
+  }
+
+  /** GPT-2 small's shapes (124M parameters with its 50,257-token vocabulary), for memory and speed. */
+  public static DecoderLmConfig gpt2Small() {
+    return new DecoderLmConfig(50257, 1024, 768, 12, 12, 4, 20261122L);
+  }
+
   /** Number of float parameters the builder creates. */
   public long parameterCount() {
     long d = dModel;

@@ -1,0 +1,112 @@
+package io.pockettune.pipeline;
+
+import ai.djl.Device;
+import ai.djl.Model;
+import ai.djl.inference.Predictor;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.translate.NoopTranslator;
+import io.pockettune.trainer.DecoderLmBuilder;
+import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.TokenBatch;
+import io.pockettune.trainer.TrainableSelection;
+import java.io.ByteArrayInputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * Child process of {@code pockettune bench trainer} that measures peak resident memory (VmHWM) of
+ * either MeZO training or plain inference on the same model and batch, so the two are compared in
+ * separate JVMs with identical settings. Usage: {@code MemoryProbe train|infer DMODEL LAYERS BATCH SEQ STEPS};
+ * prints {@code peak_rss_kb=N}.
+ */
+final class MemoryProbe {
+  private MemoryProbe() {}
+
+  public static void main(String[] args) throws Exception {
+    System.setProperty("OPT_OUT_TRACKING", "true");
+    System.setProperty("ai.djl.offline", "true");
+    String mode = args[0];
+    DecoderLmConfig base = DecoderLmConfig.bench10m();
+    DecoderLmConfig config = new DecoderLmConfig(base.vocabSize(), base.maxPositions(), Integer.parseInt(args[1]),
+        Integer.parseInt(args[2]), base.heads(), base.mlpRatio(), base.seed());
+    int batch = Integer.parseInt(args[3]);
+    int seq = Integer.parseInt(args[4]);
+    int steps = Integer.parseInt(args[5]);
+    int threads = Runtime.getRuntime().availableProcessors();
+    TokenBatch tokens = randomBatch(batch, seq, config.vocabSize());
+    byte[] onnx = DecoderLmBuilder.build(config);
+    if (mode.equals("train")) {
+      try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
+          PerturbationKernel kernel = new PerturbationKernel(threads)) {
+        onnx = null;
+        MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-6f, 1L), kernel, 0);
+        for (int i = 0; i < steps; i++) {
+          trainer.step(tokens);
+        }
+      }
+    } else {
+      // Inference as a user would run it: the model as built, weights inside the session, logits out.
+      Path file = Files.createTempFile("pockettune-probe", ".onnx");
+      try {
+        Files.write(file, onnx);
+        try (Model model = Model.newInstance("probe", Device.cpu(), "OnnxRuntime")) {
+          model.load(new ByteArrayInputStream(onnx), Map.of("intraOpNumThreads", Integer.toString(threads), "interOpNumThreads", "1"));
+          onnx = null;
+          NDManager m = model.getNDManager();
+          try (Predictor<NDList, NDList> p = model.newPredictor(new NoopTranslator())) {
+            for (int i = 0; i < 2 * steps; i++) {
+              NDList in = new NDList(
+                  m.create(longs(tokens.ids()), new Shape(batch, seq), DataType.INT64),
+                  m.create(longs(tokens.mask()), new Shape(batch, seq), DataType.INT64));
+              in.get(0).setName("input_ids");
+              in.get(1).setName("attention_mask");
+              p.predict(in).close();
+              in.close();
+            }
+          }
+        }
+      } finally {
+        Files.deleteIfExists(file);
+      }
+    }
+    System.out.println("peak_rss_kb=" + peakRssKb());
+  }
+
+  static TokenBatch randomBatch(int batch, int seq, int vocab) {
+    SplittableRandom rng = new SplittableRandom(7);
+    long[] ids = new long[batch * seq];
+    long[] mask = new long[batch * seq];
+    for (int i = 0; i < ids.length; i++) {
+      ids[i] = 3 + rng.nextInt(vocab - 3);
+      mask[i] = 1;
+    }
+    return new TokenBatch(batch, seq, ids, mask);
+  }
+
+  private static ByteBuffer longs(long[] values) {
+    ByteBuffer b = ByteBuffer.allocateDirect(values.length * Long.BYTES).order(ByteOrder.nativeOrder());
+    b.asLongBuffer().put(values);
+    return b;
+  }
+
+  /** Peak resident set size of this process, from /proc (Linux). */
+  static long peakRssKb() throws java.io.IOException {
+    for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+      if (line.startsWith("VmHWM:")) {
+        return Long.parseLong(line.replaceAll("[^0-9]", ""));
+      }
+    }
+    return -1;
+  }
+}
