@@ -63,6 +63,22 @@ final class BenchTrainerCommand implements Callable<Integer> {
   @Option(names = "--skip-memory", description = "skip the two child JVMs that measure peak RSS")
   boolean skipMemory;
 
+  @Option(names = "--real-data", paramLabel = "DIR",
+      description = "also train on the real data in DIR (e.g. ../shared/data): SMS language modelling and SST-2 few-shot classification")
+  java.nio.file.Path realData;
+
+  @Option(names = "--only-real-data", description = "run only the real-data part")
+  boolean onlyRealData;
+
+  @Option(names = "--sst2-steps", description = "MeZO steps on SST-2 16-shot (default: ${DEFAULT-VALUE})")
+  int sst2Steps = 300;
+
+  @Option(names = "--sst2-lr", description = "learning rate on SST-2 (default: ${DEFAULT-VALUE})")
+  float sst2Lr = 1e-3f;
+
+  @Option(names = "--sms-steps", description = "MeZO steps on SMS (default: ${DEFAULT-VALUE})")
+  int smsSteps = 1500;
+
   @Override
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
@@ -72,6 +88,13 @@ final class BenchTrainerCommand implements Callable<Integer> {
     byte[] onnx = DecoderLmBuilder.build(config);
     TokenBatch tokens = MemoryProbe.randomBatch(batch, seq, config.vocabSize());
     JsonLine figures = new JsonLine().put("threads", threads).put("batch", batch).put("seq", seq);
+    if (realData != null) {
+      realData(figures, err, threads);
+    }
+    if (onlyRealData) {
+      out.println(figures);
+      return 0;
+    }
 
     try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
         PerturbationKernel kernel = new PerturbationKernel(threads)) {
@@ -132,12 +155,37 @@ final class BenchTrainerCommand implements Callable<Integer> {
             b, train / 1024, infer / 1024, train / (double) infer);
       }
     }
-    if (json) {
-      out.println(figures);
-    } else {
-      out.println(figures);
-    }
+    out.println(figures);
     return 0;
+  }
+
+  private void realData(JsonLine figures, PrintWriter err, int threads) throws java.io.IOException {
+    RealDataEvaluation eval = new RealDataEvaluation(threads);
+    java.nio.file.Path sms = realData.resolve("sms").resolve("SMSSpamCollection");
+    if (java.nio.file.Files.exists(sms)) {
+      RealDataEvaluation.SmsResult r = eval.sms(sms, smsSteps, 16, 400);
+      figures.put("sms_steps", r.steps()).put("sms_heldout_messages", r.heldoutMessages())
+          .put("sms_heldout_loss_before", round(r.lossBefore(), 4)).put("sms_heldout_loss_after", round(r.lossAfter(), 4));
+      err.printf(Locale.ROOT, "SMS (%,d train, %d held-out messages, %d steps): held-out loss %.4f -> %.4f%n",
+          r.trainMessages(), r.heldoutMessages(), r.steps(), r.lossBefore(), r.lossAfter());
+    } else {
+      err.println("SMS: skipped, " + sms + " is absent");
+    }
+    for (String split : new String[] {"16-42"}) {
+      java.nio.file.Path folder = realData.resolve("sst2-kshot").resolve(split);
+      if (!java.nio.file.Files.exists(folder)) {
+        err.println("SST-2 " + split + ": skipped, " + folder + " is absent");
+        continue;
+      }
+      RealDataEvaluation.Sst2Result r = eval.sst2(folder, sst2Steps, sst2Lr);
+      String key = "sst2_" + split.replace('-', '_');
+      figures.put(key + "_steps", r.steps()).put(key + "_test_accuracy_before", round(r.accuracyBefore(), 4))
+          .put(key + "_test_accuracy_after", round(r.accuracyAfter(), 4))
+          .put(key + "_train_loss_before", round(r.trainLossBefore(), 4)).put(key + "_train_loss_after", round(r.trainLossAfter(), 4));
+      err.printf(Locale.ROOT, "SST-2 %s (%d train, %d test, %d steps): test accuracy %.4f -> %.4f, train loss %.4f -> %.4f%n",
+          split, r.trainExamples(), r.testExamples(), r.steps(), r.accuracyBefore(), r.accuracyAfter(),
+          r.trainLossBefore(), r.trainLossAfter());
+    }
   }
 
   private long probe(String mode, DecoderLmConfig c, int b) throws Exception {

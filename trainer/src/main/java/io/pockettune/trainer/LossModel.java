@@ -53,18 +53,27 @@ public final class LossModel implements AutoCloseable {
 
   private final boolean classifier;
 
-  private LossModel(byte[] onnx, TrainableSelection selection, int threads,
+  private LossModel(byte[] onnx, java.nio.file.Path file, TrainableSelection selection, int threads,
       java.util.function.UnaryOperator<ModelProto> objective, boolean classifier) {
     this.baseModelHash = sha256(onnx);
     this.classifier = classifier;
-    ModelRewriter.Lifted lifted = ModelRewriter.lift(ModelRewriter.parse(onnx), selection);
+    ModelProto parsed = ModelRewriter.parse(onnx);
+    java.nio.file.Path dir = file == null ? null : file.toAbsolutePath().getParent();
+    ModelRewriter.Lifted lifted = ModelRewriter.lift(parsed, selection, dir);
     ModelProto lossModel = objective.apply(lifted.model());
     this.parameters = new ParameterSet(lifted.tensors());
     this.model = Model.newInstance("pockettune", Device.cpu(), "OnnxRuntime");
+    Map<String, String> options = Map.of("intraOpNumThreads", Integer.toString(threads), "interOpNumThreads", "1");
     try {
-      model.load(
-          new ByteArrayInputStream(lossModel.toByteArray()),
-          Map.of("intraOpNumThreads", Integer.toString(threads), "interOpNumThreads", "1"));
+      if (dir != null && ModelRewriter.usesExternalData(lossModel)) {
+        // Frozen weights stay in their external file; ONNX Runtime resolves them relative to the
+        // model file, so the rewritten graph is written beside the original.
+        java.nio.file.Path rewritten = dir.resolve(file.getFileName() + ".pockettune-loss.onnx");
+        java.nio.file.Files.write(rewritten, lossModel.toByteArray());
+        model.load(rewritten, rewritten.getFileName().toString(), options);
+      } else {
+        model.load(new ByteArrayInputStream(lossModel.toByteArray()), options);
+      }
     } catch (IOException | MalformedModelException | RuntimeException e) {
       model.close();
       Throwable root = e;
@@ -91,7 +100,23 @@ public final class LossModel implements AutoCloseable {
    * @param threads   intra-op threads of ONNX Runtime
    */
   public static LossModel causalLm(byte[] onnx, TrainableSelection selection, int threads) {
-    return new LossModel(onnx, selection, threads, ModelRewriter::appendCausalLmLoss, false);
+    return new LossModel(onnx, null, selection, threads, ModelRewriter::appendCausalLmLoss, false);
+  }
+
+  /**
+   * Like {@link #causalLm(byte[], TrainableSelection, int)} for a model file, which may keep its
+   * weights in ONNX external data files beside it (models over 2 GB must).
+   */
+  public static LossModel causalLm(java.nio.file.Path onnxFile, TrainableSelection selection, int threads) {
+    return new LossModel(readModel(onnxFile), onnxFile, selection, threads, ModelRewriter::appendCausalLmLoss, false);
+  }
+
+  private static byte[] readModel(java.nio.file.Path file) {
+    try {
+      return java.nio.file.Files.readAllBytes(file);
+    } catch (IOException e) {
+      throw new ModelException("cannot read the model file " + file + " (" + e.getMessage() + "): check the path", e);
+    }
   }
 
   /**
@@ -106,7 +131,7 @@ public final class LossModel implements AutoCloseable {
       throw new IllegalArgumentException("a classifier needs at least two label words");
     }
     long[] labels = labelTokens.clone();
-    return new LossModel(onnx, selection, threads, m -> ModelRewriter.appendClassificationLoss(m, labels), true);
+    return new LossModel(onnx, null, selection, threads, m -> ModelRewriter.appendClassificationLoss(m, labels), true);
   }
 
   /**
@@ -114,7 +139,7 @@ public final class LossModel implements AutoCloseable {
    * {@link TensorBatch}es naming the model's inputs.
    */
   public static LossModel scalarLoss(byte[] onnx, TrainableSelection selection, String lossOutput, int threads) {
-    return new LossModel(onnx, selection, threads, m -> ModelRewriter.useScalarLoss(m, lossOutput), false);
+    return new LossModel(onnx, null, selection, threads, m -> ModelRewriter.useScalarLoss(m, lossOutput), false);
   }
 
   public ParameterSet parameters() {

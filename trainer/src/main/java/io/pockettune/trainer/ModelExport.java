@@ -27,12 +27,14 @@ import java.util.TreeMap;
  * export is what they brought, plus the training.
  *
  * <h2>Adapters</h2>
- * Full-parameter training maps each trained tensor to the initializer of the same name. LoRA will
- * train adapter pairs (A, B) beside a frozen base weight W instead; its export merges them here, as
- * {@code W + (alpha / r) A B} written into W's initializer, or keeps them as separate initializers
- * and MatMul/Add nodes (the rewritten graph's adapter nodes, minus the loss head). Both fit this
- * class's shape: a pass over the trainable tensors that decides, per tensor, which initializers it
- * writes.
+ * Full-parameter training maps each trained tensor to the initializer of the same name. LoRA trains
+ * adapter pairs (A {@code [in, r]}, B {@code [r, out]}) beside a frozen weight W instead; {@link
+ * Adapters#MERGE} writes {@code W + (alpha / r) A B} into W's initializer (transposed for a Gemm
+ * with transB), so the file has the base graph and no trace of LoRA; {@link Adapters#KEEP} writes
+ * the graph with its adapter nodes, as the trainer ran it minus the loss head, with A and B as
+ * initializers. Keeping is exact (the same arithmetic as training); merging rounds once per
+ * weight (the sum is accumulated in double and rounded to float), so its loss agrees with the
+ * trainer's to float precision, not bit for bit.
  *
  * <p>Stateless and thread-safe; reads the parameters without changing them.
  */
@@ -40,7 +42,110 @@ public final class ModelExport {
   /** Metadata key under which the export records the base model's SHA-256. */
   public static final String BASE_MODEL_KEY = "pockettune.base_model_sha256";
 
+  /** What to do with LoRA adapters. */
+  public enum Adapters {
+    /** Fold each adapter pair into its base weight: the base graph, with changed weights. */
+    MERGE,
+    /** Keep the adapters as initializers beside the frozen weights, with their MatMul nodes. */
+    KEEP
+  }
+
   private ModelExport() {}
+
+  /**
+   * Exports a model trained with {@code selection}: full-parameter selections as {@link
+   * #withTrainedValues(byte[], ParameterSet, Map)}, LoRA by merging or keeping the adapters.
+   */
+  public static byte[] withTrainedValues(byte[] baseOnnx, ParameterSet params,
+      TrainableSelection selection, Adapters adapters, Map<String, String> metadata) {
+    if (selection.kind() != TrainableSelection.Kind.LORA) {
+      return withTrainedValues(baseOnnx, params, metadata);
+    }
+    ModelProto model = adapters == Adapters.KEEP
+        ? keptAdapters(baseOnnx, params, selection)
+        : mergedAdapters(baseOnnx, params, selection);
+    return withMetadata(model, baseOnnx, metadata);
+  }
+
+  /** The graph the trainer ran (without the loss head), adapter inputs turned into initializers. */
+  private static ModelProto keptAdapters(byte[] baseOnnx, ParameterSet params, TrainableSelection selection) {
+    ModelProto injected = ModelRewriter.injectLora(ModelRewriter.parse(baseOnnx), selection).model();
+    GraphProto.Builder graph = injected.getGraph().toBuilder();
+    FloatBufferView values = new FloatBufferView(params);
+    Map<String, ParameterSet.Tensor> trained = new HashMap<>();
+    params.tensors().forEach(t -> trained.put(t.name(), t));
+    for (int i = graph.getInputCount() - 1; i >= 0; i--) {
+      if (trained.containsKey(graph.getInput(i).getName())) {
+        graph.removeInput(i);
+      }
+    }
+    for (ParameterSet.Tensor t : params.tensors()) {
+      TensorProto.Builder init = TensorProto.newBuilder().setName(t.name())
+          .setDataType(DataType.FLOAT.getNumber()).setRawData(values.littleEndian(t));
+      for (long d : t.dims()) {
+        init.addDims(d);
+      }
+      graph.addInitializer(init);
+    }
+    return injected.toBuilder().setGraph(graph).build();
+  }
+
+  /** The base graph with {@code W += (alpha / r) A B} for every adapted weight. */
+  private static ModelProto mergedAdapters(byte[] baseOnnx, ParameterSet params, TrainableSelection selection) {
+    ModelProto base = ModelRewriter.parse(baseOnnx);
+    GraphProto.Builder graph = base.getGraph().toBuilder();
+    Map<String, ParameterSet.Tensor> trained = new HashMap<>();
+    params.tensors().forEach(t -> trained.put(t.name(), t));
+    Map<String, Boolean> transposed = new HashMap<>();
+    for (ai.onnx.proto.OnnxMl.NodeProto node : graph.getNodeList()) {
+      boolean gemm = node.getOpType().equals("Gemm");
+      if ((gemm || node.getOpType().equals("MatMul")) && node.getInputCount() >= 2) {
+        boolean transB = gemm && node.getAttributeList().stream()
+            .anyMatch(a -> a.getName().equals("transB") && a.getI() != 0);
+        transposed.putIfAbsent(node.getInput(1), transB);
+      }
+    }
+    float scale = selection.alpha() / selection.rank();
+    float[] all = params.toArray();
+    int merged = 0;
+    for (int i = 0; i < graph.getInitializerCount(); i++) {
+      TensorProto w = graph.getInitializer(i);
+      ParameterSet.Tensor a = trained.get(w.getName() + ".lora_A");
+      ParameterSet.Tensor b = trained.get(w.getName() + ".lora_B");
+      if (a == null || b == null) {
+        continue;
+      }
+      int in = (int) a.dims()[0];
+      int r = (int) a.dims()[1];
+      int out = (int) b.dims()[1];
+      boolean transB = transposed.getOrDefault(w.getName(), false);
+      float[] weights = values(w);
+      if (weights.length != in * out) {
+        throw new ModelException("LoRA adapters of " + w.getName() + " are " + in + "x" + r + " and " + r + "x"
+            + out + " but the weight has " + weights.length + " values: export with the base model that was trained");
+      }
+      for (int row = 0; row < in; row++) {
+        for (int col = 0; col < out; col++) {
+          double sum = 0;
+          for (int k = 0; k < r; k++) {
+            sum += (double) all[a.offset() + row * r + k] * all[b.offset() + k * out + col];
+          }
+          int index = transB ? col * in + row : row * out + col;
+          weights[index] = (float) (weights[index] + scale * sum);
+        }
+      }
+      ByteBuffer le = ByteBuffer.allocate(weights.length * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
+      le.asFloatBuffer().put(weights);
+      graph.setInitializer(i, w.toBuilder().clearFloatData().clearExternalData()
+          .setDataLocation(TensorProto.DataLocation.DEFAULT).setRawData(ByteString.copyFrom(le.array())));
+      merged += 2;
+    }
+    if (merged != trained.size()) {
+      throw new ModelException("the base model lacks weights for " + (trained.size() - merged) + " of the "
+          + trained.size() + " LoRA adapters: export with the base model that was trained");
+    }
+    return base.toBuilder().setGraph(graph).build();
+  }
 
   /**
    * @param baseOnnx the model file the {@link LossModel} was built from, as given
@@ -84,16 +189,38 @@ public final class ModelExport {
       throw new ModelException("the base model lacks " + (trained.size() - written) + " of the "
           + trained.size() + " trained tensors: export with the base model that was trained");
     }
+    return withMetadata(base.toBuilder().setGraph(graph).build(), baseOnnx, metadata);
+  }
+
+  private static byte[] withMetadata(ModelProto model, byte[] baseOnnx, Map<String, String> metadata) {
     Map<String, String> props = new TreeMap<>();
-    for (StringStringEntryProto p : base.getMetadataPropsList()) {
+    for (StringStringEntryProto p : model.getMetadataPropsList()) {
       props.put(p.getKey(), p.getValue());
     }
     props.putAll(metadata);
     props.put(BASE_MODEL_KEY, LossModel.sha256(baseOnnx));
-    ModelProto.Builder out = base.toBuilder().setGraph(graph).clearMetadataProps();
+    ModelProto.Builder out = model.toBuilder().clearMetadataProps();
     props.forEach((k, v) ->
         out.addMetadataProps(StringStringEntryProto.newBuilder().setKey(k).setValue(v)));
     return out.build().toByteArray();
+  }
+
+  /** The values of a float initializer stored in the file (raw or repeated floats). */
+  private static float[] values(TensorProto t) {
+    if (t.getDataType() != DataType.FLOAT.getNumber() || t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
+      throw new ModelException("LoRA weight " + t.getName() + " is not an in-file float32 tensor: merging needs"
+          + " one; export with Adapters.KEEP instead");
+    }
+    if (!t.getRawData().isEmpty()) {
+      float[] v = new float[t.getRawData().size() / Float.BYTES];
+      t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(v);
+      return v;
+    }
+    float[] v = new float[t.getFloatDataCount()];
+    for (int i = 0; i < v.length; i++) {
+      v[i] = t.getFloatData(i);
+    }
+    return v;
   }
 
   /** Reads tensors out of the parameter buffer as ONNX raw data (little-endian). */

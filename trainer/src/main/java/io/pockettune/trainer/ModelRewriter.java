@@ -50,6 +50,14 @@ final class ModelRewriter {
   }
 
   static Lifted lift(ModelProto model, TrainableSelection selection) {
+    return lift(model, selection, null);
+  }
+
+  /**
+   * @param externalDataDir folder that the model's external-data locations are relative to (the
+   *     model file's folder), or null for a model read from bytes
+   */
+  static Lifted lift(ModelProto model, TrainableSelection selection, java.nio.file.Path externalDataDir) {
     if (selection.kind() == TrainableSelection.Kind.LORA) {
       return injectLora(model, selection);
     }
@@ -72,7 +80,7 @@ final class ModelRewriter {
                 + ", not float32: trainable state must be float32, so choose float tensors or convert the model");
       }
       long[] dims = t.getDimsList().stream().mapToLong(Long::longValue).toArray();
-      lifted.add(new LiftedTensor(t.getName(), dims, floats(t)));
+      lifted.add(new LiftedTensor(t.getName(), dims, floats(t, externalDataDir)));
       Object[] shape = new Object[dims.length];
       for (int i = 0; i < dims.length; i++) {
         shape[i] = dims[i];
@@ -271,6 +279,49 @@ final class ModelRewriter {
     return model.toBuilder().setGraph(graph).build();
   }
 
+  /**
+   * Reads an initializer stored as ONNX external data: raw little-endian values in the file named
+   * by its {@code location} entry (relative to the model's folder), from {@code offset}, for
+   * {@code length} bytes. This is how models over protobuf's 2 GB limit keep their weights.
+   */
+  private static float[] externalFloats(TensorProto t, java.nio.file.Path dir, float[] values) {
+    if (dir == null) {
+      throw new ModelException("tensor " + t.getName() + " keeps its values in an external data file: load the model from its file path, not from bytes");
+    }
+    String location = null;
+    long offset = 0;
+    long length = -1;
+    for (OnnxMl.StringStringEntryProto e : t.getExternalDataList()) {
+      switch (e.getKey()) {
+        case "location" -> location = e.getValue();
+        case "offset" -> offset = Long.parseLong(e.getValue());
+        case "length" -> length = Long.parseLong(e.getValue());
+        default -> { }
+      }
+    }
+    long expected = (long) values.length * Float.BYTES;
+    if (location == null || (length >= 0 && length != expected)) {
+      throw new ModelException("tensor " + t.getName() + " has an incomplete external data entry (location " + location + ", length " + length + "): the model file is damaged");
+    }
+    java.nio.file.Path file = dir.resolve(location).normalize();
+    if (!file.startsWith(dir.normalize())) {
+      throw new ModelException("tensor " + t.getName() + " points outside the model's folder (" + location + "): refusing to read it");
+    }
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file)) {
+      ByteBuffer buf = ByteBuffer.allocate((int) expected).order(ByteOrder.LITTLE_ENDIAN);
+      while (buf.hasRemaining()) {
+        if (ch.read(buf, offset + buf.position()) < 0) {
+          throw new ModelException("external data file " + file + " ends before tensor " + t.getName() + ": the weights file is truncated");
+        }
+      }
+      buf.flip();
+      buf.asFloatBuffer().get(values);
+      return values;
+    } catch (java.io.IOException e) {
+      throw new ModelException("cannot read external data " + file + " for tensor " + t.getName() + " (" + e.getMessage() + "): put the weights file beside the model", e);
+    }
+  }
+
   private static void requireInput(GraphProto.Builder graph, String name) {
     for (ValueInfoProto in : graph.getInputList()) {
       if (in.getName().equals(name)) {
@@ -280,7 +331,17 @@ final class ModelRewriter {
     throw new ModelException("the model has no input named '" + name + "', which the causal-LM objective needs: export the model with it");
   }
 
-  private static float[] floats(TensorProto t) {
+  /** @return true when some initializer keeps its values in an external file */
+  static boolean usesExternalData(ModelProto model) {
+    for (TensorProto t : model.getGraph().getInitializerList()) {
+      if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static float[] floats(TensorProto t, java.nio.file.Path externalDataDir) {
     long count = 1;
     for (long d : t.getDimsList()) {
       count *= d;
@@ -290,7 +351,7 @@ final class ModelRewriter {
     }
     float[] values = new float[(int) count];
     if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
-      throw new ModelException("tensor " + t.getName() + " uses ONNX external data, which this version cannot load yet");
+      return externalFloats(t, externalDataDir, values);
     }
     if (!t.getRawData().isEmpty()) {
       ByteBuffer raw = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
