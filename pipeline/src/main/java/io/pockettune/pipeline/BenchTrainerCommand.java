@@ -51,6 +51,9 @@ final class BenchTrainerCommand implements Callable<Integer> {
   @Option(names = "--json", description = "make the last line of standard output one JSON object with the figures")
   boolean json;
 
+  @Option(names = "--model", description = "model shape: bench10m (10.8M parameters), gpt2-small (124M) or demo (default: ${DEFAULT-VALUE})")
+  String modelName = "bench10m";
+
   @Option(names = "--batch", description = "sequences per batch (default: ${DEFAULT-VALUE})")
   int batch = 16;
 
@@ -84,10 +87,15 @@ final class BenchTrainerCommand implements Callable<Integer> {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
     int threads = Runtime.getRuntime().availableProcessors();
-    DecoderLmConfig config = DecoderLmConfig.bench10m();
+    DecoderLmConfig config = switch (modelName) {
+      case "bench10m" -> DecoderLmConfig.bench10m();
+      case "gpt2-small" -> DecoderLmConfig.gpt2Small();
+      case "demo" -> DecoderLmConfig.demo();
+      default -> throw new IllegalArgumentException("unknown --model " + modelName + ": use bench10m, gpt2-small or demo");
+    };
     byte[] onnx = DecoderLmBuilder.build(config);
     TokenBatch tokens = MemoryProbe.randomBatch(batch, seq, config.vocabSize());
-    JsonLine figures = new JsonLine().put("threads", threads).put("batch", batch).put("seq", seq);
+    JsonLine figures = new JsonLine().put("model", modelName).put("threads", threads).put("batch", batch).put("seq", seq);
     if (realData != null) {
       realData(figures, err, threads);
     }
@@ -144,10 +152,9 @@ final class BenchTrainerCommand implements Callable<Integer> {
 
     // 4. Peak RSS, training against inference, in separate JVMs.
     if (!skipMemory) {
-      DecoderLmConfig c = config;
       for (int b : new int[] {batch, 1, 64}) {
-        long train = probe("train", c, b);
-        long infer = probe("infer", c, b);
+        long train = probe("train", b);
+        long infer = probe("infer", b);
         String suffix = b == batch ? "" : "_b" + b;
         figures.put("rss_train_mb" + suffix, train / 1024).put("rss_infer_mb" + suffix, infer / 1024)
             .put("rss_train_over_infer" + suffix, round(train / (double) infer, 3));
@@ -188,12 +195,12 @@ final class BenchTrainerCommand implements Callable<Integer> {
     }
   }
 
-  private long probe(String mode, DecoderLmConfig c, int b) throws Exception {
+  private long probe(String mode, int b) throws Exception {
     String java = ProcessHandle.current().info().command().orElse("java");
-    List<String> cmd = new ArrayList<>(List.of(java, "-Xmx1g", "-XX:+UseSerialGC", "-DOPT_OUT_TRACKING=true",
+    List<String> cmd = new ArrayList<>(List.of(java, "-Xmx4g", "-XX:+UseSerialGC", "-DOPT_OUT_TRACKING=true",
         "-Dai.djl.offline=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
-        "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), mode,
-        Integer.toString(c.dModel()), Integer.toString(c.layers()), Integer.toString(b), Integer.toString(seq), "3"));
+        "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), mode, modelName,
+        Integer.toString(b), Integer.toString(seq), "3"));
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     long peak = -1;
     StringBuilder all = new StringBuilder();

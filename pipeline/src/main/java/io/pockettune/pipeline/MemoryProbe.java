@@ -27,7 +27,7 @@ import java.util.SplittableRandom;
 /**
  * Child process of {@code pockettune bench trainer} that measures peak resident memory (VmHWM) of
  * either MeZO training or plain inference on the same model and batch, so the two are compared in
- * separate JVMs with identical settings. Usage: {@code MemoryProbe train|infer DMODEL LAYERS BATCH SEQ STEPS};
+ * separate JVMs with identical settings. Usage: {@code MemoryProbe train|infer MODEL BATCH SEQ STEPS};
  * prints {@code peak_rss_kb=N}.
  */
 final class MemoryProbe {
@@ -37,12 +37,14 @@ final class MemoryProbe {
     System.setProperty("OPT_OUT_TRACKING", "true");
     System.setProperty("ai.djl.offline", "true");
     String mode = args[0];
-    DecoderLmConfig base = DecoderLmConfig.bench10m();
-    DecoderLmConfig config = new DecoderLmConfig(base.vocabSize(), base.maxPositions(), Integer.parseInt(args[1]),
-        Integer.parseInt(args[2]), base.heads(), base.mlpRatio(), base.seed());
-    int batch = Integer.parseInt(args[3]);
-    int seq = Integer.parseInt(args[4]);
-    int steps = Integer.parseInt(args[5]);
+    DecoderLmConfig config = switch (args[1]) {
+      case "gpt2-small" -> DecoderLmConfig.gpt2Small();
+      case "demo" -> DecoderLmConfig.demo();
+      default -> DecoderLmConfig.bench10m();
+    };
+    int batch = Integer.parseInt(args[2]);
+    int seq = Integer.parseInt(args[3]);
+    int steps = Integer.parseInt(args[4]);
     int threads = Runtime.getRuntime().availableProcessors();
     TokenBatch tokens = randomBatch(batch, seq, config.vocabSize());
     byte[] onnx = DecoderLmBuilder.build(config);
