@@ -18,6 +18,8 @@ import java.util.TreeMap;
  * @param metrics  figures recorded with it (e.g. eval loss), sorted by name
  * @param time     when it was marked, millisecond precision
  * @param identity the run identity in force when it was marked
+ * @param branch   0 while the checkpoint is on the live trajectory; the id of the {@link Branch}
+ *                 its step went to when a rollback abandoned it
  */
 public record Checkpoint(
     long id,
@@ -26,7 +28,30 @@ public record Checkpoint(
     String label,
     Map<String, Double> metrics,
     Instant time,
-    RunIdentity identity) {
+    RunIdentity identity,
+    long branch) {
+
+  /** A checkpoint on the live trajectory. */
+  public Checkpoint(
+      long id,
+      long step,
+      Map<SourcePartition, Long> offsets,
+      String label,
+      Map<String, Double> metrics,
+      Instant time,
+      RunIdentity identity) {
+    this(id, step, offsets, label, metrics, time, identity, 0);
+  }
+
+  /** @return true while the checkpoint's step is on the live trajectory */
+  public boolean live() {
+    return branch == 0;
+  }
+
+  /** @return this checkpoint moved to an abandoned branch */
+  Checkpoint abandonedTo(long branchId) {
+    return new Checkpoint(id, step, offsets, label, metrics, time, identity, branchId);
+  }
 
   public Checkpoint {
     if (id < 1) {
@@ -39,6 +64,9 @@ public record Checkpoint(
     metrics = sortedCopy(metrics, "metrics");
     Objects.requireNonNull(time, "time");
     Objects.requireNonNull(identity, "identity");
+    if (branch < 0) {
+      throw new IllegalArgumentException("checkpoint branch must be at least 0, was " + branch);
+    }
   }
 
   private static <K extends Comparable<K>, V> Map<K, V> sortedCopy(Map<K, V> map, String what) {

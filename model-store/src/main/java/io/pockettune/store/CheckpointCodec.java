@@ -13,7 +13,7 @@ import java.util.Map;
  *
  * <pre>
  * key    8 bytes  checkpoint id, big-endian (ids start at 1)
- * value  1 byte   format version (1)
+ * value  1 byte   format version (2; version 1 lacks the last field)
  *        8 bytes  step
  *        8 bytes  time marked, epoch milliseconds
  *        string   label (length -1: none)
@@ -25,6 +25,8 @@ import java.util.Map;
  *        string   base model hash
  *        string   trainable layout
  *        string   run config
+ *        8 bytes  branch: 0 on the live trajectory, else the id of the branch a rollback moved
+ *                 the checkpoint's step to (see {@link BranchCodec})
  * </pre>
  *
  * Strings are a 4-byte big-endian length then UTF-8 (see {@link Encoding}). The identity is copied
@@ -32,7 +34,7 @@ import java.util.Map;
  * explains itself even after the run config has changed.
  */
 final class CheckpointCodec {
-  static final int VERSION = 1;
+  static final int VERSION = 2;
 
   private CheckpointCodec() {}
 
@@ -66,7 +68,7 @@ final class CheckpointCodec {
     byte[] layout = Encoding.utf8(id.trainableLayout());
     byte[] config = Encoding.utf8(id.runConfig());
     size += Integer.BYTES + Encoding.stringSize(hash) + Encoding.stringSize(layout)
-        + Encoding.stringSize(config);
+        + Encoding.stringSize(config) + Long.BYTES;
 
     ByteBuffer out = ByteBuffer.allocate(size);
     out.put((byte) VERSION).putLong(c.step()).putLong(c.time().toEpochMilli());
@@ -87,13 +89,15 @@ final class CheckpointCodec {
     Encoding.putString(out, hash);
     Encoding.putString(out, layout);
     Encoding.putString(out, config);
+    out.putLong(c.branch());
     assert !out.hasRemaining() : "size computed wrong";
     return out.array();
   }
 
   static Checkpoint decode(long id, byte[] value) {
     String what = "checkpoint " + id;
-    ByteBuffer in = Encoding.open(value, VERSION, what);
+    boolean v1 = value.length > 0 && value[0] == 1;
+    ByteBuffer in = v1 ? Encoding.open(value, 1, what) : Encoding.open(value, VERSION, what);
     try {
       long step = in.getLong();
       Instant time = Instant.ofEpochMilli(in.getLong());
@@ -114,9 +118,10 @@ final class CheckpointCodec {
       String hash = requireString(Encoding.getString(in, what), what);
       String layout = requireString(Encoding.getString(in, what), what);
       String config = requireString(Encoding.getString(in, what), what);
+      long branch = v1 ? 0 : in.getLong();
       Encoding.expectEnd(in, what);
-      return new Checkpoint(
-          id, step, offsets, label, metrics, time, new RunIdentity(hash, kernel, layout, config));
+      return new Checkpoint(id, step, offsets, label, metrics, time,
+          new RunIdentity(hash, kernel, layout, config), branch);
     } catch (BufferUnderflowException e) {
       throw Encoding.truncated(what, e);
     } catch (IllegalArgumentException e) {

@@ -15,7 +15,9 @@ enum Column {
   /** {@link CheckpointCodec}. */
   CHECKPOINTS("checkpoints"),
   /** {@link OffsetCodec}. */
-  OFFSETS("offsets");
+  OFFSETS("offsets"),
+  /** {@link BranchCodec}: steps abandoned by a rollback, until pruned. */
+  BRANCHES("branches");
 
   /** Snapshot chunks at least this large go to blob files. */
   private static final long MIN_BLOB_SIZE = 64 * 1024;

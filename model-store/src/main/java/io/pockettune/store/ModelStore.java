@@ -1,7 +1,13 @@
 package io.pockettune.store;
 
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.ParameterSet;
+import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.StepRecord;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -11,19 +17,24 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.EnumMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.NavigableMap;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
 import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.Lock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
 import org.rocksdb.ColumnFamilyOptions;
 import org.rocksdb.DBOptions;
+import org.rocksdb.FlushOptions;
 import org.rocksdb.Options;
 import org.rocksdb.RocksDB;
 import org.rocksdb.RocksDBException;
@@ -40,7 +51,8 @@ import org.slf4j.LoggerFactory;
  * <h2>A trajectory, not weights</h2>
  * A MeZO step is fully described by (seed, projected gradient, lr, eps): the direction is
  * regenerated from the seed. The model after T steps is therefore the base model plus the replay of
- * T step records of 41 bytes each, and this store keeps exactly that: the step records, occasional
+ * T step records of about 50 bytes each (41 for the step, a few for its offsets), and this store
+ * keeps exactly that: the step records, occasional
  * snapshots of the trainable values (so that restoring replays a bounded number of steps),
  * checkpoints naming points on the trajectory, and the source offsets consumed. Restoring step n
  * is {@link #snapshotAtOrBefore} n plus replay of {@link #steps} after it.
@@ -61,14 +73,24 @@ import org.slf4j.LoggerFactory;
  *
  * <h2>Invariants</h2>
  * <ul>
- *   <li>{@code steps} holds the live trajectory, every step from the first stored one to {@link
- *       #lastStep}. Rollback (not here yet) will move abandoned steps out of it to a branch, and
- *       pruning may remove a prefix covered by a snapshot, both keeping this true.
+ *   <li>{@code steps} holds the live trajectory, every step from 1 to {@link #lastStep}.
+ *       {@link #rollbackTo} moves the steps after its target to an abandoned {@link Branch} in
+ *       the {@code branches} family, in one write batch with the offsets of the target, so the
+ *       source moves back with the model; {@link #prune} deletes abandoned branches.
  *   <li>No snapshot is ahead of {@link #lastStep}, so a restore never runs past the committed
  *       offsets.
  *   <li>The store belongs to one base model, kernel version and trainable layout ({@link
  *       RunIdentity}), fixed at creation; a run that differs is refused.
  * </ul>
+ *
+ * <h2>Rollback</h2>
+ * Every step record also carries the next offsets its commit wrote (see {@link StepRecordCodec}),
+ * so the offsets at any step are known, not only at checkpoints. Rolling back to step S: {@link
+ * #restore} S (nearest snapshot at or before S, then {@link MezoTrainer#replay} of the records
+ * after it: bit-identical to the parameters the trainer had after S, because the perturbation
+ * kernel's arithmetic is canonical), then {@link #rollbackTo} S, after which the next commit is
+ * step S + 1 and the source resumes at the offsets of S. Snapshots after S are dropped (they are
+ * derived data); checkpoints after S are kept, marked with their branch.
  *
  * <h2>Concurrency</h2>
  * Thread-safe. Writes are serialized; reads run concurrently with them and see whole commits only.
@@ -117,6 +139,11 @@ public final class ModelStore implements AutoCloseable {
   private volatile Committed committed = new Committed(0, Map.of());
   /** Guarded by {@link #writeLock}. */
   private long nextCheckpointId = 1;
+  /** Guarded by {@link #writeLock}. */
+  private long nextBranchId = 1;
+  /** The partition dictionary ({@link PartitionCodec}); grows under {@link #writeLock}. */
+  private final Map<SourcePartition, Integer> partitionIndex = new ConcurrentHashMap<>();
+  private final Map<Integer, SourcePartition> partitionByIndex = new ConcurrentHashMap<>();
 
   private ModelStore(
       Path dir,
@@ -125,7 +152,8 @@ public final class ModelStore implements AutoCloseable {
       RocksDB db,
       DBOptions dbOptions,
       List<ColumnFamilyOptions> familyOptions,
-      List<ColumnFamilyHandle> allHandles) {
+      List<ColumnFamilyHandle> allHandles,
+      List<Column> opened) {
     this.dir = dir;
     this.readOnly = readOnly;
     this.clock = clock;
@@ -134,9 +162,9 @@ public final class ModelStore implements AutoCloseable {
     this.familyOptions = familyOptions;
     this.allHandles = allHandles;
     this.syncWrite = new WriteOptions().setSync(true);
-    // Handles come in descriptor order: the default family, then Column.values(), then others.
-    for (Column column : Column.values()) {
-      handles.put(column, allHandles.get(1 + column.ordinal()));
+    // Handles come in descriptor order: the default family, then the opened columns, then others.
+    for (int i = 0; i < opened.size(); i++) {
+      handles.put(opened.get(i), allHandles.get(1 + i));
     }
   }
 
@@ -203,6 +231,17 @@ public final class ModelStore implements AutoCloseable {
     return store;
   }
 
+  /**
+   * Opens an existing store for writing with the identity it was created with, for commands that
+   * change its history (rollback, prune) rather than train.
+   *
+   * @throws StoreException if {@code dir} holds no model store or another process has it open
+   */
+  public static ModelStore openExisting(Path dir) {
+    ModelStore.openReadOnly(dir).close();
+    return openDatabase(dir, false, Clock.systemUTC());
+  }
+
   private static ModelStore openDatabase(Path dir, boolean readOnly, Clock clock) {
     List<byte[]> existing = existingFamilies(dir);
     List<ColumnFamilyOptions> familyOptions = new ArrayList<>();
@@ -210,8 +249,13 @@ public final class ModelStore implements AutoCloseable {
     ColumnFamilyOptions defaultOptions = new ColumnFamilyOptions();
     familyOptions.add(defaultOptions);
     descriptors.add(new ColumnFamilyDescriptor(RocksDB.DEFAULT_COLUMN_FAMILY, defaultOptions));
+    List<Column> opened = new ArrayList<>();
     for (Column column : Column.values()) {
       boolean present = existing.stream().anyMatch(n -> Arrays.equals(n, column.nameBytes()));
+      if (readOnly && !present && column == Column.BRANCHES) {
+        // A store no rollback has opened for writing since PocketTune added branches: none exist.
+        continue;
+      }
       if (readOnly && !present) {
         familyOptions.forEach(ColumnFamilyOptions::close);
         throw new StoreException(
@@ -221,6 +265,7 @@ public final class ModelStore implements AutoCloseable {
       ColumnFamilyOptions options = column.newOptions();
       familyOptions.add(options);
       descriptors.add(new ColumnFamilyDescriptor(column.nameBytes(), options));
+      opened.add(column);
     }
     // RocksDB opens a database only with all its families, e.g. ones a later PocketTune added.
     for (byte[] name : existing) {
@@ -248,7 +293,8 @@ public final class ModelStore implements AutoCloseable {
       dbOptions.close();
       throw openFailure(dir, e);
     }
-    ModelStore store = new ModelStore(dir, readOnly, clock, db, dbOptions, familyOptions, handles);
+    ModelStore store =
+        new ModelStore(dir, readOnly, clock, db, dbOptions, familyOptions, handles, opened);
     try {
       store.loadState();
       return store;
@@ -316,6 +362,30 @@ public final class ModelStore implements AutoCloseable {
             it.status();
           }
           committed = new Committed(last, Collections.unmodifiableMap(offsets));
+          try (RocksIterator it = db.newIterator(handle(Column.META))) {
+            for (it.seek(PartitionCodec.firstKey()); it.isValid(); it.next()) {
+              int index = PartitionCodec.index(it.key());
+              if (index < 0) {
+                break;
+              }
+              SourcePartition p = PartitionCodec.decode(index, it.value());
+              partitionIndex.put(p, index);
+              partitionByIndex.put(index, p);
+            }
+            it.status();
+            long lastBranch = 0;
+            for (it.seek(BranchCodec.metaKey(0)); it.isValid(); it.next()) {
+              long b = BranchCodec.metaBranch(it.key());
+              if (b < 0) {
+                break;
+              }
+              lastBranch = b;
+            }
+            it.status();
+            synchronized (writeLock) {
+              nextBranchId = lastBranch + 1;
+            }
+          }
           try (RocksIterator it = db.newIterator(handle(Column.CHECKPOINTS))) {
             it.seekToLast();
             if (it.isValid()) {
@@ -430,17 +500,33 @@ public final class ModelStore implements AutoCloseable {
                   "step " + record.step() + " committed out of order: the last committed step is "
                       + current.lastStep());
             }
+            Map<SourcePartition, Integer> added = new TreeMap<>();
             try (WriteBatch batch = new WriteBatch()) {
+              Map<Integer, Long> indexed = new TreeMap<>();
+              for (Map.Entry<SourcePartition, Long> e : nextOffsets.entrySet()) {
+                Integer index = partitionIndex.get(e.getKey());
+                if (index == null) {
+                  index = partitionIndex.size() + added.size();
+                  added.put(e.getKey(), index);
+                  batch.put(handle(Column.META), PartitionCodec.key(index),
+                      PartitionCodec.encode(e.getKey()));
+                }
+                indexed.put(index, e.getValue());
+              }
               batch.put(
                   handle(Column.STEPS),
                   StepRecordCodec.key(record.step()),
-                  StepRecordCodec.encode(record));
+                  StepRecordCodec.encode(record, indexed));
               ColumnFamilyHandle offsets = handle(Column.OFFSETS);
               for (Map.Entry<SourcePartition, Long> e : nextOffsets.entrySet()) {
                 batch.put(offsets, OffsetCodec.key(e.getKey()), OffsetCodec.encode(e.getValue()));
               }
               db.write(syncWrite, batch);
             }
+            added.forEach((p, index) -> {
+              partitionIndex.put(p, index);
+              partitionByIndex.put(index, p);
+            });
             committed = current.advance(record.step(), nextOffsets);
           }
           return null;
@@ -590,6 +676,18 @@ public final class ModelStore implements AutoCloseable {
         });
   }
 
+  /** @return the step of the first snapshot after {@code step}, or -1 if there is none */
+  public long snapshotStepAfter(long step) {
+    return guarded("find a snapshot after step " + step, () -> {
+      try (RocksIterator it = db.newIterator(handle(Column.SNAPSHOTS))) {
+        it.seek(SnapshotCodec.key(step + 1, 0));
+        long found = it.isValid() ? SnapshotCodec.step(it.key()) : -1;
+        it.status();
+        return found;
+      }
+    });
+  }
+
   /**
    * Marks the current state (the last committed step and its offsets) as a checkpoint. Durable when
    * it returns.
@@ -655,6 +753,385 @@ public final class ModelStore implements AutoCloseable {
               ? Optional.<Checkpoint>empty()
               : Optional.of(CheckpointCodec.decode(id, value));
         });
+  }
+
+  /**
+   * @return the next offset per source partition as committed with {@code step} (empty at step 0);
+   *     sorted. Partitions first read after {@code step} are absent.
+   * @throws IllegalArgumentException if {@code step} is negative or after {@link #lastStep()}
+   * @throws StoreException if a step record on the way was written by a PocketTune that did not
+   *     keep offsets with each step (then only checkpoints give offsets)
+   */
+  public Map<SourcePartition, Long> offsetsAt(long step) {
+    Committed current = committed;
+    if (step < 0 || step > current.lastStep()) {
+      throw new IllegalArgumentException(
+          "step " + step + " is not on the trajectory, which ends at step " + current.lastStep());
+    }
+    if (step == current.lastStep()) {
+      return current.offsets();
+    }
+    return guarded("read the offsets of step " + step, () -> {
+      TreeMap<SourcePartition, Long> out = new TreeMap<>();
+      int known = partitionByIndex.size();
+      try (RocksIterator it = db.newIterator(handle(Column.STEPS))) {
+        for (it.seekForPrev(StepRecordCodec.key(step)); it.isValid() && out.size() < known;
+            it.prev()) {
+          long n = StepRecordCodec.step(it.key());
+          Map<Integer, Long> named = StepRecordCodec.decodeOffsets(n, it.value());
+          if (named == null) {
+            throw new StoreException(
+                "step " + n + " was recorded by an older PocketTune that kept offsets only at"
+                    + " checkpoints: roll back to a checkpoint instead of a step");
+          }
+          for (Map.Entry<Integer, Long> e : named.entrySet()) {
+            out.putIfAbsent(partition(e.getKey(), n), e.getValue());
+          }
+        }
+        it.status();
+      }
+      return Collections.unmodifiableMap(out);
+    });
+  }
+
+  private SourcePartition partition(int index, long step) {
+    SourcePartition p = partitionByIndex.get(index);
+    if (p == null) {
+      throw new StoreCorruptedException("step " + step + " names source partition #" + index
+          + ", which the store does not know: the store is damaged");
+    }
+    return p;
+  }
+
+  /**
+   * Rolls the live trajectory back to {@code step}, with the offsets committed with it. See
+   * {@link #rollbackTo(long, Map)}.
+   */
+  public Rollback rollbackTo(long step) {
+    return rollbackTo(step, offsetsAt(step));
+  }
+
+  /**
+   * Rolls the live trajectory back to a checkpoint, with the offsets it recorded.
+   *
+   * @throws IllegalArgumentException if the checkpoint is on an abandoned branch
+   */
+  public Rollback rollbackTo(Checkpoint checkpoint) {
+    Checkpoint stored = checkpoint(checkpoint.id()).orElseThrow(() -> new IllegalArgumentException(
+        "there is no checkpoint " + checkpoint.id() + ": list them with 'pockettune checkpoints'"));
+    if (!stored.live()) {
+      throw new IllegalArgumentException("checkpoint " + stored.id() + " (step " + stored.step()
+          + ") is on branch " + stored.branch() + ", abandoned by an earlier rollback: choose a"
+          + " checkpoint on the live trajectory");
+    }
+    return rollbackTo(stored.step(), stored.offsets());
+  }
+
+  /**
+   * Makes {@code step} the last committed step, in ONE synced write batch: the steps after it move
+   * to a new {@link Branch} (kept until {@link #prune}), the checkpoints on them are marked with
+   * that branch, the snapshots after it are deleted, and the committed offsets become {@code
+   * offsets}. The next commit is step {@code step + 1}. The caller restores the parameters of
+   * {@code step} with {@link #restore}. Rolling back to {@link #lastStep()} changes nothing.
+   *
+   * @throws IllegalArgumentException if {@code step} is negative or after {@link #lastStep()}
+   */
+  Rollback rollbackTo(long step, Map<SourcePartition, Long> offsets) {
+    requireWritable();
+    return guarded("roll back to step " + step, () -> {
+      synchronized (writeLock) {
+        Committed current = committed;
+        if (step < 0 || step > current.lastStep()) {
+          throw new IllegalArgumentException("cannot roll back to step " + step
+              + ": the trajectory ends at step " + current.lastStep());
+        }
+        Map<SourcePartition, Long> target = Collections.unmodifiableMap(new TreeMap<>(offsets));
+        if (step == current.lastStep()) {
+          return new Rollback(step, Optional.empty(), List.of(), 0, current.offsets());
+        }
+        long branchId = nextBranchId;
+        Branch branch = new Branch(branchId, step, step + 1, current.lastStep(),
+            Instant.ofEpochMilli(clock.millis()));
+        List<Long> abandoned = new ArrayList<>();
+        int snapshotsDropped = 0;
+        try (WriteBatch batch = new WriteBatch()) {
+          ColumnFamilyHandle steps = handle(Column.STEPS);
+          long moved = 0;
+          try (RocksIterator it = db.newIterator(steps)) {
+            for (it.seek(StepRecordCodec.key(step + 1)); it.isValid(); it.next()) {
+              batch.put(handle(Column.BRANCHES),
+                  BranchCodec.stepKey(branchId, StepRecordCodec.step(it.key())), it.value());
+              moved++;
+            }
+            it.status();
+          }
+          if (moved != branch.steps()) {
+            throw missingStep(step + 1 + moved);
+          }
+          batch.deleteRange(steps, StepRecordCodec.key(step + 1),
+              StepRecordCodec.key(Long.MAX_VALUE));
+          ColumnFamilyHandle snapshots = handle(Column.SNAPSHOTS);
+          try (RocksIterator it = db.newIterator(snapshots)) {
+            for (it.seek(SnapshotCodec.key(step + 1, 0)); it.isValid(); it.next()) {
+              if (SnapshotCodec.chunk(it.key()) == 0) {
+                snapshotsDropped++;
+              }
+            }
+            it.status();
+          }
+          batch.deleteRange(snapshots, SnapshotCodec.key(step + 1, 0),
+              SnapshotCodec.key(Long.MAX_VALUE, 0));
+          for (Checkpoint c : checkpoints()) {
+            if (c.live() && c.step() > step) {
+              batch.put(handle(Column.CHECKPOINTS), CheckpointCodec.key(c.id()),
+                  CheckpointCodec.encode(c.abandonedTo(branchId)));
+              abandoned.add(c.id());
+            }
+          }
+          ColumnFamilyHandle offsetFamily = handle(Column.OFFSETS);
+          for (SourcePartition p : current.offsets().keySet()) {
+            if (!target.containsKey(p)) {
+              batch.delete(offsetFamily, OffsetCodec.key(p));
+            }
+          }
+          for (Map.Entry<SourcePartition, Long> e : target.entrySet()) {
+            batch.put(offsetFamily, OffsetCodec.key(e.getKey()), OffsetCodec.encode(e.getValue()));
+          }
+          batch.put(handle(Column.META), BranchCodec.metaKey(branchId), BranchCodec.encode(branch));
+          // Configs recorded for abandoned steps no longer describe the trajectory; the steps
+          // after the fork will be trained under the current config (or one a later open records).
+          NavigableMap<Long, String> configs = runConfigs();
+          batch.deleteRange(handle(Column.META), MetaCodec.runConfigKey(step + 1),
+              MetaCodec.runConfigKey(Long.MAX_VALUE));
+          Map.Entry<Long, String> inForce = configs.floorEntry(step);
+          if (inForce == null || !inForce.getValue().equals(identity.runConfig())) {
+            batch.put(handle(Column.META), MetaCodec.runConfigKey(step + 1),
+                MetaCodec.encodeRunConfig(clock.millis(), identity.runConfig()));
+          }
+          db.write(syncWrite, batch);
+        }
+        nextBranchId++;
+        committed = new Committed(step, target);
+        LOG.info("Rolled the model store at {} back to step {}: steps {} to {} are branch {}",
+            dir, step, branch.firstStep(), branch.lastStep(), branchId);
+        return new Rollback(step, Optional.of(branch), List.copyOf(abandoned), snapshotsDropped,
+            target);
+      }
+    });
+  }
+
+  /** @return the abandoned branches not yet pruned, by id */
+  public List<Branch> branches() {
+    return guarded("list the branches", () -> {
+      List<Branch> out = new ArrayList<>();
+      try (RocksIterator it = db.newIterator(handle(Column.META))) {
+        for (it.seek(BranchCodec.metaKey(0)); it.isValid(); it.next()) {
+          long b = BranchCodec.metaBranch(it.key());
+          if (b < 0) {
+            break;
+          }
+          out.add(BranchCodec.decode(b, it.value()));
+        }
+        it.status();
+      }
+      return out;
+    });
+  }
+
+  /** @return the steps of an abandoned branch, in step order; empty if it was pruned */
+  public List<StepRecord> branchSteps(long branchId) {
+    if (branchId < 1) {
+      return List.of();
+    }
+    return guarded("read branch " + branchId, () -> {
+      List<StepRecord> out = new ArrayList<>();
+      if (handle(Column.BRANCHES) == null) {
+        return out;
+      }
+      try (RocksIterator it = db.newIterator(handle(Column.BRANCHES))) {
+        for (it.seek(BranchCodec.stepKey(branchId, 0));
+            it.isValid() && BranchCodec.branchOf(it.key()) == branchId; it.next()) {
+          long n = ByteBuffer.wrap(it.key()).getLong(Long.BYTES);
+          out.add(StepRecordCodec.decode(n, it.value()));
+        }
+        it.status();
+      }
+      return out;
+    });
+  }
+
+  /**
+   * Deletes every abandoned branch and, if {@code thinSnapshots}, every snapshot except the latest
+   * and those at the steps of live checkpoints; then compacts the store so that the space is given
+   * back. Checkpoints of pruned branches stay listed (ids are never reused) but can no longer be
+   * restored.
+   */
+  public Prune prune(boolean thinSnapshots) {
+    requireWritable();
+    return guarded("prune", () -> {
+      synchronized (writeLock) {
+        long before = flushedSize();
+        List<Branch> branches = branches();
+        long steps = branches.stream().mapToLong(Branch::steps).sum();
+        long snapshots = 0;
+        try (WriteBatch batch = new WriteBatch()) {
+          if (!branches.isEmpty()) {
+            batch.deleteRange(handle(Column.BRANCHES), BranchCodec.stepKey(1, 0),
+                BranchCodec.stepKey(nextBranchId, 0));
+            for (Branch b : branches) {
+              batch.delete(handle(Column.META), BranchCodec.metaKey(b.id()));
+            }
+          }
+          if (thinSnapshots) {
+            Set<Long> keep = new HashSet<>();
+            for (Checkpoint c : checkpoints()) {
+              if (c.live()) {
+                keep.add(c.step());
+              }
+            }
+            snapshotAtOrBefore(Long.MAX_VALUE - 1).ifPresent(s -> keep.add(s.step()));
+            ColumnFamilyHandle family = handle(Column.SNAPSHOTS);
+            try (RocksIterator it = db.newIterator(family)) {
+              for (it.seekToFirst(); it.isValid(); it.next()) {
+                long n = SnapshotCodec.step(it.key());
+                if (!keep.contains(n)) {
+                  if (SnapshotCodec.chunk(it.key()) == 0) {
+                    snapshots++;
+                  }
+                  batch.delete(family, it.key());
+                }
+              }
+              it.status();
+            }
+          }
+          db.write(syncWrite, batch);
+        }
+        for (Column c : Column.values()) {
+          db.compactRange(handle(c));
+        }
+        long after = flushedSize();
+        LOG.info("Pruned the model store at {}: {} branches, {} steps, {} snapshots, {} bytes"
+            + " reclaimed", dir, branches.size(), steps, snapshots, before - after);
+        return new Prune(branches.size(), steps, snapshots, before, after);
+      }
+    });
+  }
+
+  /**
+   * @return bytes of RocksDB table and blob files per column family, after flushing the
+   *     memtables (the write-ahead log and RocksDB's own logs are not counted)
+   */
+  public Map<String, Long> sizeOnDisk() {
+    return guarded("measure the store", () -> {
+      flush();
+      Map<String, Long> out = new LinkedHashMap<>();
+      for (Column c : handles.keySet()) {
+        out.put(c.familyName, familySize(c));
+      }
+      return out;
+    });
+  }
+
+  private long flushedSize() throws RocksDBException {
+    flush();
+    long total = 0;
+    for (Column c : handles.keySet()) {
+      total += familySize(c);
+    }
+    return total;
+  }
+
+  private void flush() throws RocksDBException {
+    if (readOnly) {
+      return;
+    }
+    try (FlushOptions options = new FlushOptions().setWaitForFlush(true)) {
+      List<ColumnFamilyHandle> families = new ArrayList<>(handles.values());
+      db.flush(options, families);
+    }
+  }
+
+  private long familySize(Column c) throws RocksDBException {
+    return db.getLongProperty(handle(c), "rocksdb.total-sst-files-size")
+        + db.getLongProperty(handle(c), "rocksdb.total-blob-file-size");
+  }
+
+  /**
+   * Brings {@code model} to the parameters it had after {@code step}: loads the nearest snapshot at
+   * or before it, or starts from the model's own values if there is none, then replays the step
+   * records after the snapshot. The result is bit-identical to what the trainer had after that step
+   * (the kernel's arithmetic is canonical).
+   *
+   * @param model  a model fresh from {@link LossModel#causalLm} on the base model the store was
+   *               created for: its parameters must be the base values
+   * @param config the run's hyperparameters: replay takes lr and eps from each record, but the
+   *               direction distribution and weight decay from this config, so they must be the
+   *               ones the steps were trained with
+   * @throws StoreMismatchException if the model, its trainable layout or the perturbation kernel
+   *     differ from those the trajectory was recorded with
+   * @throws IllegalArgumentException if {@code step} is not on the live trajectory
+   */
+  public Restored restore(long step, LossModel model, MezoConfig config, PerturbationKernel kernel) {
+    Objects.requireNonNull(model, "model");
+    RunIdentity id = identity();
+    if (!id.baseModelHash().equals(model.baseModelHash())) {
+      throw new StoreMismatchException("the store at " + dir + " holds a trajectory of base model "
+          + id.baseModelHash() + " but the model given is " + model.baseModelHash()
+          + ": use the model file the store was trained from");
+    }
+    if (id.kernelVersion() != PerturbationKernel.VERSION) {
+      throw new StoreMismatchException("the store at " + dir + " was recorded with perturbation"
+          + " kernel version " + id.kernelVersion() + " but this PocketTune has version "
+          + PerturbationKernel.VERSION + ", whose replay would not reproduce the model: use the"
+          + " PocketTune version that trained it");
+    }
+    ParameterSet params = model.parameters();
+    if (!id.trainableLayout().equals(params.layout())) {
+      throw new StoreMismatchException("the store at " + dir + " trained the tensors "
+          + id.trainableLayout() + " but the model's trainable tensors are " + params.layout()
+          + ": choose the same trainable tensors");
+    }
+    long last = lastStep();
+    if (step < 0 || step > last) {
+      throw new IllegalArgumentException(
+          "step " + step + " is not on the trajectory, which ends at step " + last);
+    }
+    long started = System.nanoTime();
+    long from = 0;
+    Optional<Snapshot> snapshot = snapshotAtOrBefore(step);
+    if (snapshot.isPresent()) {
+      float[] values = snapshot.get().values();
+      if (values.length != params.size()) {
+        throw new StoreCorruptedException("the snapshot of step " + snapshot.get().step()
+            + " holds " + values.length + " values but the model has " + params.size()
+            + " trainable values: the store is damaged");
+      }
+      params.load(values);
+      from = snapshot.get().step();
+    }
+    MezoTrainer trainer = new MezoTrainer(model, config, kernel, from);
+    List<StepRecord> records = steps(from + 1, step);
+    if (records.size() != step - from) {
+      throw missingStep(records.isEmpty() ? from + 1 : records.get(0).step() - 1);
+    }
+    records.forEach(trainer::replay);
+    return new Restored(trainer, step, from, step - from, System.nanoTime() - started);
+  }
+
+  /**
+   * Snapshots {@code params} if the last committed step is a positive multiple of {@code every}.
+   * Call right after {@link #commitStep}, with the parameters the trainer has after that step.
+   *
+   * @param every steps between snapshots; 0 or less never snapshots
+   * @return whether a snapshot was written
+   */
+  public boolean snapshotIfDue(ParameterSet params, long every) {
+    long last = lastStep();
+    if (every <= 0 || last == 0 || last % every != 0) {
+      return false;
+    }
+    putSnapshot(last, params.floats());
+    return true;
   }
 
   /** @return every run config recorded, by the first step it applies to */

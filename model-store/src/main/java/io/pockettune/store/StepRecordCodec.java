@@ -3,16 +3,19 @@ package io.pockettune.store;
 import io.pockettune.trainer.StepRecord;
 import java.nio.BufferUnderflowException;
 import java.nio.ByteBuffer;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
- * Layout of the {@code steps} column family: one entry per committed step, the whole of what replay
- * needs, small enough that tens of thousands of steps cost a few megabytes.
+ * Layout of the {@code steps} column family (and of the step values kept in {@code branches}): one
+ * entry per committed step, the whole of what replay needs plus the source offsets the step
+ * committed, small enough that tens of thousands of steps cost a few megabytes.
  *
  * <pre>
  * key    8 bytes   step number, big-endian (steps start at 1): bytewise order is step order
- * value 41 bytes   big-endian
+ * value  big-endian
  *   offset size  field
- *        0    1  format version (1)
+ *        0    1  format version (2; version 1 is the same 41 bytes without the offsets)
  *        1    8  seed of the direction z
  *        9    4  projected gradient g        } float32 as raw IEEE-754 bits
  *       13    4  learning rate               } (floatToRawIntBits: NaN payloads
@@ -21,13 +24,20 @@ import java.nio.ByteBuffer;
  *       25    4  loss at theta - eps z (L-)  }
  *       29    4  batch size
  *       33    8  time the step finished, epoch milliseconds
+ *       41    v  number n of partitions the commit named (unsigned LEB128 varint)
+ *             n times: varint partition index (see {@link PartitionCodec}), varint next offset
  * </pre>
  *
- * The step number lives only in the key.
+ * The step number lives only in the key. The offsets are the same ones {@link OffsetCodec} keeps
+ * as "current": repeating them in the record is what lets a rollback to ANY step move the source
+ * back with the model, for a few bytes (a demo step with three partitions at offsets below 2^21
+ * is at most 54 bytes). Offsets are absolute, not deltas, so every record stands alone: the offsets at
+ * step n are, per partition, those of the latest record at or before n that names it.
  */
 final class StepRecordCodec {
-  static final int VERSION = 1;
-  static final int VALUE_SIZE = 41;
+  static final int VERSION = 2;
+  /** Size of the fixed part, which is the whole of a version-1 value. */
+  static final int FIXED_SIZE = 41;
 
   private StepRecordCodec() {}
 
@@ -39,8 +49,18 @@ final class StepRecordCodec {
     return Encoding.fromLongKey(key, "a step record");
   }
 
+  /** @return the value of a step that names no partition */
   static byte[] encode(StepRecord r) {
-    return ByteBuffer.allocate(VALUE_SIZE)
+    return encode(r, Map.of());
+  }
+
+  /** @param offsets next offset per partition index, as named by the commit */
+  static byte[] encode(StepRecord r, Map<Integer, Long> offsets) {
+    int size = FIXED_SIZE + Varint.size(offsets.size());
+    for (Map.Entry<Integer, Long> e : offsets.entrySet()) {
+      size += Varint.size(e.getKey()) + Varint.size(e.getValue());
+    }
+    ByteBuffer out = ByteBuffer.allocate(size)
         .put((byte) VERSION)
         .putLong(r.seed())
         .putInt(Float.floatToRawIntBits(r.projectedGradient()))
@@ -49,18 +69,19 @@ final class StepRecordCodec {
         .putInt(Float.floatToRawIntBits(r.lossPlus()))
         .putInt(Float.floatToRawIntBits(r.lossMinus()))
         .putInt(r.batchSize())
-        .putLong(r.timeMillis())
-        .array();
+        .putLong(r.timeMillis());
+    Varint.put(out, offsets.size());
+    for (Map.Entry<Integer, Long> e : offsets.entrySet()) {
+      Varint.put(out, e.getKey());
+      Varint.put(out, e.getValue());
+    }
+    assert !out.hasRemaining() : "size computed wrong";
+    return out.array();
   }
 
   static StepRecord decode(long step, byte[] value) {
     String what = "the record of step " + step;
-    ByteBuffer in = Encoding.open(value, VERSION, what);
-    if (value.length != VALUE_SIZE) {
-      throw new StoreCorruptedException(
-          what + " is " + value.length + " bytes instead of " + VALUE_SIZE
-              + ": the store is damaged");
-    }
+    ByteBuffer in = open(value, what);
     try {
       return new StepRecord(
           step,
@@ -75,5 +96,58 @@ final class StepRecordCodec {
     } catch (BufferUnderflowException e) {
       throw Encoding.truncated(what, e);
     }
+  }
+
+  /**
+   * @return next offset per partition index named by the step's commit, sorted; null for a
+   *     version-1 record, which did not keep them
+   */
+  static Map<Integer, Long> decodeOffsets(long step, byte[] value) {
+    String what = "the record of step " + step;
+    ByteBuffer in = open(value, what);
+    if (value[0] == 1) {
+      return null;
+    }
+    in.position(FIXED_SIZE);
+    try {
+      long n = Varint.get(in, what);
+      if (n > in.remaining()) {
+        throw new StoreCorruptedException(what + " claims " + n + " offsets: the store is damaged");
+      }
+      Map<Integer, Long> out = new TreeMap<>();
+      for (long i = 0; i < n; i++) {
+        long index = Varint.get(in, what);
+        if (index > Integer.MAX_VALUE) {
+          throw new StoreCorruptedException(what + " names partition index " + index
+              + ": the store is damaged");
+        }
+        out.put((int) index, Varint.get(in, what));
+      }
+      Encoding.expectEnd(in, what);
+      return out;
+    } catch (BufferUnderflowException e) {
+      throw Encoding.truncated(what, e);
+    }
+  }
+
+  /** Checks the version and the length; positions after the version byte. */
+  private static ByteBuffer open(byte[] value, String what) {
+    if (value.length == 0) {
+      throw new StoreCorruptedException(what + " is empty: the store is damaged");
+    }
+    int version = Byte.toUnsignedInt(value[0]);
+    if (version != 1 && version != VERSION) {
+      throw new StoreException(
+          what + " has format version " + version + " but this PocketTune reads only versions 1"
+              + " and " + VERSION + ": open the store with the PocketTune version that wrote it");
+    }
+    if (version == 1 ? value.length != FIXED_SIZE : value.length <= FIXED_SIZE) {
+      throw new StoreCorruptedException(
+          what + " is " + value.length + " bytes, which format version " + version
+              + " does not allow: the store is damaged");
+    }
+    ByteBuffer in = ByteBuffer.wrap(value);
+    in.get();
+    return in;
   }
 }

@@ -28,7 +28,7 @@ class CheckpointCodecTest {
 
   @Test
   void decode_roundTrip() {
-    for (Checkpoint c : List.of(FULL, BARE)) {
+    for (Checkpoint c : List.of(FULL, BARE, FULL.abandonedTo(3))) {
       assertEquals(c, CheckpointCodec.decode(c.id(), CheckpointCodec.encode(c)));
     }
   }
@@ -48,10 +48,18 @@ class CheckpointCodecTest {
   @Test
   void decode_unknownVersion_refusedNamingCheckpoint() {
     byte[] value = CheckpointCodec.encode(FULL);
-    value[0] = 2;
+    value[0] = 3;
     StoreException e = assertThrows(StoreException.class, () -> CheckpointCodec.decode(12, value));
     assertTrue(e.getMessage().contains("checkpoint 12"), e.getMessage());
-    assertTrue(e.getMessage().contains("format version 2"), e.getMessage());
+    assertTrue(e.getMessage().contains("format version 3"), e.getMessage());
+  }
+
+  @Test
+  void decode_version1_isLive() {
+    byte[] v2 = CheckpointCodec.encode(FULL);
+    byte[] v1 = Arrays.copyOf(v2, v2.length - Long.BYTES);
+    v1[0] = 1;
+    assertEquals(FULL, CheckpointCodec.decode(12, v1));
   }
 
   @Test

@@ -1,11 +1,13 @@
 package io.pockettune.store;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pockettune.trainer.StepRecord;
 import java.util.Arrays;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -29,16 +31,38 @@ class StepRecordCodecTest {
   @ParameterizedTest
   @MethodSource("extremeRecords")
   void encode_fitsIn64Bytes(StepRecord record) {
-    byte[] value = StepRecordCodec.encode(record);
-    assertEquals(StepRecordCodec.VALUE_SIZE, value.length);
+    // Three partitions at offsets up to 2^21, as the demo commits: 54 bytes.
+    byte[] value = StepRecordCodec.encode(record, THREE_PARTITIONS);
+    assertEquals(54, value.length);
     assertTrue(value.length <= 64, "step value is " + value.length + " bytes");
     assertEquals(8, StepRecordCodec.key(record.step()).length);
+  }
+
+  private static final Map<Integer, Long> THREE_PARTITIONS =
+      Map.of(0, (1L << 21) - 1, 1, 1_000_000L, 2, 20_000L);
+
+  @Test
+  void decodeOffsets_roundTrip() {
+    StepRecord r = extremeRecords().findFirst().orElseThrow();
+    Map<Integer, Long> offsets = Map.of(0, 5L, 7, Long.MAX_VALUE, 300, 128L);
+    assertEquals(offsets, StepRecordCodec.decodeOffsets(1, StepRecordCodec.encode(r, offsets)));
+    assertEquals(Map.of(), StepRecordCodec.decodeOffsets(1, StepRecordCodec.encode(r)));
+  }
+
+  @Test
+  void decode_version1_readsWithoutOffsets() {
+    StepRecord r = extremeRecords().findFirst().orElseThrow();
+    byte[] v1 = Arrays.copyOf(StepRecordCodec.encode(r), StepRecordCodec.FIXED_SIZE);
+    v1[0] = 1;
+    assertEquals(r, StepRecordCodec.decode(r.step(), v1));
+    assertNull(StepRecordCodec.decodeOffsets(r.step(), v1));
   }
 
   @ParameterizedTest
   @MethodSource("extremeRecords")
   void decode_roundTripIsBitExact(StepRecord record) {
-    StepRecord back = StepRecordCodec.decode(record.step(), StepRecordCodec.encode(record));
+    StepRecord back =
+        StepRecordCodec.decode(record.step(), StepRecordCodec.encode(record, THREE_PARTITIONS));
     assertEquals(record.step(), back.step());
     assertEquals(record.seed(), back.seed());
     assertBits(record.projectedGradient(), back.projectedGradient());
@@ -69,22 +93,26 @@ class StepRecordCodecTest {
   @Test
   void decode_unknownVersion_refusedNamingIt() {
     byte[] value = StepRecordCodec.encode(extremeRecords().findFirst().orElseThrow());
-    value[0] = 2;
+    value[0] = 3;
     StoreException e = assertThrows(StoreException.class, () -> StepRecordCodec.decode(9, value));
     assertTrue(e.getMessage().contains("step 9"), e.getMessage());
-    assertTrue(e.getMessage().contains("format version 2"), e.getMessage());
-    assertTrue(e.getMessage().contains("only version 1"), e.getMessage());
+    assertTrue(e.getMessage().contains("format version 3"), e.getMessage());
+    assertTrue(e.getMessage().contains("only versions 1 and 2"), e.getMessage());
   }
 
   @Test
   void decode_wrongLength_isCorruption() {
-    byte[] value = StepRecordCodec.encode(extremeRecords().findFirst().orElseThrow());
+    byte[] value =
+        StepRecordCodec.encode(extremeRecords().findFirst().orElseThrow(), THREE_PARTITIONS);
     for (int length = 1; length < value.length; length++) {
       byte[] truncated = Arrays.copyOf(value, length);
-      assertThrows(StoreCorruptedException.class, () -> StepRecordCodec.decode(3, truncated));
+      assertThrows(StoreCorruptedException.class, () -> {
+        StepRecordCodec.decode(3, truncated);
+        StepRecordCodec.decodeOffsets(3, truncated);
+      }, "prefix of " + length);
     }
     byte[] longer = Arrays.copyOf(value, value.length + 1);
-    assertThrows(StoreCorruptedException.class, () -> StepRecordCodec.decode(3, longer));
+    assertThrows(StoreCorruptedException.class, () -> StepRecordCodec.decodeOffsets(3, longer));
     assertThrows(StoreCorruptedException.class, () -> StepRecordCodec.decode(3, new byte[0]));
   }
 }

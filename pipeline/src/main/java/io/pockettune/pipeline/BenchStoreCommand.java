@@ -1,22 +1,187 @@
 package io.pockettune.pipeline;
 
+import io.pockettune.store.ModelStore;
+import io.pockettune.store.RunIdentity;
+import io.pockettune.store.SourcePartition;
+import io.pockettune.trainer.ByteTokenizer;
+import io.pockettune.trainer.DecoderLmBuilder;
+import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.StepRecord;
+import io.pockettune.trainer.TokenBatch;
+import io.pockettune.trainer.TrainableSelection;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.Callable;
+import java.util.stream.Stream;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
-import picocli.CommandLine.Unmatched;
 
-/** Measure commits, trajectory size and rollback. Not built yet: planned in issue #5. */
-@Command(name = "store", mixinStandardHelpOptions = true, description = "Measure commits, trajectory size and rollback. (not built yet)")
+/**
+ * {@code pockettune bench store}: trains the demo model (DecoderLmConfig.demo(), all 446k
+ * parameters) for real MeZO steps, committing each one synced with the offsets of three source
+ * partitions and snapshotting every K steps, then rolls back near the end and in the middle.
+ *
+ * <p>What is measured is the store, so a step trains on ONE short sequence (16 tokens) instead of
+ * the demo's 16 examples: the records, offsets, snapshots and replay are exactly what a full-batch
+ * run writes and reads (replay cost does not depend on the batch), only the forward passes are
+ * cheaper. Reports: bytes per step (step records and offsets, and with snapshots), commit latency
+ * (p50, p99, max; synced), and rollback time (restore + check + rollback write) to a step just
+ * before a snapshot, the worst case of replay, near the end and in the middle.
+ */
+@Command(name = "store", mixinStandardHelpOptions = true,
+    description = "Measure commits, trajectory size and rollback on the demo model.")
 final class BenchStoreCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Unmatched List<String> ignored;
+  @Mixin CommonOptions common;
+
+  @Option(names = "--steps", description = "MeZO steps to commit (default: ${DEFAULT-VALUE})")
+  int steps = 10_000;
+
+  @Option(names = "--snapshot-every", description = "steps between snapshots (default: ${DEFAULT-VALUE})")
+  int snapshotEvery = 500;
+
+  @Option(names = "--threads", description = "worker threads (default: all cores)")
+  int threads = Runtime.getRuntime().availableProcessors();
 
   @Override
-  public Integer call() {
-    spec.commandLine().getErr().println("pockettune bench store is not built yet (planned in issue #5)");
-    return 3;
+  public Integer call() throws IOException {
+    if (steps < 4 || snapshotEvery < 1 || threads < 1) {
+      throw new IllegalArgumentException("--steps must be at least 4, --snapshot-every and --threads positive");
+    }
+    PrintWriter out = spec.commandLine().getOut();
+    PrintWriter err = spec.commandLine().getErr();
+    Files.createDirectories(common.dataDir);
+    Path work = Files.createTempDirectory(common.dataDir.toAbsolutePath(), "bench-store-");
+    try {
+      return run(work, out, err);
+    } finally {
+      try (Stream<Path> files = Files.walk(work)) {
+        files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      }
+    }
+  }
+
+  private int run(Path work, PrintWriter out, PrintWriter err) {
+    DecoderLmConfig config = DecoderLmConfig.demo();
+    byte[] onnx = DecoderLmBuilder.build(config);
+    ByteTokenizer tokenizer = new ByteTokenizer();
+    List<SourcePartition> partitions = List.of(new SourcePartition(DemoCommand.MESSAGES, 0),
+        new SourcePartition(DemoCommand.MESSAGES, 1), new SourcePartition(DemoCommand.NOTES, 0));
+    long[] commitNanos = new long[steps];
+    long trainStarted = System.nanoTime();
+    Map<String, Long> sizes;
+    try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
+        PerturbationKernel kernel = new PerturbationKernel(threads)) {
+      float[] base = model.parameters().toArray();
+      RunIdentity identity = new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
+          model.parameters().layout(), "bench store");
+      try (ModelStore store = ModelStore.open(work.resolve("store"), identity)) {
+        MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-4f, 7L), kernel, 0);
+        long[] offsets = new long[partitions.size()];
+        for (int n = 1; n <= steps; n++) {
+          String text = "bench message " + n + " about the weekend";
+          TokenBatch batch = TokenBatch.of(List.of(tokenizer.encode(text, 16)));
+          StepRecord r = trainer.step(batch);
+          offsets[n % offsets.length]++;
+          Map<SourcePartition, Long> next = new TreeMap<>();
+          for (int p = 0; p < offsets.length; p++) {
+            next.put(partitions.get(p), offsets[p] * 16);
+          }
+          long t0 = System.nanoTime();
+          store.commitStep(r, next);
+          commitNanos[n - 1] = System.nanoTime() - t0;
+          store.snapshotIfDue(model.parameters(), snapshotEvery);
+          if (n % 1000 == 0) {
+            store.markCheckpoint(null, Map.of("train_loss", (double) (r.lossPlus() + r.lossMinus()) / 2));
+            err.printf(Locale.ROOT, "bench store: %,d of %,d steps committed%n", n, steps);
+            err.flush();
+          }
+        }
+        sizes = store.sizeOnDisk();
+      }
+      double trainSeconds = (System.nanoTime() - trainStarted) / 1e9;
+      long snapshotBytes = sizes.get("snapshots");
+      long trajectoryBytes = sizes.values().stream().mapToLong(Long::longValue).sum() - snapshotBytes;
+      Arrays.sort(commitNanos);
+
+      // Worst case of replay: one step before a snapshot. Near the end first, since rolling back
+      // to the middle abandons the end.
+      long nearEnd = (steps / snapshotEvery) * snapshotEvery - 1;
+      long middle = (steps / 2 / snapshotEvery) * snapshotEvery - 1;
+      if (nearEnd <= 0 || middle <= 0 || middle >= nearEnd) {
+        nearEnd = steps - 1;
+        middle = steps / 2;
+      }
+      long[] rollbackMs = new long[2];
+      long[] replayed = new long[2];
+      long[] targets = {nearEnd, middle};
+      for (int i = 0; i < 2; i++) {
+        try (ModelStore store = ModelStore.openExisting(work.resolve("store"))) {
+          model.parameters().load(base);
+          RollbackCommand.Result r = RollbackCommand.rollback(store, model, kernel, targets[i], null);
+          rollbackMs[i] = r.millis();
+          replayed[i] = r.restored().replayed();
+          if (!Boolean.TRUE.equals(r.verified()) && store.snapshotStepAfter(targets[i]) > 0) {
+            throw new IllegalStateException("rollback to step " + targets[i] + " was not verified");
+          }
+        }
+      }
+      double bytesPerStep = (double) trajectoryBytes / steps;
+      double withSnapshots = (double) (trajectoryBytes + snapshotBytes) / steps;
+      out.printf(Locale.ROOT, "%,d steps of the demo model (%,d parameters, batch of 1 x 16 tokens) in %.1f s%n",
+          steps, base.length, trainSeconds);
+      out.printf(Locale.ROOT, "bytes per step: %.1f (steps, offsets, checkpoints, meta), %.1f with snapshots every %d steps%n",
+          bytesPerStep, withSnapshots, snapshotEvery);
+      out.printf(Locale.ROOT, "commit (synced): p50 %.2f ms, p99 %.2f ms, max %.2f ms%n",
+          ms(commitNanos, 0.50), ms(commitNanos, 0.99), commitNanos[steps - 1] / 1e6);
+      out.printf(Locale.ROOT, "rollback to step %,d: %d ms (%d steps replayed); to step %,d: %d ms (%d replayed)%n",
+          nearEnd, rollbackMs[0], replayed[0], middle, rollbackMs[1], replayed[1]);
+      if (common.json) {
+        out.println(new JsonLine()
+            .put("steps", steps)
+            .put("parameters", base.length)
+            .put("snapshot_every", snapshotEvery)
+            .put("bytes_per_step", Math.round(bytesPerStep * 10) / 10.0)
+            .put("bytes_per_step_with_snapshots", Math.round(withSnapshots * 10) / 10.0)
+            .put("store_bytes", sizes)
+            .put("commit_p50_ms", round(ms(commitNanos, 0.50)))
+            .put("commit_p99_ms", round(ms(commitNanos, 0.99)))
+            .put("commit_max_ms", round(commitNanos[steps - 1] / 1e6))
+            .put("rollback_ms", Math.max(rollbackMs[0], rollbackMs[1]))
+            .put("rollback_end_step", nearEnd)
+            .put("rollback_end_ms", rollbackMs[0])
+            .put("rollback_middle_step", middle)
+            .put("rollback_middle_ms", rollbackMs[1])
+            .put("replayed_max", Math.max(replayed[0], replayed[1]))
+            .put("train_seconds", Math.round(trainSeconds * 10) / 10.0)
+            .put("threads", threads));
+      }
+    }
+    return 0;
+  }
+
+  private static double ms(long[] sortedNanos, double quantile) {
+    int i = (int) Math.ceil(quantile * sortedNanos.length) - 1;
+    return sortedNanos[Math.max(0, Math.min(sortedNanos.length - 1, i))] / 1e6;
+  }
+
+  private static double round(double v) {
+    return Math.round(v * 100) / 100.0;
   }
 }

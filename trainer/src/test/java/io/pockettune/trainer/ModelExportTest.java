@@ -12,6 +12,8 @@ import ai.onnxruntime.OrtSession;
 import java.nio.LongBuffer;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 class ModelExportTest {
   private static final TokenBatch BATCH =
@@ -42,6 +44,34 @@ class ModelExportTest {
       // Plain ONNX Runtime, no PocketTune code: cross-entropy from its logits in Java.
       double plain = crossEntropy(exported, BATCH);
       assertEquals(trainedLoss, plain, 1e-5 * Math.abs(trainedLoss));
+    }
+  }
+
+  @ParameterizedTest
+  @EnumSource(ModelExport.Adapters.class)
+  void withTrainedValues_lora_plainOnnxRuntimeGivesTrainerLoss(ModelExport.Adapters adapters) throws OrtException {
+    byte[] base = DecoderLmBuilder.build(TinyModels.TINY);
+    TrainableSelection lora = TrainableSelection.lora(4, 8f, ".*");
+    try (LossModel model = LossModel.causalLm(base, lora, 1);
+        PerturbationKernel kernel = new PerturbationKernel(1)) {
+      MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-2f, 5e-2f, 4L), kernel, 0);
+      for (int i = 0; i < 20; i++) {
+        trainer.step(BATCH);
+      }
+      float trainedLoss = model.loss(BATCH).loss();
+      byte[] exported = ModelExport.withTrainedValues(base, model.parameters(), lora, adapters, Map.of());
+      assertNotEquals(crossEntropy(base, BATCH), crossEntropy(exported, BATCH), 1e-4, "the adapters trained");
+      assertEquals(ModelExport.outputs(base), ModelExport.outputs(exported));
+      double plain = crossEntropy(exported, BATCH);
+      assertEquals(trainedLoss, plain, 1e-5 * Math.abs(trainedLoss));
+      if (adapters == ModelExport.Adapters.KEEP) {
+        // The adapters lifted again: the trainer's graph and values, so the very same loss.
+        try (LossModel again = LossModel.causalLm(exported, TrainableSelection.matching(".*\\.lora_[AB]"), 1)) {
+          assertEquals(Float.floatToRawIntBits(trainedLoss), Float.floatToRawIntBits(again.loss(BATCH).loss()));
+        }
+      } else {
+        assertEquals(base.length, exported.length, 200, "merged: the base graph, no adapter nodes");
+      }
     }
   }
 

@@ -1,0 +1,181 @@
+package io.pockettune.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pockettune.store.ModelStore;
+import io.pockettune.store.RunIdentity;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.TrainableSelection;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The store commands on a data directory whose trainer was killed with SIGKILL mid-commits. */
+class StoreCommandsTest {
+  @TempDir Path dir;
+
+  private record Run(int exit, String out, String err) {
+    String lastLine() {
+      String[] lines = out.strip().split("\n");
+      return lines[lines.length - 1];
+    }
+
+    String field(String name) {
+      Matcher m = Pattern.compile("\"" + name + "\":(\"[^\"]*\"|[-0-9.eE]+|true|false|null|\\{[^}]*\\})")
+          .matcher(lastLine());
+      assertTrue(m.find(), name + " missing from " + lastLine());
+      return m.group(1);
+    }
+
+    long number(String name) {
+      return Long.parseLong(field(name));
+    }
+  }
+
+  private static Run run(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
+    return new Run(exit, out.toString(), err.toString());
+  }
+
+  @Test
+  @Timeout(value = 120, unit = TimeUnit.SECONDS)
+  void commands_onStoreOfKilledProcess() throws Exception {
+    Path data = dir.resolve("data");
+    long acknowledged = trainAndKill(data, 80);
+    String d = data.toString();
+
+    Run list = run("checkpoints", "--data-dir", d, "--json");
+    assertEquals(0, list.exit(), list.err());
+    long last = list.number("last_step");
+    assertTrue(last >= acknowledged, "acknowledged " + acknowledged + ", found " + last);
+    assertTrue(list.out().contains("at 50"), list.out());
+
+    // Export checkpoint 2 (step 50): its loss under our loss head equals the trainer's there.
+    Path exported = dir.resolve("out").resolve("model.onnx");
+    Run export = run("export", "--data-dir", d, "--checkpoint", "2", "--out", exported.toString(), "--threads", "1",
+        "--json");
+    assertEquals(0, export.exit(), export.err());
+    assertEquals(50, export.number("step"));
+    float trainerLoss;
+    try (ModelStore store = ModelStore.openReadOnly(data.resolve("store"));
+        LossModel model = LossModel.causalLm(PipelineFixture.MODEL, TrainableSelection.all(), 1);
+        PerturbationKernel kernel = new PerturbationKernel(1)) {
+      store.restore(50, model, PipelineFixture.MEZO, kernel);
+      trainerLoss = model.loss(StoreCommandsTrainer.batch(1)).loss();
+      assertEquals('"' + model.parameters().digest() + '"', export.field("parameters_sha256"));
+    }
+    try (LossModel fromFile = LossModel.causalLm(Files.readAllBytes(exported), TrainableSelection.all(), 1)) {
+      assertEquals(trainerLoss, fromFile.loss(StoreCommandsTrainer.batch(1)).loss());
+    }
+
+    // Roll back to a step between snapshots: verified against the next one, offsets of that step.
+    Run back = run("rollback", "--data-dir", d, "--to", "step:57", "--threads", "1", "--json");
+    assertEquals(0, back.exit(), back.err());
+    assertEquals(57, back.number("step"));
+    assertEquals(last - 57, back.number("steps_abandoned"));
+    assertEquals("true", back.field("verified"));
+    assertEquals("{\"messages-0\":114,\"notes-0\":28}", back.field("offsets"));
+    assertTrue(back.out().contains("committed offsets now: messages-0=114, notes-0=28"), back.out());
+
+    Run toCheckpoint = run("rollback", "--data-dir", d, "--to", "1", "--threads", "1", "--json");
+    assertEquals(0, toCheckpoint.exit(), toCheckpoint.err());
+    assertEquals(25, toCheckpoint.number("step"));
+    assertEquals(32, toCheckpoint.number("steps_abandoned"));
+
+    Run abandoned = run("export", "--data-dir", d, "--checkpoint", "2", "--out", exported.toString());
+    assertEquals(1, abandoned.exit());
+    assertTrue(abandoned.err().contains("abandoned by a rollback"), abandoned.err());
+    Run backToAbandoned = run("rollback", "--data-dir", d, "--to", "2");
+    assertEquals(1, backToAbandoned.exit());
+    assertTrue(backToAbandoned.err().contains("checkpoint 2 (step 50) is on branch 2"), backToAbandoned.err());
+
+    Run prune = run("checkpoints", "--data-dir", d, "--prune", "--thin-snapshots", "--json");
+    assertEquals(0, prune.exit(), prune.err());
+    assertTrue(prune.lastLine().contains("\"branches\":2"), prune.lastLine());
+    assertTrue(prune.out().contains("reclaimed"), prune.out());
+    assertEquals(25, prune.number("last_step"));
+  }
+
+  @Test
+  void replayConfig_readsDistributionAndDecayFromRunConfig() {
+    RunIdentity plain = new RunIdentity("h", 1, "w[2];", "{\"lr\":0.001}");
+    assertEquals(PerturbationKernel.Distribution.GAUSSIAN, StoreCommands.replayConfig(plain).distribution());
+    assertEquals(0f, StoreCommands.replayConfig(plain).weightDecay());
+    RunIdentity tuned = new RunIdentity("h", 1, "w[2];", "{\"distribution\":\"rademacher\",\"weight_decay\":0.01}");
+    assertEquals(PerturbationKernel.Distribution.RADEMACHER, StoreCommands.replayConfig(tuned).distribution());
+    assertEquals(0.01f, StoreCommands.replayConfig(tuned).weightDecay());
+  }
+
+  @Test
+  void selection_matchesExactlyTheLayoutsTensors() {
+    TrainableSelection s = StoreCommands.selection("blocks.0.w[128, 384];ln.b+x[128];");
+    assertTrue(s.pattern().matcher("blocks.0.w").matches());
+    assertTrue(s.pattern().matcher("ln.b+x").matches());
+    assertFalse(s.pattern().matcher("blocks.0.wx").matches());
+    assertFalse(s.pattern().matcher("blocksX0.w").matches());
+  }
+
+  @Test
+  void rollback_badTarget_oneLineMessage() {
+    Run r = run("rollback", "--data-dir", dir.resolve("nothing").toString(), "--to", "step:x");
+    assertEquals(1, r.exit());
+    assertTrue(r.err().contains("there is no base model"), r.err());
+    Run missing = run("checkpoints", "--data-dir", dir.resolve("nothing").toString());
+    assertEquals(1, missing.exit());
+    assertTrue(missing.err().contains("there is no model store"), missing.err());
+    assertEquals(1, missing.err().strip().lines().count(), missing.err());
+  }
+
+  /** @return the highest step the child acknowledged before it was killed */
+  private long trainAndKill(Path data, long killAfter) throws IOException, InterruptedException {
+    Path stderr = dir.resolve("child.err");
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    String classpath = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+    Process child = new ProcessBuilder(List.of(java, "--enable-native-access=ALL-UNNAMED", "-DOPT_OUT_TRACKING=true",
+        "-Dai.djl.offline=true", "-cp", classpath, StoreCommandsTrainer.class.getName(), data.toString()))
+        .redirectError(stderr.toFile())
+        .start();
+    long acknowledged = 0;
+    try (BufferedReader out = new BufferedReader(new InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8))) {
+      while (acknowledged < killAfter) {
+        String line = out.readLine();
+        assertNotNull(line, () -> "child exited early: " + read(stderr));
+        acknowledged = Long.parseLong(line.substring("committed ".length()));
+      }
+      child.toHandle().destroyForcibly();
+      for (String line; (line = out.readLine()) != null; ) {
+        acknowledged = Long.parseLong(line.substring("committed ".length()));
+      }
+    } finally {
+      child.destroyForcibly();
+      child.waitFor();
+    }
+    return acknowledged;
+  }
+
+  private static String read(Path file) {
+    try {
+      return Files.readString(file);
+    } catch (IOException e) {
+      return "(no stderr: " + e.getMessage() + ")";
+    }
+  }
+}
