@@ -8,6 +8,7 @@ import io.pockettune.schemas.EventSerde;
 import io.pockettune.schemas.SchemaStore;
 import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
+import io.pockettune.store.Restored;
 import io.pockettune.store.RunIdentity;
 import io.pockettune.store.SourcePartition;
 import io.pockettune.trainer.ByteTokenizer;
@@ -88,13 +89,16 @@ final class DemoCommand implements Callable<Integer> {
   @Option(names = "--checkpoint-every", description = "steps between checkpoints (default: ${DEFAULT-VALUE})")
   int checkpointEvery = 500;
 
+  @Option(names = "--snapshot-every", description = "steps between parameter snapshots (default: ${DEFAULT-VALUE})")
+  int snapshotEvery = 500;
+
   @Option(names = "--threads", description = "worker threads (default: all cores)")
   int threads = Runtime.getRuntime().availableProcessors();
 
   @Override
   public Integer call() throws IOException {
-    if (steps < 1 || batch < 1 || heldout < 1 || threads < 1 || checkpointEvery < 0) {
-      throw new IllegalArgumentException("--steps, --batch, --heldout and --threads must be positive and --checkpoint-every not negative");
+    if (steps < 1 || batch < 1 || heldout < 1 || threads < 1 || checkpointEvery < 0 || snapshotEvery < 0) {
+      throw new IllegalArgumentException("--steps, --batch, --heldout and --threads must be positive; --checkpoint-every and --snapshot-every not negative");
     }
     long started = System.nanoTime();
     PrintWriter out = spec.commandLine().getOut();
@@ -131,15 +135,16 @@ final class DemoCommand implements Callable<Integer> {
           PerturbationKernel kernel = new PerturbationKernel(threads)) {
         MezoConfig mezo = new MezoConfig(eps, learningRate, seed);
         String runConfig = new JsonLine().put("model", modelConfig.toString()).put("trainable", "all")
-            .put("eps", eps).put("lr", learningRate).put("seed", seed).put("batch", batch).toString();
+            .put("eps", eps).put("lr", learningRate).put("seed", seed).put("batch", batch)
+            .put("distribution", mezo.distribution().name()).put("weight_decay", mezo.weightDecay()).toString();
         RunIdentity identity = new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
             model.parameters().layout(), runConfig);
         try (ModelStore store = ModelStore.open(dir.resolve("store"), identity)) {
-          MezoTrainer trainer = new MezoTrainer(model, mezo, kernel, 0);
-          long restored = store.lastStep();
-          if (restored > 0) {
-            progress.printf("restoring the model: replaying %,d committed steps%n", restored);
-            store.steps(1, restored).forEach(trainer::replay);
+          Restored restored = store.restore(store.lastStep(), model, mezo, kernel);
+          MezoTrainer trainer = restored.trainer();
+          if (restored.step() > 0) {
+            progress.printf("restoring the model to step %,d: snapshot of step %,d, replaying %,d committed steps%n",
+                restored.step(), restored.snapshotStep(), restored.replayed());
           }
           int checkpointsBefore = store.checkpoints().size();
 
@@ -158,7 +163,8 @@ final class DemoCommand implements Callable<Integer> {
                 log.startOffset(tp.topic(), tp.partition())));
           }
           TrainingJob job = new TrainingJob(new LogSource(log, start, trainEnd), serde, ExampleMapper.defaults(),
-              tokenizer, maxTokens, MicroBatcher.byCount(batch), trainer, store, new DeadLetters(log), checkpointEvery);
+              tokenizer, maxTokens, MicroBatcher.byCount(batch), trainer, store, new DeadLetters(log), checkpointEvery,
+              model.parameters(), snapshotEvery);
           Progress bar = new Progress(progress, steps);
           TrainingJob.Result result = job.run(steps, bar);
           bar.finish();

@@ -6,6 +6,7 @@ import io.pockettune.store.ModelStore;
 import io.pockettune.store.SourcePartition;
 import io.pockettune.trainer.ByteTokenizer;
 import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.StepRecord;
 import io.pockettune.trainer.TokenBatch;
 import java.util.LinkedHashMap;
@@ -43,9 +44,17 @@ final class TrainingJob {
   private final ModelStore store;
   private final DeadLetters deadLetters;
   private final int checkpointEvery;
+  private final ParameterSet parameters;
+  private final int snapshotEvery;
 
+  /**
+   * @param checkpointEvery steps between periodic checkpoints (0: none)
+   * @param parameters      the trained parameters, snapshotted every {@code snapshotEvery} steps
+   *                        so that restore and rollback replay at most that many steps (0: never)
+   */
   TrainingJob(LogSource source, EventSerde serde, ExampleMapper mapper, ByteTokenizer tokenizer, int maxTokens,
-      MicroBatcher batcher, MezoTrainer trainer, ModelStore store, DeadLetters deadLetters, int checkpointEvery) {
+      MicroBatcher batcher, MezoTrainer trainer, ModelStore store, DeadLetters deadLetters, int checkpointEvery,
+      ParameterSet parameters, int snapshotEvery) {
     this.source = source;
     this.serde = serde;
     this.mapper = mapper;
@@ -56,6 +65,8 @@ final class TrainingJob {
     this.store = store;
     this.deadLetters = deadLetters;
     this.checkpointEvery = checkpointEvery;
+    this.parameters = parameters;
+    this.snapshotEvery = snapshotEvery;
   }
 
   private long steps;
@@ -103,6 +114,7 @@ final class TrainingJob {
     Map<SourcePartition, Long> offsets = new LinkedHashMap<>();
     positions.forEach((tp, next) -> offsets.put(new SourcePartition(tp.topic(), tp.partition()), next));
     store.commitStep(rec, offsets);
+    store.snapshotIfDue(parameters, snapshotEvery);
     steps++;
     trained += rec.batchSize();
     recentLoss += (rec.lossPlus() + rec.lossMinus()) / 2;

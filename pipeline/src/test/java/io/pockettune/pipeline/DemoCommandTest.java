@@ -52,7 +52,7 @@ class DemoCommandTest {
     Run again = run("demo", "--data-dir", data.toString(), "--steps", "10", "--json");
     assertEquals(0, again.exit(), again.err());
     assertEquals(50, again.number("total_steps"), "a second run continues the first");
-    assertTrue(again.err().contains("replaying 40 committed steps"), again.err());
+    assertTrue(again.err().contains("restoring the model to step 40"), again.err());
   }
 
   @Test
@@ -65,7 +65,7 @@ class DemoCommandTest {
 
   @Test
   void main_plannedCommandsSayTheyAreNotBuilt() {
-    Run r = run("rollback", "--to", "3");
+    Run r = run("replay");
     assertTrue(r.exit() != 0);
     assertTrue(r.err().contains("not built yet"), r.err());
     Run help = run("--help");

@@ -43,10 +43,7 @@ final class PipelineFixture implements AutoCloseable {
     kernel = new PerturbationKernel(1);
     store = ModelStore.open(storeDir, new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
         model.parameters().layout(), "test"));
-    trainer = new MezoTrainer(model, MEZO, kernel, 0);
-    if (store.lastStep() > 0) {
-      store.steps(1, store.lastStep()).forEach(trainer::replay);
-    }
+    trainer = store.restore(store.lastStep(), model, MEZO, kernel).trainer();
   }
 
   /** A job reading every partition from the committed offsets to the current end of the log. */
@@ -59,7 +56,8 @@ final class PipelineFixture implements AutoCloseable {
       end.put(tp, log.endOffset(tp.topic(), tp.partition()));
     }
     return new TrainingJob(new LogSource(log, start, end), serde, ExampleMapper.defaults(), new ByteTokenizer(),
-        TINY.maxPositions(), MicroBatcher.byCount(batch), trainer, store, new DeadLetters(log), 5);
+        TINY.maxPositions(), MicroBatcher.byCount(batch), trainer, store, new DeadLetters(log), 5,
+        model.parameters(), 4);
   }
 
   @Override
