@@ -75,6 +75,28 @@ class LossModelTest {
   }
 
   @Test
+  void causalLm_missingInputIsAClearError() {
+    ai.onnx.proto.OnnxMl.ModelProto m = DecoderLmBuilder.buildProto(TinyModels.TINY);
+    ai.onnx.proto.OnnxMl.GraphProto.Builder g = m.getGraph().toBuilder();
+    g.setInput(1, g.getInput(1).toBuilder().setName("mask_renamed"));
+    byte[] onnx = m.toBuilder().setGraph(g).build().toByteArray();
+    ModelException e = assertThrows(ModelException.class, () -> LossModel.causalLm(onnx, TrainableSelection.all(), 1));
+    assertTrue(e.getMessage().contains("no input named 'attention_mask'"), e.getMessage());
+  }
+
+  @Test
+  void causalLm_nonFloatTrainableTensorIsAClearError() {
+    ai.onnx.proto.OnnxMl.ModelProto m = DecoderLmBuilder.buildProto(TinyModels.TINY);
+    ai.onnx.proto.OnnxMl.GraphProto.Builder g = m.getGraph().toBuilder();
+    g.addInitializer(ai.onnx.proto.OnnxMl.TensorProto.newBuilder().setName("transformer.h.0.step_count")
+        .setDataType(ai.onnx.proto.OnnxMl.TensorProto.DataType.INT64.getNumber()).addDims(1).addInt64Data(3));
+    byte[] onnx = m.toBuilder().setGraph(g).build().toByteArray();
+    ModelException e = assertThrows(ModelException.class,
+        () -> LossModel.causalLm(onnx, TrainableSelection.matching("transformer\\.h\\.0\\..*"), 1));
+    assertTrue(e.getMessage().contains("not float32"), e.getMessage());
+  }
+
+  @Test
   void build_parameterCountMatchesConfig() {
     try (LossModel model = TinyModels.tinyLm(1)) {
       assertEquals(TinyModels.TINY.parameterCount(), model.parameters().size());
