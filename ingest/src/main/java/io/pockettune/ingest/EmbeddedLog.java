@@ -19,11 +19,15 @@ import java.util.SortedSet;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Lock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.utils.Time;
 import org.apache.kafka.common.utils.Utils;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -41,8 +45,10 @@ import org.slf4j.LoggerFactory;
  *   &lt;dir&gt;/consumer-offsets.log               committed group offsets, append-only
  *   &lt;dir&gt;/&lt;topic&gt;-&lt;partition&gt;/&lt;20-digit baseOffset&gt;.log     record batches
  *   &lt;dir&gt;/&lt;topic&gt;-&lt;partition&gt;/&lt;20-digit baseOffset&gt;.index   sparse offset index
+ *   &lt;dir&gt;/&lt;topic&gt;-&lt;partition&gt;/&lt;20-digit baseOffset&gt;.timeindex   sparse time index
  * </pre>
- * The batch format is documented in {@link RecordBatch}, the index in {@link OffsetIndex},
+ * The batch format is documented in {@link RecordBatch}, the indexes in {@link OffsetIndex} and
+ * {@link TimeIndex},
  * segments in {@link LogSegment}, partitions and their recovery in {@link PartitionLog}, group
  * offsets in {@link ConsumerOffsetStore}. Topics and partition counts are whatever partition
  * directories exist; {@link #createTopic} creates them highest partition first, so after a crash in
@@ -51,9 +57,17 @@ import org.slf4j.LoggerFactory;
  * <h2>Acknowledgement and durability</h2>
  * {@link #append} writes the records as one CRC-protected batch and returns only once the batch is
  * durable per {@link LogConfig#flushPolicy()}: with the default {@code FSYNC_EACH_BATCH} it has been
- * forced to the device (one fsync per call, so callers group records per call to share it). Only
- * then does the batch become visible to {@link #read}. Acknowledged batches survive any crash that
- * the flush policy covers.
+ * forced to the device by a group commit that concurrent appends to the partition share (see
+ * {@link PartitionLog}); with {@code INTERVAL} by the next periodic force. Only then does the batch
+ * become visible to {@link #read}. Acknowledged batches survive any crash that the flush policy
+ * covers.
+ *
+ * <h2>Retention and time</h2>
+ * {@link #enforceRetention()} deletes whole segments per {@link LogConfig#retentionMs()} and
+ * {@link LogConfig#retentionBytes()}, and runs by itself every {@link #RETENTION_CHECK_INTERVAL_MS}
+ * when a limit is set; reads in progress are not disturbed. {@link #findByTimestamp} finds the first
+ * record at or after a timestamp through the time indexes. Time comes from a Kafka {@link Time}, so
+ * tests control it.
  *
  * <h2>Recovery</h2>
  * {@link #close()} forces everything, records every partition's end offset as its recovery point
@@ -80,6 +94,8 @@ import org.slf4j.LoggerFactory;
 public final class EmbeddedLog implements Closeable {
 
     static final String CLEAN_SHUTDOWN_FILE = ".clean-shutdown";
+    /** How often retention runs by itself when a retention limit is set: 5 minutes, as in Kafka. */
+    public static final long RETENTION_CHECK_INTERVAL_MS = 300_000;
     private static final Logger LOG = LoggerFactory.getLogger(EmbeddedLog.class);
     private static final Pattern PARTITION_DIR = Pattern.compile("(.+)-(\\d{1,9})");
     private static final Pattern LEGAL_TOPIC = Pattern.compile("[a-zA-Z0-9._-]+");
@@ -95,10 +111,16 @@ public final class EmbeddedLog implements Closeable {
     /** Read lock: any call in progress. Write lock: close. */
     private final ReentrantReadWriteLock lifecycle = new ReentrantReadWriteLock();
     private final Object topicCreation = new Object();
-    private boolean closed;
+    private final Time time;
+    /** Interval flushes and retention; null when neither is configured. */
+    private final ScheduledExecutorService maintenance;
+    private volatile boolean closed;
+    /** Bumped whenever any partition publishes records; readers wait on it. */
+    private final Object appendSignal = new Object();
+    private long appendVersion;
 
     private EmbeddedLog(Path dir, LogConfig config, DataDirectoryLock lock, RecoveryCheckpoint checkpoint,
-            ConsumerOffsetStore offsets, Map<String, List<PartitionLog>> topics, int segmentsRecoveredAtOpen) {
+            ConsumerOffsetStore offsets, Map<String, List<PartitionLog>> topics, int segmentsRecoveredAtOpen, Time time) {
         this.dir = dir;
         this.config = config;
         this.lock = lock;
@@ -106,6 +128,58 @@ public final class EmbeddedLog implements Closeable {
         this.offsets = offsets;
         this.topics = new ConcurrentHashMap<>(topics);
         this.segmentsRecoveredAtOpen = segmentsRecoveredAtOpen;
+        this.time = time;
+        this.topics.values().forEach(ps -> ps.forEach(p -> p.setPublishListener(this::signalAppend)));
+        boolean interval = config.flushPolicy() == LogConfig.FlushPolicy.INTERVAL;
+        boolean retention = config.retentionMs() >= 0 || config.retentionBytes() >= 0;
+        if (interval || retention) {
+            maintenance = Executors.newSingleThreadScheduledExecutor(r -> {
+                Thread t = new Thread(r, "pockettune-log-maintenance " + dir.getFileName());
+                t.setDaemon(true);
+                return t;
+            });
+            if (interval) {
+                maintenance.scheduleWithFixedDelay(this::flushAll, config.flushIntervalMs(), config.flushIntervalMs(),
+                        TimeUnit.MILLISECONDS);
+            }
+            if (retention) {
+                maintenance.scheduleWithFixedDelay(this::retentionQuietly, RETENTION_CHECK_INTERVAL_MS,
+                        RETENTION_CHECK_INTERVAL_MS, TimeUnit.MILLISECONDS);
+            }
+        } else {
+            maintenance = null;
+        }
+    }
+
+    /** The interval flusher: forces every partition that has unforced appends. */
+    private void flushAll() {
+        for (List<PartitionLog> partitions : topics.values()) {
+            for (PartitionLog p : partitions) {
+                try {
+                    p.sync(Long.MAX_VALUE);
+                } catch (IOException e) {
+                    LOG.error("Interval flush of {} failed; its waiting appends fail", p, e);
+                }
+            }
+        }
+    }
+
+    private void retentionQuietly() {
+        // tryLock: close holds the write lock while it waits for this thread to stop.
+        Lock held = lifecycle.readLock();
+        if (!held.tryLock()) {
+            return;
+        }
+        try {
+            if (!closed) {
+                retain();
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.warn("Retention check of {} failed ({}); it runs again in {} ms", dir, e.toString(),
+                    RETENTION_CHECK_INTERVAL_MS);
+        } finally {
+            held.unlock();
+        }
     }
 
     /** Opens the log in {@code dir} with {@link LogConfig#defaults()}; see {@link #open(Path, LogConfig)}. */
@@ -123,6 +197,15 @@ public final class EmbeddedLog implements Closeable {
      * @throws IOException if the directory cannot be created or read
      */
     public static EmbeddedLog open(Path dir, LogConfig config) throws IOException {
+        return open(dir, config, Time.SYSTEM);
+    }
+
+    /**
+     * Like {@link #open(Path, LogConfig)}, with the clock that retention compares record timestamps
+     * against.
+     */
+    public static EmbeddedLog open(Path dir, LogConfig config, Time time) throws IOException {
+        Objects.requireNonNull(time, "time");
         Objects.requireNonNull(dir, "dir");
         Objects.requireNonNull(config, "config");
         Path root = dir.toAbsolutePath().normalize();
@@ -179,7 +262,7 @@ public final class EmbeddedLog implements Closeable {
                 loaded.forEach(p -> points.put(p.topicPartition(), p.recoveryPoint()));
                 checkpoint.updateAll(points);
             }
-            return new EmbeddedLog(root, config, lock, checkpoint, offsets, topics, recovered);
+            return new EmbeddedLog(root, config, lock, checkpoint, offsets, topics, recovered, time);
         } catch (IOException | RuntimeException e) {
             loaded.forEach(p -> Utils.closeQuietly(p, "partition " + p));
             if (offsets != null) {
@@ -234,6 +317,7 @@ public final class EmbeddedLog implements Closeable {
                             + "); check free disk space and permissions, then retry", e);
                 }
                 Collections.reverse(created);
+                created.forEach(p -> p.setPublishListener(this::signalAppend));
                 topics.put(topic, List.copyOf(created));
                 LOG.debug("Created topic '{}' with {} partition(s) in {}", topic, partitions, dir);
             }
@@ -276,29 +360,104 @@ public final class EmbeddedLog implements Closeable {
      * @throws IOException if the batch could not be made durable; it was not appended
      */
     public long append(String topic, int partition, List<LogRecord> records) throws IOException {
-        Objects.requireNonNull(records, "records");
         Lock held = enter();
         try {
             PartitionLog log = partition(topic, partition);
-            if (records.isEmpty()) {
-                throw new IllegalArgumentException("no records to append to " + log + "; pass at least one LogRecord");
-            }
-            for (int i = 0; i < records.size(); i++) {
-                if (records.get(i) == null) {
-                    throw new IllegalArgumentException("record " + i + " of the batch for " + log
-                            + " is null; pass only LogRecord instances");
-                }
-            }
-            long size = RecordBatch.sizeInBytes(records);
-            if (size > config.segmentBytes()) {
-                throw new IllegalArgumentException("a batch of " + records.size() + " records for " + log + " encodes to "
-                        + size + " bytes, more than the segment size of " + config.segmentBytes()
-                        + " bytes; split it into smaller appends or raise LogConfig.segmentBytes");
-            }
-            return log.append(RecordBatch.encode(records, (int) size), records.size());
+            long base = write(log, records);
+            log.awaitDurable(base + records.size());
+            return base;
         } finally {
             held.unlock();
         }
+    }
+
+    /**
+     * The first half of {@link #append}: writes the batch without waiting for the device, so that a
+     * caller with batches for several partitions can write them all before waiting once per
+     * partition with {@link #awaitDurable}. Nothing is acknowledged before that returns.
+     */
+    long write(String topic, int partition, List<LogRecord> records) throws IOException {
+        Lock held = enter();
+        try {
+            return write(partition(topic, partition), records);
+        } finally {
+            held.unlock();
+        }
+    }
+
+    private long write(PartitionLog log, List<LogRecord> records) throws IOException {
+        Objects.requireNonNull(records, "records");
+        if (records.isEmpty()) {
+            throw new IllegalArgumentException("no records to append to " + log + "; pass at least one LogRecord");
+        }
+        for (int i = 0; i < records.size(); i++) {
+            if (records.get(i) == null) {
+                throw new IllegalArgumentException("record " + i + " of the batch for " + log
+                        + " is null; pass only LogRecord instances");
+            }
+        }
+        long size = RecordBatch.sizeInBytes(records);
+        if (size > config.segmentBytes()) {
+            throw new IllegalArgumentException("a batch of " + records.size() + " records for " + log + " encodes to "
+                    + size + " bytes, more than the segment size of " + config.segmentBytes()
+                    + " bytes; split it into smaller appends or raise LogConfig.segmentBytes");
+        }
+        return log.write(RecordBatch.encode(records, (int) size), records.size(), RecordBatch.maxTimestamp(records));
+    }
+
+    /** Returns once the records of the partition below {@code end} are durable per the flush policy. */
+    void awaitDurable(String topic, int partition, long end) throws IOException {
+        Lock held = enter();
+        try {
+            partition(topic, partition).awaitDurable(end);
+        } finally {
+            held.unlock();
+        }
+    }
+
+    /**
+     * Finds the first record whose timestamp is at or after {@code timestamp} (Kafka's
+     * {@code offsetsForTimes}), using the time indexes: one segment is scanned, from the last time
+     * index entry older than the timestamp.
+     *
+     * @return that record, or empty if every record of the partition is older
+     * @throws IllegalArgumentException if the topic or partition does not exist
+     */
+    public java.util.Optional<LogEntry> findByTimestamp(String topic, int partition, long timestamp) throws IOException {
+        Lock held = enter();
+        try {
+            return java.util.Optional.ofNullable(partition(topic, partition).findByTimestamp(timestamp));
+        } finally {
+            held.unlock();
+        }
+    }
+
+    /**
+     * Deletes, in every partition, whole segments older than {@link LogConfig#retentionMs()} (by
+     * their newest record timestamp against this log's clock) or beyond
+     * {@link LogConfig#retentionBytes()}, oldest first, never the active segment. Readers keep
+     * working; a read that asks for a deleted offset gets the usual out-of-range error.
+     *
+     * @return the number of segments deleted
+     */
+    public int enforceRetention() throws IOException {
+        Lock held = enter();
+        try {
+            return retain();
+        } finally {
+            held.unlock();
+        }
+    }
+
+    private int retain() throws IOException {
+        int deleted = 0;
+        long now = time.milliseconds();
+        for (List<PartitionLog> partitions : topics.values()) {
+            for (PartitionLog p : partitions) {
+                deleted += p.enforceRetention(now);
+            }
+        }
+        return deleted;
     }
 
     /**
@@ -407,6 +566,7 @@ public final class EmbeddedLog implements Closeable {
                 return;
             }
             closed = true;
+            stopMaintenance();
             IOException failure = null;
             try {
                 Map<TopicPartition, Long> points = new HashMap<>();
@@ -457,6 +617,7 @@ public final class EmbeddedLog implements Closeable {
         try {
             if (!closed) {
                 closed = true;
+                stopMaintenance();
                 IOException failure = closeLock(closeFiles(null));
                 if (failure != null) {
                     throw failure;
@@ -465,6 +626,50 @@ public final class EmbeddedLog implements Closeable {
         } finally {
             lifecycle.writeLock().unlock();
         }
+    }
+
+    private void stopMaintenance() {
+        if (maintenance != null) {
+            maintenance.shutdownNow();
+            try {
+                maintenance.awaitTermination(10, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    private void signalAppend() {
+        synchronized (appendSignal) {
+            appendVersion++;
+            appendSignal.notifyAll();
+        }
+    }
+
+    /** @return a number that changes whenever records are published anywhere in the log */
+    long appendVersion() {
+        synchronized (appendSignal) {
+            return appendVersion;
+        }
+    }
+
+    /**
+     * Waits up to {@code timeoutNanos} until records are published after {@link #appendVersion()}
+     * returned {@code version}; lets idle consumers sleep instead of polling the disk.
+     */
+    void awaitAppend(long version, long timeoutNanos) throws InterruptedException {
+        long deadline = System.nanoTime() + timeoutNanos;
+        synchronized (appendSignal) {
+            long left;
+            while (appendVersion == version && !closed && (left = deadline - System.nanoTime()) > 0) {
+                java.util.concurrent.TimeUnit.NANOSECONDS.timedWait(appendSignal, left);
+            }
+        }
+    }
+
+    /** @return the partition itself; for tests */
+    PartitionLog partitionLog(String topic, int partition) {
+        return partition(topic, partition);
     }
 
     /** @return how many segments the last open validated batch by batch; 0 after a clean close */

@@ -14,8 +14,15 @@ import java.util.Objects;
  * @param indexIntervalBytes roughly how many log bytes lie between two entries of the sparse offset
  *     index; smaller means faster lookups and bigger index files
  * @param flushPolicy when appended batches are forced to stable storage
+ * @param flushIntervalMs for {@link FlushPolicy#INTERVAL}: how often the log forces what was
+ *     appended; ignored by the other policies
+ * @param retentionMs segments whose newest record timestamp is older than this are deleted;
+ *     -1 keeps them regardless of age
+ * @param retentionBytes oldest segments are deleted while a partition holds more than this many
+ *     bytes; -1 keeps them regardless of size
  */
-public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy) {
+public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
+        long retentionMs, long retentionBytes) {
 
     /** The default segment size: 64 MiB. */
     public static final int DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -23,15 +30,25 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
     public static final int DEFAULT_INDEX_INTERVAL_BYTES = 4096;
     /** The smallest segment size accepted; a segment must hold at least one small batch. */
     public static final int MIN_SEGMENT_BYTES = 64;
+    /** The default interval of {@link FlushPolicy#INTERVAL}: 10 ms. */
+    public static final long DEFAULT_FLUSH_INTERVAL_MS = 10;
 
     /** When an append counts as done. */
     public enum FlushPolicy {
         /**
-         * Every append call is forced to the device ({@code fsync}) before it returns: one fsync per
-         * batch, so callers that group records into one append share its cost (group commit). An
-         * acknowledged batch survives power loss.
+         * Group commit, the default: an append returns only after an {@code fsync} that covers it.
+         * Appends that arrive while a sync is running are written meanwhile and share the next one,
+         * so concurrent appenders pay one fsync per group rather than one each. An acknowledged
+         * batch survives power loss.
          */
         FSYNC_EACH_BATCH,
+        /**
+         * A background thread forces the log every {@link LogConfig#flushIntervalMs()}; an append
+         * returns after the first of those forces that covers it. Fewer fsyncs than group commit
+         * under light load, at the price of up to one interval of added latency. An acknowledged
+         * batch survives power loss.
+         */
+        INTERVAL,
         /**
          * Appends return once the operating system has the bytes; the log forces them only when a
          * segment rolls and at close. An acknowledged batch survives a crash of this process but
@@ -51,25 +68,48 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
                     + " but must be at least 1; choose a positive index interval");
         }
         Objects.requireNonNull(flushPolicy, "flushPolicy must not be null; pick a LogConfig.FlushPolicy");
+        if (flushIntervalMs < 1) {
+            throw new IllegalArgumentException("flushIntervalMs is " + flushIntervalMs
+                    + " but must be at least 1; choose a positive flush interval");
+        }
+        if (retentionMs < -1 || retentionBytes < -1) {
+            throw new IllegalArgumentException("retentionMs is " + retentionMs + " and retentionBytes is " + retentionBytes
+                    + "; use -1 for unlimited or a non-negative limit");
+        }
     }
 
-    /** @return 64 MiB segments, an index entry every 4 KiB, and an fsync per batch */
+    /** A configuration with default flush interval and unlimited retention. */
+    public LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy) {
+        this(segmentBytes, indexIntervalBytes, flushPolicy, DEFAULT_FLUSH_INTERVAL_MS, -1, -1);
+    }
+
+    /** @return 64 MiB segments, an index entry every 4 KiB, group commit and unlimited retention */
     public static LogConfig defaults() {
         return new LogConfig(DEFAULT_SEGMENT_BYTES, DEFAULT_INDEX_INTERVAL_BYTES, FlushPolicy.FSYNC_EACH_BATCH);
     }
 
     /** @return a copy with the given segment size */
     public LogConfig withSegmentBytes(int bytes) {
-        return new LogConfig(bytes, indexIntervalBytes, flushPolicy);
+        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes);
     }
 
     /** @return a copy with the given index interval */
     public LogConfig withIndexIntervalBytes(int bytes) {
-        return new LogConfig(segmentBytes, bytes, flushPolicy);
+        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes);
     }
 
     /** @return a copy with the given flush policy */
     public LogConfig withFlushPolicy(FlushPolicy policy) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, policy);
+        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes);
+    }
+
+    /** @return a copy with {@link FlushPolicy#INTERVAL} every {@code ms} milliseconds */
+    public LogConfig withFlushInterval(long ms) {
+        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes);
+    }
+
+    /** @return a copy with the given retention limits; -1 means unlimited */
+    public LogConfig withRetention(long ms, long bytes) {
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes);
     }
 }

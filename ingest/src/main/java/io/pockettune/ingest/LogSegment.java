@@ -16,12 +16,16 @@ import org.slf4j.LoggerFactory;
 /**
  * One segment of a partition: {@code <20-digit baseOffset>.log}, a concatenation of
  * {@link RecordBatch record batches} whose offsets continue without gaps from the base offset in
- * the file name, plus its {@link OffsetIndex}.
+ * the file name, plus its {@link OffsetIndex} and {@link TimeIndex}.
  *
  * <p><b>Index rule.</b> Before a batch is written at position {@code p}, it gets an index entry if
  * at least {@code indexIntervalBytes} bytes of batches were written since the last entry (or since
  * the start of the segment, so the first batch never gets one: position 0 is implicit). Recovery
  * applies the same rule while scanning, so a rebuilt index equals the one written by appends.
+ * The time index gets an entry (largest timestamp so far, offset) at the same moments, when the
+ * largest timestamp has grown since its last entry. The segment's largest timestamp is kept in
+ * memory for retention by age and time lookups: from appends, from recovery, or (after a clean
+ * shutdown) from the last time index entry plus the batches after the last offset index entry.
  *
  * <p><b>Visibility.</b> The segment has two sizes. {@code writePosition} is where the single
  * appender writes next; bytes up to it may belong to a batch that is not acknowledged yet and may
@@ -47,13 +51,14 @@ final class LogSegment implements Closeable {
 
     static final String LOG_SUFFIX = ".log";
     static final String INDEX_SUFFIX = ".index";
+    static final String TIME_INDEX_SUFFIX = ".timeindex";
 
     /** What {@link #recover()} found; {@code problem} is null when nothing was cut. */
     record Recovery(long nextOffset, int validBytes, long truncatedBytes, String problem) {
     }
 
     /** Writer state before an append, to undo it if the append fails. */
-    record Mark(int writePosition, int bytesSinceLastIndexEntry) {
+    record Mark(int writePosition, int bytesSinceLastIndexEntry, int timeIndexEntries, long maxTimestamp) {
     }
 
     private final Path logFile;
@@ -61,19 +66,23 @@ final class LogSegment implements Closeable {
     private final int indexIntervalBytes;
     private final FileChannel channel;
     private final OffsetIndex index;
+    private final TimeIndex timeIndex;
     private final boolean indexExisted;
 
     private int writePosition;
     private int bytesSinceLastIndexEntry;
     private volatile int visibleSize;
+    /** Largest record timestamp written, Long.MIN_VALUE when none; read by retention. */
+    private volatile long maxTimestamp = Long.MIN_VALUE;
 
     private LogSegment(Path logFile, long baseOffset, int indexIntervalBytes, FileChannel channel,
-            OffsetIndex index, boolean indexExisted, int size) {
+            OffsetIndex index, TimeIndex timeIndex, boolean indexExisted, int size) {
         this.logFile = logFile;
         this.baseOffset = baseOffset;
         this.indexIntervalBytes = indexIntervalBytes;
         this.channel = channel;
         this.index = index;
+        this.timeIndex = timeIndex;
         this.indexExisted = indexExisted;
         this.writePosition = size;
         this.bytesSinceLastIndexEntry = size;
@@ -88,16 +97,23 @@ final class LogSegment implements Closeable {
     static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
+        Path timeIndexFile = dir.resolve(fileName(baseOffset, TIME_INDEX_SUFFIX));
         // Leftovers of a roll that failed half way hold no acknowledged data.
         Files.deleteIfExists(indexFile);
+        Files.deleteIfExists(timeIndexFile);
         FileChannel channel = FileChannel.open(logFile, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ,
                 StandardOpenOption.WRITE);
+        OffsetIndex index = null;
         try {
-            OffsetIndex index = OffsetIndex.open(indexFile, baseOffset);
+            index = OffsetIndex.open(indexFile, baseOffset);
+            TimeIndex timeIndex = TimeIndex.open(timeIndexFile, baseOffset);
             Utils.flushDir(dir);
-            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, true, 0);
+            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, true, 0);
         } catch (IOException | RuntimeException e) {
             channel.close();
+            if (index != null) {
+                index.close();
+            }
             throw e;
         }
     }
@@ -116,9 +132,18 @@ final class LogSegment implements Closeable {
                 throw new IOException("segment " + logFile + " is " + size
                         + " bytes, more than a segment can hold; it was not written by this log, move it away");
             }
-            boolean indexExisted = Files.exists(indexFile);
+            Path timeIndexFile = dir.resolve(fileName(baseOffset, TIME_INDEX_SUFFIX));
+            boolean indexExisted = Files.exists(indexFile) && Files.exists(timeIndexFile);
             OffsetIndex index = OffsetIndex.open(indexFile, baseOffset);
-            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, indexExisted, (int) size);
+            TimeIndex timeIndex;
+            try {
+                timeIndex = TimeIndex.open(timeIndexFile, baseOffset);
+            } catch (IOException | RuntimeException e) {
+                index.close();
+                throw e;
+            }
+            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, indexExisted,
+                    (int) size);
         } catch (IOException | RuntimeException e) {
             channel.close();
             throw e;
@@ -145,14 +170,62 @@ final class LogSegment implements Closeable {
             return false;
         }
         OffsetIndex.Entry last = index.last();
-        if (last.position() == 0) {
-            return true;
-        }
-        if (writePosition - last.position() < RecordBatch.HEADER_SIZE) {
+        if (!timeIndex.load(last.offset())) {
             return false;
         }
-        ByteBuffer header = readHeader(last.position());
-        return header.getLong(RecordBatch.BASE_OFFSET_OFFSET) == last.offset();
+        if (last.position() != 0) {
+            if (writePosition - last.position() < RecordBatch.HEADER_SIZE) {
+                return false;
+            }
+            ByteBuffer header = readHeader(last.position());
+            if (header.getLong(RecordBatch.BASE_OFFSET_OFFSET) != last.offset()) {
+                return false;
+            }
+        }
+        return loadMaxTimestamp(last.position());
+    }
+
+    /**
+     * Sets the largest timestamp from the last time index entry and the batches from byte
+     * {@code from} (the last offset index entry) to the end of the file.
+     *
+     * @return false if those batches are not intact
+     */
+    private boolean loadMaxTimestamp(int from) throws IOException {
+        TimeIndex.Entry lastTime = timeIndex.last();
+        long max = lastTime == null ? Long.MIN_VALUE : lastTime.timestamp();
+        int position = from;
+        while (position < writePosition) {
+            if (writePosition - position < RecordBatch.HEADER_SIZE) {
+                return false;
+            }
+            int length = readHeader(position).getInt(RecordBatch.LENGTH_OFFSET);
+            if (length < RecordBatch.MIN_BATCH_LENGTH || length > writePosition - position - RecordBatch.LOG_OVERHEAD) {
+                return false;
+            }
+            ByteBuffer batch = ByteBuffer.allocate(RecordBatch.LOG_OVERHEAD + length);
+            Utils.readFully(channel, batch, position);
+            batch.flip();
+            try {
+                RecordBatch.verify(batch);
+            } catch (RecordBatch.CorruptBatchException e) {
+                return false;
+            }
+            max = Math.max(max, RecordBatch.maxTimestamp(batch));
+            position += batch.limit();
+        }
+        maxTimestamp = max;
+        return true;
+    }
+
+    /** @return the largest record timestamp in the segment, or Long.MIN_VALUE if it is empty */
+    long maxTimestamp() {
+        return maxTimestamp;
+    }
+
+    /** @return the offset from which to scan for the first record at or after {@code timestamp} */
+    long timeScanStart(long timestamp) {
+        return timeIndex.scanStart(timestamp);
     }
 
     /**
@@ -190,6 +263,8 @@ final class LogSegment implements Closeable {
      */
     Recovery recover() throws IOException {
         index.reset();
+        timeIndex.reset();
+        long max = Long.MIN_VALUE;
         long fileSize = channel.size();
         int position = 0;
         long next = baseOffset;
@@ -225,8 +300,10 @@ final class LogSegment implements Closeable {
             }
             if (sinceIndexEntry >= indexIntervalBytes) {
                 index.append(base, position);
+                timeIndex.maybeAppend(max, base);
                 sinceIndexEntry = 0;
             }
+            max = Math.max(max, RecordBatch.maxTimestamp(batch));
             sinceIndexEntry += batchSize;
             position += batchSize;
             next = base + count;
@@ -238,21 +315,23 @@ final class LogSegment implements Closeable {
         writePosition = position;
         visibleSize = position;
         bytesSinceLastIndexEntry = sinceIndexEntry;
+        maxTimestamp = max;
         return new Recovery(next, position, truncated, problem);
     }
 
     Mark mark() {
-        return new Mark(writePosition, bytesSinceLastIndexEntry);
+        return new Mark(writePosition, bytesSinceLastIndexEntry, timeIndex.entries(), maxTimestamp);
     }
 
     /**
      * Writes one batch (stamped with its base offset) after the last one, indexing it per the
-     * index rule. The bytes are not visible to readers until {@link #publish()}.
+     * index rule. The bytes are not visible to readers until {@link #publish(int)}.
      */
-    void append(ByteBuffer batch, long baseOffset) throws IOException {
+    void append(ByteBuffer batch, long baseOffset, long batchMaxTimestamp) throws IOException {
         int size = batch.remaining();
         if (bytesSinceLastIndexEntry >= indexIntervalBytes) {
             index.append(baseOffset, writePosition);
+            timeIndex.maybeAppend(maxTimestamp, baseOffset);
             bytesSinceLastIndexEntry = 0;
         }
         long position = writePosition;
@@ -261,25 +340,42 @@ final class LogSegment implements Closeable {
         }
         writePosition += size;
         bytesSinceLastIndexEntry += size;
+        maxTimestamp = Math.max(maxTimestamp, batchMaxTimestamp);
     }
 
     /** Undoes the appends since {@code mark}: nothing of them was published. */
     void rollback(Mark mark) throws IOException {
         index.truncateToPosition(mark.writePosition());
+        timeIndex.truncateToEntries(mark.timeIndexEntries());
         channel.truncate(mark.writePosition());
         writePosition = mark.writePosition();
         bytesSinceLastIndexEntry = mark.bytesSinceLastIndexEntry();
+        maxTimestamp = mark.maxTimestamp();
     }
 
-    /** Makes everything written so far visible to readers. */
-    void publish() {
-        visibleSize = writePosition;
+    /**
+     * Makes the bytes up to {@code position} visible to readers; never shrinks what is visible.
+     * Called by whichever thread made them durable, under the partition's publication lock.
+     */
+    void publish(int position) {
+        if (position > visibleSize) {
+            visibleSize = position;
+        }
     }
 
-    /** Forces the log and then the index to stable storage. */
+    /**
+     * Forces the log file's data to stable storage. Safe to call from a thread other than the
+     * appender, concurrently with appends: it covers at least every byte written before the call.
+     */
+    void forceLog() throws IOException {
+        channel.force(false);
+    }
+
+    /** Forces the log and then both indexes to stable storage. */
     void flush() throws IOException {
         channel.force(true);
         index.flush();
+        timeIndex.flush();
     }
 
     /**
@@ -334,8 +430,17 @@ final class LogSegment implements Closeable {
     /** Closes the files and deletes them. */
     void delete() throws IOException {
         close();
+        deleteFiles();
+    }
+
+    /**
+     * Deletes the files but keeps them open, so that readers holding this segment keep working
+     * (POSIX unlink semantics); {@link #close()} releases them later.
+     */
+    void deleteFiles() throws IOException {
         Files.deleteIfExists(logFile);
         Files.deleteIfExists(index.file());
+        Files.deleteIfExists(timeIndex.file());
     }
 
     @Override
@@ -343,7 +448,11 @@ final class LogSegment implements Closeable {
         try {
             channel.close();
         } finally {
-            index.close();
+            try {
+                index.close();
+            } finally {
+                timeIndex.close();
+            }
         }
     }
 

@@ -42,17 +42,41 @@ import org.slf4j.LoggerFactory;
  * After a clean shutdown nothing is validated: indexes are checked for plausibility and the end
  * offset is found by walking batch headers from the last index entry.
  *
+ * <p><b>Group commit.</b> An append has two phases. {@link #write} runs under the append lock: it
+ * assigns offsets, writes the batch into the active segment and advances {@code writeOffset}; it
+ * never waits for the device. {@link #awaitDurable} then waits until a force covers the batch.
+ * Under FSYNC_EACH_BATCH the first waiter becomes the leader: it takes the sync lock, notes how far
+ * the log is written, forces the file and publishes everything up to that point; appenders that
+ * wrote meanwhile queue on the sync lock and usually find themselves covered when they get it, so N
+ * concurrent appenders pay about two fsyncs, not N (the classic leader/follower group commit of
+ * database write-ahead logs). Under INTERVAL a background thread of {@link EmbeddedLog} calls
+ * {@link #sync} every interval and waiters are woken when it publishes. Under OS {@link #write}
+ * publishes at once. A failed force is not retried: the page cache may have dropped the dirty pages
+ * and a later successful force would prove nothing (the PostgreSQL "fsyncgate" lesson), so the
+ * partition fails every waiter and refuses appends until the log is reopened and recovered.
+ *
+ * <p><b>Retention.</b> {@link #enforceRetention} drops whole segments from the front (never the
+ * active one): the segment array is replaced under the append lock, the files are unlinked at once
+ * but kept open, and the channels are closed only after {@code fileDeleteDelayMs}, so readers that
+ * picked up the old array finish their read (as Kafka's delayed {@code .deleted} files do).
+ *
  * <p><b>Thread safety.</b> Appends are serialized by a per-partition lock, so partitions append
  * in parallel. Reads take no lock: they read {@code nextOffset} (volatile) first, then the
- * copy-on-write segment array, and look at no byte at or past that end offset. Opening, closing
- * and (later) retention are excluded from running concurrently with reads and appends by
- * {@link EmbeddedLog}.
+ * copy-on-write segment array, and look at no byte at or past that end offset. Opening and closing
+ * are excluded from running concurrently with reads and appends by {@link EmbeddedLog}.
  */
 final class PartitionLog implements Closeable {
 
     private static final Logger LOG = LoggerFactory.getLogger(PartitionLog.class);
     private static final Pattern SEGMENT_FILE = Pattern.compile("(\\d{20})\\" + LogSegment.LOG_SUFFIX);
     private static final Pattern INDEX_FILE = Pattern.compile("(\\d{20})\\" + LogSegment.INDEX_SUFFIX);
+    private static final Pattern TIME_INDEX_FILE = Pattern.compile("(\\d{20})\\" + LogSegment.TIME_INDEX_SUFFIX);
+    /** How long a segment removed by retention stays open for readers that still hold it. */
+    static final long FILE_DELETE_DELAY_MS = 60_000;
+
+    /** A segment removed by retention, waiting for its readers to finish. */
+    private record Retired(LogSegment segment, long retiredAtMs) {
+    }
 
     private final TopicPartition topicPartition;
     private final Path dir;
@@ -60,12 +84,24 @@ final class PartitionLog implements Closeable {
     private final RecoveryCheckpoint checkpoint;
     private final int segmentsRecovered;
     private final ReentrantLock appendLock = new ReentrantLock();
+    /** Held by the leader of a group commit while it forces the log. */
+    private final ReentrantLock syncLock = new ReentrantLock();
+    /** Guards publication (nextOffset, segments' visible sizes); waiters for durability wait on it. */
+    private final Object published = new Object();
+    private final List<Retired> retired = new ArrayList<>();
+    /** Told after each publication, so that waiting readers wake up; set once by the owning log. */
+    private volatile Runnable publishListener = () -> { };
+    /** Forces made by group commits and interval flushes; for tests and metrics. */
+    private final java.util.concurrent.atomic.AtomicLong syncs = new java.util.concurrent.atomic.AtomicLong();
 
     private volatile LogSegment[] segments;
+    /** One past the last acknowledged (durable per policy, visible) record. */
     private volatile long nextOffset;
+    /** One past the last written record; guarded by appendLock for writes. */
+    private volatile long writeOffset;
     private volatile long recoveryPoint;
-    /** Set when a failed append could not be undone; guarded by appendLock. */
-    private IOException failure;
+    /** Set when a failed append could not be undone or a force failed; then no appends are taken. */
+    private volatile IOException failure;
 
     private PartitionLog(TopicPartition topicPartition, Path dir, LogConfig config, RecoveryCheckpoint checkpoint,
             List<LogSegment> segments, long nextOffset, int segmentsRecovered) {
@@ -75,6 +111,7 @@ final class PartitionLog implements Closeable {
         this.checkpoint = checkpoint;
         this.segments = segments.toArray(new LogSegment[0]);
         this.nextOffset = nextOffset;
+        this.writeOffset = nextOffset;
         this.recoveryPoint = nextOffset;
         this.segmentsRecovered = segmentsRecovered;
     }
@@ -192,18 +229,27 @@ final class PartitionLog implements Closeable {
 
     /**
      * Appends one encoded batch as the next offsets and returns its base offset once it is
-     * acknowledged: written, and forced if the flush policy says so. If writing fails, the partial
-     * batch is cut off again and the log stays usable; if even that fails, the partition refuses
-     * further appends until the log is reopened (and recovered).
+     * acknowledged: {@link #write} followed by {@link #awaitDurable}.
      */
-    long append(ByteBuffer batch, int recordCount) throws IOException {
+    long append(ByteBuffer batch, int recordCount, long maxTimestamp) throws IOException {
+        long base = write(batch, recordCount, maxTimestamp);
+        awaitDurable(base + recordCount);
+        return base;
+    }
+
+    /**
+     * Writes one encoded batch as the next offsets without waiting for the device (see the class
+     * comment). If writing fails, the partial batch is cut off again and the log stays usable; if
+     * even that fails, the partition refuses further appends until the log is reopened.
+     *
+     * @return the batch's base offset; it is acknowledged once {@link #awaitDurable} for
+     *     base + recordCount returns
+     */
+    long write(ByteBuffer batch, int recordCount, long maxTimestamp) throws IOException {
         appendLock.lock();
         try {
-            if (failure != null) {
-                throw new IOException(topicPartition + " stopped accepting appends after an I/O error it could not undo ("
-                        + failure.getMessage() + "); close the log and open it again to recover the partition", failure);
-            }
-            long base = nextOffset;
+            checkFailure();
+            long base = writeOffset;
             LogSegment active = segments[segments.length - 1];
             LogSegment.Mark mark = null;
             try {
@@ -212,10 +258,7 @@ final class PartitionLog implements Closeable {
                 }
                 RecordBatch.setBaseOffset(batch, base);
                 mark = active.mark();
-                active.append(batch, base);
-                if (config.flushPolicy() == LogConfig.FlushPolicy.FSYNC_EACH_BATCH) {
-                    active.flush();
-                }
+                active.append(batch, base, maxTimestamp);
             } catch (IOException e) {
                 if (mark != null) {
                     try {
@@ -228,16 +271,214 @@ final class PartitionLog implements Closeable {
                 throw new IOException("could not append " + recordCount + " records to " + topicPartition + " in " + dir
                         + " (" + e + "); check free disk space and permissions, then retry", e);
             }
-            long next = base + recordCount;
-            active.publish();
-            if (config.flushPolicy() == LogConfig.FlushPolicy.FSYNC_EACH_BATCH) {
-                recoveryPoint = next;
+            writeOffset = base + recordCount;
+            if (config.flushPolicy() == LogConfig.FlushPolicy.OS) {
+                publish(active, active.size(), writeOffset);
             }
-            nextOffset = next;
             return base;
         } finally {
             appendLock.unlock();
         }
+    }
+
+    /**
+     * Returns once every record below {@code end} is acknowledged: forced (leading a group commit
+     * if needed) under FSYNC_EACH_BATCH, forced by the interval flusher under INTERVAL, at once
+     * under OS.
+     *
+     * @throws IOException if a force failed; the partition then takes no more appends
+     */
+    void awaitDurable(long end) throws IOException {
+        if (nextOffset >= end) {
+            return;
+        }
+        if (config.flushPolicy() == LogConfig.FlushPolicy.FSYNC_EACH_BATCH) {
+            sync(end);
+            return;
+        }
+        synchronized (published) {
+            while (nextOffset < end) {
+                checkFailure();
+                try {
+                    published.wait();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("interrupted while waiting for " + topicPartition
+                            + " to force offset " + (end - 1) + "; the record may or may not be durable");
+                }
+            }
+        }
+    }
+
+    /**
+     * Forces everything written so far unless offsets below {@code target} are already durable,
+     * then publishes it; {@code Long.MAX_VALUE} forces whatever is written. This is the group
+     * commit leader step.
+     */
+    void sync(long target) throws IOException {
+        if (nextOffset >= Math.min(target, writeOffset) && failure == null) {
+            return;
+        }
+        syncLock.lock();
+        try {
+            if (nextOffset >= Math.min(target, writeOffset)) {
+                return;
+            }
+            checkFailure();
+            LogSegment active;
+            int position;
+            long written;
+            appendLock.lock();
+            try {
+                active = segments[segments.length - 1];
+                position = active.size();
+                written = writeOffset;
+            } finally {
+                appendLock.unlock();
+            }
+            try {
+                syncs.incrementAndGet();
+                active.forceLog();
+            } catch (IOException e) {
+                failure = e;
+                synchronized (published) {
+                    published.notifyAll();
+                }
+                throw new IOException("could not force " + topicPartition + " in " + dir + " to disk (" + e
+                        + "); records not yet acknowledged may be lost: close the log and open it again", e);
+            }
+            recoveryPoint = Math.max(recoveryPoint, written);
+            publish(active, position, written);
+        } finally {
+            syncLock.unlock();
+        }
+    }
+
+    long syncs() {
+        return syncs.get();
+    }
+
+    /** Publishes offsets below {@code end}, which lie in {@code segment} up to byte {@code position}. */
+    private void publish(LogSegment segment, int position, long end) {
+        synchronized (published) {
+            if (end > nextOffset) {
+                segment.publish(position);
+                nextOffset = end;
+                published.notifyAll();
+            } else {
+                return;
+            }
+        }
+        publishListener.run();
+    }
+
+    void setPublishListener(Runnable listener) {
+        this.publishListener = listener;
+    }
+
+    private void checkFailure() throws IOException {
+        IOException f = failure;
+        if (f != null) {
+            throw new IOException(topicPartition + " stopped accepting appends after an I/O error it could not undo ("
+                    + f.getMessage() + "); close the log and open it again to recover the partition", f);
+        }
+    }
+
+    /**
+     * @return the first record whose timestamp is at or after {@code timestamp}, or null if every
+     *     record is older (see {@link TimeIndex} for the lookup)
+     */
+    LogEntry findByTimestamp(long timestamp) throws IOException {
+        long end = nextOffset;
+        LogSegment[] segs = segments;
+        for (LogSegment segment : segs) {
+            if (segment.baseOffset() >= end) {
+                break;
+            }
+            if (segment.maxTimestamp() < timestamp) {
+                continue;
+            }
+            long from = Math.max(segment.timeScanStart(timestamp), segs[0].baseOffset());
+            List<LogEntry> chunk = new ArrayList<>();
+            while (from < end) {
+                chunk.clear();
+                segment.read(from, end, 500, chunk);
+                if (chunk.isEmpty()) {
+                    break;
+                }
+                for (LogEntry e : chunk) {
+                    if (e.timestamp() >= timestamp) {
+                        return e;
+                    }
+                }
+                from = chunk.get(chunk.size() - 1).offset() + 1;
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Deletes whole segments from the front while they are older than the retention time (by their
+     * newest record timestamp) or the partition would still hold at least the retention size
+     * without them; never the active segment. Also closes segments retired long enough ago.
+     *
+     * @return the number of segments deleted
+     */
+    int enforceRetention(long nowMs) throws IOException {
+        List<LogSegment> dropped = new ArrayList<>();
+        appendLock.lock();
+        try {
+            LogSegment[] segs = segments;
+            long total = 0;
+            for (LogSegment s : segs) {
+                total += s.size();
+            }
+            int drop = 0;
+            while (drop < segs.length - 1) {
+                LogSegment s = segs[drop];
+                boolean expired = config.retentionMs() >= 0 && s.maxTimestamp() < nowMs - config.retentionMs();
+                boolean oversize = config.retentionBytes() >= 0 && total - s.size() >= config.retentionBytes();
+                if (!expired && !oversize) {
+                    break;
+                }
+                total -= s.size();
+                dropped.add(s);
+                drop++;
+            }
+            if (drop > 0) {
+                segments = Arrays.copyOfRange(segs, drop, segs.length);
+            }
+        } finally {
+            appendLock.unlock();
+        }
+        IOException first = null;
+        synchronized (retired) {
+            for (LogSegment s : dropped) {
+                LOG.info("Retention deleted segment {} of {} ({} bytes, newest record at {})", s, topicPartition,
+                        s.size(), s.maxTimestamp());
+                retired.add(new Retired(s, nowMs));
+                try {
+                    s.deleteFiles();
+                } catch (IOException e) {
+                    first = first == null ? e : first;
+                }
+            }
+            for (var it = retired.iterator(); it.hasNext();) {
+                Retired r = it.next();
+                if (nowMs - r.retiredAtMs() >= FILE_DELETE_DELAY_MS) {
+                    Utils.closeQuietly(r.segment(), "retired segment " + r.segment());
+                    it.remove();
+                }
+            }
+        }
+        if (!dropped.isEmpty()) {
+            Utils.flushDir(dir);
+        }
+        if (first != null) {
+            throw new IOException("retention could not delete a segment file of " + topicPartition + " (" + first
+                    + "); check the permissions of " + dir, first);
+        }
+        return dropped.size();
     }
 
     /**
@@ -263,8 +504,9 @@ final class PartitionLog implements Closeable {
         return out;
     }
 
-    /** Forces the active segment (rolled ones were forced when they rolled). */
+    /** Forces the active segment and its indexes (rolled ones were forced when they rolled). */
     void flush() throws IOException {
+        sync(Long.MAX_VALUE);
         appendLock.lock();
         try {
             segments[segments.length - 1].flush();
@@ -274,11 +516,19 @@ final class PartitionLog implements Closeable {
         }
     }
 
-    /** Closes the files; does not flush. */
+    /** Closes the files, including retired segments; does not flush. */
     @Override
     public void close() throws IOException {
         IOException first = null;
-        for (LogSegment segment : segments) {
+        List<LogSegment> all = new ArrayList<>(Arrays.asList(segments));
+        synchronized (retired) {
+            retired.forEach(r -> all.add(r.segment()));
+            retired.clear();
+        }
+        synchronized (published) {
+            published.notifyAll();
+        }
+        for (LogSegment segment : all) {
             try {
                 segment.close();
             } catch (IOException e) {
@@ -308,6 +558,7 @@ final class PartitionLog implements Closeable {
     /** Forces the active segment, starts a new one at {@code base} and checkpoints the recovery point. */
     private LogSegment roll(LogSegment active, long base) throws IOException {
         active.flush();
+        publish(active, active.size(), base);
         LogSegment next = LogSegment.create(dir, base, config.indexIntervalBytes());
         LogSegment[] rolled = Arrays.copyOf(segments, segments.length + 1);
         rolled[rolled.length - 1] = next;
@@ -334,7 +585,7 @@ final class PartitionLog implements Closeable {
                 Matcher log = SEGMENT_FILE.matcher(name);
                 if (log.matches()) {
                     bases.add(Long.parseLong(log.group(1)));
-                } else if (INDEX_FILE.matcher(name).matches()) {
+                } else if (INDEX_FILE.matcher(name).matches() || TIME_INDEX_FILE.matcher(name).matches()) {
                     indexes.add(file);
                 }
             }

@@ -177,6 +177,34 @@ final class RecordBatch {
         }
     }
 
+    /**
+     * @return the largest record timestamp of a batch that {@link #verify} accepted
+     */
+    static long maxTimestamp(ByteBuffer batch) {
+        ByteBuffer b = batch.slice();
+        int count = b.getInt(COUNT_OFFSET);
+        long first = b.getLong(FIRST_TIMESTAMP_OFFSET);
+        long max = Long.MIN_VALUE;
+        b.position(RECORDS_OFFSET);
+        for (int i = 0; i < count; i++) {
+            max = Math.max(max, first + ByteUtils.readVarlong(b));
+            int keyLength = ByteUtils.readVarint(b);
+            b.position(b.position() + Math.max(keyLength, 0));
+            int valueLength = ByteUtils.readVarint(b);
+            b.position(b.position() + valueLength);
+        }
+        return max;
+    }
+
+    /** @return the largest timestamp of {@code records} */
+    static long maxTimestamp(List<LogRecord> records) {
+        long max = Long.MIN_VALUE;
+        for (LogRecord r : records) {
+            max = Math.max(max, r.timestamp());
+        }
+        return max;
+    }
+
     private static ByteBuffer checkHeader(ByteBuffer batch) throws CorruptBatchException {
         ByteBuffer b = batch.slice();
         if (b.remaining() < LOG_OVERHEAD + MIN_BATCH_LENGTH) {

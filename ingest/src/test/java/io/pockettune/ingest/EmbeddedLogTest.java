@@ -207,6 +207,7 @@ class EmbeddedLogTest {
         }
         Files.delete(dir.resolve("events-0").resolve(LogSegment.fileName(0, LogSegment.LOG_SUFFIX)));
         Files.delete(dir.resolve("events-0").resolve(LogSegment.fileName(0, LogSegment.INDEX_SUFFIX)));
+        Files.delete(dir.resolve("events-0").resolve(LogSegment.fileName(0, LogSegment.TIME_INDEX_SUFFIX)));
         Files.delete(dir.resolve("events-0"));
         try (EmbeddedLog log = EmbeddedLog.open(dir, SMALL)) {
             assertEquals(3, log.partitionCount("events"));
