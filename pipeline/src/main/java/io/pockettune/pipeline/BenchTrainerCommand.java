@@ -113,16 +113,23 @@ final class BenchTrainerCommand implements Callable<Integer> {
       // 1. The kernel against the JDK's Gaussian generator, on a buffer of the model's size.
       FloatBuffer buffer = ByteBuffer.allocateDirect(params * Float.BYTES).order(ByteOrder.nativeOrder()).asFloatBuffer();
       long[] seed = {1};
+      ExecutorService pool = Executors.newFixedThreadPool(threads);
       double ours = perParam(median(7, 3, () -> time(() -> kernel.axpy(buffer, seed[0]++, 1e-3f))), params);
       double jdk = perParam(median(3, 1, () -> time(() -> jdkPass(buffer, seed[0]++))), params);
-      double jdkParallel = perParam(median(3, 1, () -> time(() -> jdkParallelPass(buffer, seed[0]++, threads))), params);
+      double jdkParallel = perParam(median(3, 1, () -> time(() -> jdkParallelPass(buffer, seed[0]++, threads, pool))), params);
+      double stream = perParam(median(7, 3, () -> time(() -> streamPass(buffer, threads, pool))), params);
       figures.put("perturb_ns_per_param", round(ours, 3))
           .put("jdk_gaussian_ns_per_param", round(jdk, 3))
           .put("jdk_gaussian_parallel_ns_per_param", round(jdkParallel, 3))
           .put("kernel_speedup_vs_jdk", round(jdk / ours, 1))
-          .put("kernel_speedup_vs_jdk_parallel", round(jdkParallel / ours, 1));
+          .put("kernel_speedup_vs_jdk_parallel", round(jdkParallel / ours, 1))
+          .put("stream_ns_per_param", round(stream, 3))
+          .put("kernel_over_stream", round(ours / stream, 2));
+      pool.shutdownNow();
       err.printf(Locale.ROOT, "kernel: %.3f ns/param (JDK nextGaussian %.3f on 1 thread, %.3f on %d): %.1fx, %.1fx%n",
           ours, jdk, jdkParallel, threads, jdk / ours, jdkParallel / ours);
+      err.printf(Locale.ROOT, "memory bar: a pass that only adds a constant costs %.3f ns/param; the kernel is %.2fx that%n",
+          stream, ours / stream);
 
       // 2. Full-parameter MeZO step against two forward passes.
       MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-7f, 1L), kernel, 0);
@@ -234,8 +241,7 @@ final class BenchTrainerCommand implements Callable<Integer> {
   }
 
   /** The JDK pass split over threads, one generator per chunk (split from a root generator). */
-  private static void jdkParallelPass(FloatBuffer p, long seed, int threads) {
-    ExecutorService pool = Executors.newFixedThreadPool(threads);
+  private static void jdkParallelPass(FloatBuffer p, long seed, int threads, ExecutorService pool) {
     try {
       int n = p.capacity();
       int per = (n + threads - 1) / threads;
@@ -262,8 +268,38 @@ final class BenchTrainerCommand implements Callable<Integer> {
       }
     } catch (Exception e) {
       throw new IllegalStateException(e);
-    } finally {
-      pool.shutdownNow();
+    }
+  }
+
+  /**
+   * The memory-bound bar: the same blocked read-modify-write pass over the buffer on all threads,
+   * adding a constant instead of a random value. No perturbation kernel can beat it.
+   */
+  private static void streamPass(FloatBuffer p, int threads, ExecutorService pool) {
+    try {
+      int n = p.capacity();
+      int per = (n + threads - 1) / threads;
+      List<Future<?>> fs = new ArrayList<>();
+      for (int t = 0; t < threads; t++) {
+        int from = t * per;
+        int to = Math.min(n, from + per);
+        fs.add(pool.submit(() -> {
+          float[] block = new float[2048];
+          for (int start = from; start < to; start += block.length) {
+            int len = Math.min(block.length, to - start);
+            p.get(start, block, 0, len);
+            for (int j = 0; j < len; j++) {
+              block[j] += 1e-3f;
+            }
+            p.put(start, block, 0, len);
+          }
+        }));
+      }
+      for (Future<?> f : fs) {
+        f.get();
+      }
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
     }
   }
 
