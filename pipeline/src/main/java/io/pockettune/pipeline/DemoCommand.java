@@ -210,7 +210,7 @@ final class DemoCommand implements Callable<Integer> {
   }
 
   /** Writes the base model once; later runs read the file, so the store can check its hash. */
-  private static byte[] baseModel(Path file, DecoderLmConfig config) throws IOException {
+  static byte[] baseModel(Path file, DecoderLmConfig config) throws IOException {
     if (Files.exists(file)) {
       return Files.readAllBytes(file);
     }

@@ -21,7 +21,7 @@ import org.apache.kafka.common.TopicPartition;
  *
  * <p>Not thread-safe.
  */
-final class LogSource {
+final class LogSource implements RecordSource {
 
   /** One record read from the log, with its coordinates. */
   record SourceRecord(TopicPartition partition, long offset, long timestamp, byte[] key, byte[] value) {}
@@ -59,7 +59,8 @@ final class LogSource {
   }
 
   /** @return the next record in merge order, or null when every partition reached its end */
-  SourceRecord next() {
+  @Override
+  public SourceRecord next() {
     Cursor c = ready.poll();
     if (c == null) {
       return null;
@@ -72,8 +73,8 @@ final class LogSource {
     return new SourceRecord(c.partition, e.offset(), e.timestamp(), e.key(), e.value());
   }
 
-  /** @return a copy of the next offset to read, per partition */
-  Map<TopicPartition, Long> positions() {
+  @Override
+  public Map<TopicPartition, Long> positions() {
     return new LinkedHashMap<>(positions);
   }
 

@@ -1,13 +1,10 @@
 package io.pockettune.pipeline;
 
 import java.io.PrintWriter;
-import java.util.List;
-import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
-import picocli.CommandLine.Unmatched;
 
 /** The {@code pockettune} command line. */
 @Command(
@@ -17,21 +14,16 @@ import picocli.CommandLine.Unmatched;
     description = "Personalizes a language model on this device, from the events its apps produce.",
     subcommands = {
       DemoCommand.class,
+      ServeCommand.class,
+      ProduceCommand.class,
+      StatusCommand.class,
       CheckpointsCommand.class,
       RollbackCommand.class,
+      ReplayCommand.class,
       ExportCommand.class,
       BenchCommand.class
     })
 public final class Main implements Runnable {
-
-  /** A command of the contract that a later version will provide. */
-  private record Planned(String name, String issue, String description) {}
-
-  private static final List<Planned> PLANNED = List.of(
-      new Planned("serve", "#6", "Run ingestion and training in the background."),
-      new Planned("produce", "#6", "Append events from JSON lines to a topic."),
-      new Planned("status", "#6", "Show lag, steps, recent loss and the last checkpoint."),
-      new Planned("replay", "#6", "Evaluate checkpoints on a slice of the log without training."));
 
   @Spec CommandSpec spec;
 
@@ -51,11 +43,6 @@ public final class Main implements Runnable {
   /** Runs a command line with the given standard output and error; returns the exit code. */
   static int run(PrintWriter out, PrintWriter err, String... args) {
     CommandLine cl = new CommandLine(new Main()).setOut(out).setErr(err);
-    for (Planned p : PLANNED) {
-      CommandLine sub = new CommandLine(new PlannedCommand(p.name(), p.issue())).setOut(out).setErr(err);
-      sub.getCommandSpec().usageMessage().description(p.description() + " (not built yet)");
-      cl.addSubcommand(p.name(), sub);
-    }
     cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
       cmd.getErr().println("pockettune " + cmd.getCommandName() + ": " + oneLine(e));
       return 1;
@@ -76,26 +63,5 @@ public final class Main implements Runnable {
     }
     String message = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
     return message.replace('\n', ' ');
-  }
-
-  @Command(mixinStandardHelpOptions = true)
-  static final class PlannedCommand implements Callable<Integer> {
-    private final String name;
-    private final String issue;
-
-    @Unmatched List<String> ignored;
-
-    PlannedCommand(String name, String issue) {
-      this.name = name;
-      this.issue = issue;
-    }
-
-    @Spec CommandSpec spec;
-
-    @Override
-    public Integer call() {
-      spec.commandLine().getErr().println("pockettune " + name + " is not built yet (planned in issue " + issue + ")");
-      return 3;
-    }
   }
 }

@@ -19,6 +19,7 @@ final class MicroBatcher {
   private final long maxWaitNanos;
   private final Clock clock;
   private final List<long[]> pending = new ArrayList<>();
+  private final List<Integer> labels = new ArrayList<>();
   private long pendingTokens;
   private long openedAt;
 
@@ -44,10 +45,18 @@ final class MicroBatcher {
   }
 
   void add(long[] tokens) {
+    add(tokens, ExampleMapper.TrainingExample.NO_LABEL);
+  }
+
+  /** Adds a classification example (or, with {@code NO_LABEL}, a language-modelling one). */
+  void add(long[] tokens, int label) {
     if (pending.isEmpty()) {
       openedAt = clock.nanoTime();
+    } else if ((label == ExampleMapper.TrainingExample.NO_LABEL) != (labels.get(0) == ExampleMapper.TrainingExample.NO_LABEL)) {
+      throw new IllegalArgumentException("a batch cannot mix labelled and unlabelled examples");
     }
     pending.add(tokens);
+    labels.add(label);
     pendingTokens += tokens.length;
   }
 
@@ -61,9 +70,16 @@ final class MicroBatcher {
     return pending.size();
   }
 
+  /** @return the examples so far as one batch (a classification batch when they carry labels) */
   TokenBatch drain() {
-    TokenBatch b = TokenBatch.of(List.copyOf(pending));
+    TokenBatch b;
+    if (labels.get(0) == ExampleMapper.TrainingExample.NO_LABEL) {
+      b = TokenBatch.of(List.copyOf(pending));
+    } else {
+      b = TokenBatch.classification(List.copyOf(pending), labels.stream().mapToLong(Integer::longValue).toArray());
+    }
     pending.clear();
+    labels.clear();
     pendingTokens = 0;
     return b;
   }

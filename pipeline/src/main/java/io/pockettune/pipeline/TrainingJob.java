@@ -15,12 +15,17 @@ import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.common.TopicPartition;
 
 /**
- * The streaming job: source -> decode -> map to text -> tokenize -> micro-batch -> MeZO step ->
- * commit. Each step is committed to the {@link ModelStore} in one write together with the next
+ * The streaming job: source -> decode -> map to a {@link ExampleMapper.TrainingExample} ->
+ * tokenize -> micro-batch -> MeZO step -> commit. The source is bounded ({@link LogSource}, for
+ * the demo) or live ({@link LiveLogSource}, for the service, which calls {@link #advance} in its
+ * loop). Each step is committed to the {@link ModelStore} in one write together with the next
  * offset of every source partition, taken at the point in the stream where the batch closed: the
  * offsets cover exactly the events of the batches committed so far plus any dead-lettered between
  * them. After a crash, replaying the committed steps and seeking to the committed offsets resumes
- * the job with no event trained twice or skipped.
+ * the job with no event trained twice or skipped. Events that cannot train (no payload, larger
+ * than {@link #maxEventBytes}, undecodable, unmappable) go to {@link DeadLetters} and their offsets
+ * are committed with the next step; one dead-lettered after the last commit is dead-lettered again
+ * after a crash (dead letters are at least once; training is exactly once).
  *
  * <p>Not thread-safe; one job per store.
  */
@@ -34,7 +39,7 @@ final class TrainingJob {
   /** What a run did. */
   record Result(long steps, long eventsTrained, long deadLetters, int checkpoints, boolean sourceExhausted) {}
 
-  private final LogSource source;
+  private final RecordSource source;
   private final EventSerde serde;
   private final ExampleMapper mapper;
   private final ByteTokenizer tokenizer;
@@ -52,7 +57,7 @@ final class TrainingJob {
    * @param parameters      the trained parameters, snapshotted every {@code snapshotEvery} steps
    *                        so that restore and rollback replay at most that many steps (0: never)
    */
-  TrainingJob(LogSource source, EventSerde serde, ExampleMapper mapper, ByteTokenizer tokenizer, int maxTokens,
+  TrainingJob(RecordSource source, EventSerde serde, ExampleMapper mapper, ByteTokenizer tokenizer, int maxTokens,
       MicroBatcher batcher, MezoTrainer trainer, ModelStore store, DeadLetters deadLetters, int checkpointEvery,
       ParameterSet parameters, int snapshotEvery) {
     this.source = source;
@@ -74,39 +79,101 @@ final class TrainingJob {
   private int checkpoints;
   private double recentLoss;
   private int recentSteps;
+  private int maxEventBytes = DEFAULT_MAX_EVENT_BYTES;
+  /** Next offsets after the last event that is in the open batch or was dead-lettered. */
+  private Map<TopicPartition, Long> before;
 
-  /** Runs until {@code maxSteps} more steps are committed or the source is exhausted. */
+  /** What one {@link #advance} did. */
+  enum Advance { COMMITTED, IDLE }
+
+  /** Events larger than this go to the dead-letter topic undecoded (default 64 KiB). */
+  static final int DEFAULT_MAX_EVENT_BYTES = 64 * 1024;
+
+  /** Sets the size above which an event is dead-lettered as oversize. */
+  TrainingJob maxEventBytes(int bytes) {
+    if (bytes < 1) {
+      throw new IllegalArgumentException("the event size limit must be positive, was " + bytes);
+    }
+    this.maxEventBytes = bytes;
+    return this;
+  }
+
+  /** Runs until {@code maxSteps} more steps are committed or the source has nothing more. */
   Result run(long maxSteps, Listener listener) {
     long target = steps + maxSteps;
-    Map<TopicPartition, Long> before = source.positions();
     while (steps < target) {
-      LogSource.SourceRecord r = source.next();
-      if (r == null) {
+      if (advance(listener) == Advance.IDLE) {
         return new Result(steps, trained, deadLetters.count(), checkpoints, true);
       }
+    }
+    return new Result(steps, trained, deadLetters.count(), checkpoints, false);
+  }
+
+  /**
+   * Consumes records until exactly one step is committed, or until the source has nothing
+   * available (then the open batch stays open, unless its maximum wait has passed).
+   */
+  Advance advance(Listener listener) {
+    if (before == null) {
+      before = source.positions();
+    }
+    if (batcher.ready()) {
+      commit(batcher.drain(), before, listener);
+      return Advance.COMMITTED;
+    }
+    while (true) {
+      LogSource.SourceRecord r = source.next();
+      if (r == null) {
+        if (batcher.ready()) {
+          commit(batcher.drain(), before, listener);
+          return Advance.COMMITTED;
+        }
+        return Advance.IDLE;
+      }
       long[] tokens;
+      int label;
       try {
+        if (r.value() == null) {
+          throw new IllegalArgumentException("no payload");
+        }
+        if (r.value().length > maxEventBytes) {
+          throw new IllegalArgumentException("oversize: " + r.value().length + " bytes, more than the limit of "
+              + maxEventBytes);
+        }
         SpecificRecord event = serde.deserialize(r.value());
-        tokens = tokenizer.encode(mapper.text(event), maxTokens);
+        ExampleMapper.TrainingExample example = mapper.map(event);
+        tokens = tokenizer.encode(example.text(), maxTokens);
+        label = example.label();
       } catch (EventDecodingException | IllegalArgumentException e) {
         deadLetters.send(r, e.getMessage());
         before = source.positions();
         continue;
       }
+      boolean committed = false;
       if (!batcher.fits(tokens)) {
         // The token budget closes the batch before this event: commit offsets from before it.
         commit(batcher.drain(), before, listener);
-        if (steps >= target) {
-          break; // this event stays uncommitted: the next run starts with it
-        }
+        committed = true;
       }
-      batcher.add(tokens);
+      batcher.add(tokens, label);
       before = source.positions();
-      if (batcher.ready()) {
+      if (!committed && batcher.ready()) {
         commit(batcher.drain(), before, listener);
+        committed = true;
+      }
+      if (committed) {
+        return Advance.COMMITTED;
       }
     }
-    return new Result(steps, trained, deadLetters.count(), checkpoints, false);
+  }
+
+  /** @return steps committed by this job */
+  long steps() {
+    return steps;
+  }
+
+  long deadLetters() {
+    return deadLetters.count();
   }
 
   private void commit(TokenBatch batch, Map<TopicPartition, Long> positions, Listener listener) {

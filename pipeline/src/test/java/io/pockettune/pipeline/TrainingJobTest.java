@@ -93,4 +93,71 @@ class TrainingJobTest {
       assertEquals(7L, f.store.committedOffsets().get(new SourcePartition(DemoCommand.MESSAGES, 0)));
     }
   }
+
+  @Test
+  void run_deadLettersOversizeEventsAndKeepsTokenBudgetBatchesWhole() throws Exception {
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("log"), dir.resolve("store"))) {
+      long t = T0.toEpochMilli();
+      byte[] small = f.serde.serialize(Message.newBuilder().setId("1").setConversation("ada").setSender("maya")
+          .setText("see you at 6 x").setEventTime(T0).build());
+      byte[] big = f.serde.serialize(Message.newBuilder().setId("2").setConversation("ada").setSender("maya")
+          .setText("x".repeat(500)).setEventTime(T0).build());
+      f.log.append(DemoCommand.MESSAGES, 0, List.of(new LogRecord(t, null, small), new LogRecord(t + 1, null, big),
+          new LogRecord(t + 2, null, small), new LogRecord(t + 3, null, small), new LogRecord(t + 4, null, small)));
+      // Budget of two examples' tokens: every batch closes by tokens, and no event is lost on the way.
+      long tokens = new io.pockettune.trainer.ByteTokenizer().encode("see you at 6 x", 64).length;
+      TrainingJob job = new TrainingJob(new LogSource(f.log, Map.of(new org.apache.kafka.common.TopicPartition(
+          DemoCommand.MESSAGES, 0), 0L), Map.of(new org.apache.kafka.common.TopicPartition(DemoCommand.MESSAGES, 0), 5L)),
+          f.serde, ExampleMapper.defaults(), new io.pockettune.trainer.ByteTokenizer(), PipelineFixture.TINY.maxPositions(),
+          new MicroBatcher(100, 2 * tokens, Long.MAX_VALUE, Clock.SYSTEM), f.trainer, f.store, new DeadLetters(f.log), 0,
+          f.model.parameters(), 0).maxEventBytes(300);
+      TrainingJob.Result r = job.run(10, QUIET);
+      assertEquals(1, r.steps(), "events 3 and 4 stay in the open batch");
+      assertEquals(2, r.eventsTrained());
+      assertEquals(1, r.deadLetters());
+      String letter = new String(f.log.read(DeadLetters.TOPIC, 0, 0, 1).get(0).value(), StandardCharsets.UTF_8);
+      assertTrue(letter.contains("oversize"), letter);
+      assertEquals(3L, f.store.committedOffsets().get(new SourcePartition(DemoCommand.MESSAGES, 0)),
+          "the batch of events 0 and 2 covers the dead letter between them");
+    }
+  }
+
+  @Test
+  void labelled_takesLabelFromAttributeOrRefuses() {
+    ExampleMapper mapper = ExampleMapper.labelled("label", List.of("work", "home"));
+    Message.Builder m = Message.newBuilder().setId("1").setConversation("ada").setSender("maya").setText("shift swap?")
+        .setEventTime(T0);
+    ExampleMapper.TrainingExample e = mapper.map(m.setAttrs(Map.of("label", "home")).build());
+    assertEquals(1, e.label());
+    assertEquals("shift swap?", e.text());
+    IllegalArgumentException unknown = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> mapper.map(m.setAttrs(Map.of("label", "gym")).build()));
+    assertTrue(unknown.getMessage().contains("gym"), unknown.getMessage());
+    MicroBatcher batcher = MicroBatcher.byCount(2);
+    batcher.add(new long[] {1, 5, 2}, 0);
+    batcher.add(new long[] {1, 6, 7, 2}, 1);
+    io.pockettune.trainer.TokenBatch b = batcher.drain();
+    org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {0, 1}, b.labels());
+  }
+
+  @Test
+  void advance_liveSource_maxWaitClosesPartialBatchOnInjectedClock() throws Exception {
+    try (PipelineFixture f = new PipelineFixture(dir.resolve("log"), dir.resolve("store"))) {
+      appendPersona(f, 3);
+      java.util.concurrent.atomic.AtomicLong now = new java.util.concurrent.atomic.AtomicLong();
+      Map<org.apache.kafka.common.TopicPartition, Long> start = new java.util.LinkedHashMap<>();
+      DemoCommand.partitions().forEach(tp -> start.put(tp, 0L));
+      LiveLogSource source = new LiveLogSource(f.log, start, 0, now::get);
+      TrainingJob job = new TrainingJob(source, f.serde, ExampleMapper.defaults(), new io.pockettune.trainer.ByteTokenizer(),
+          PipelineFixture.TINY.maxPositions(), new MicroBatcher(100, Long.MAX_VALUE, 1_000, now::get), f.trainer, f.store,
+          new DeadLetters(f.log), 0, f.model.parameters(), 0);
+      assertEquals(TrainingJob.Advance.IDLE, job.advance(QUIET), "three events wait for more");
+      now.set(999);
+      assertEquals(TrainingJob.Advance.IDLE, job.advance(QUIET));
+      now.set(1_000);
+      assertEquals(TrainingJob.Advance.COMMITTED, job.advance(QUIET), "the oldest waited its maximum");
+      assertEquals(3, f.store.step(1).orElseThrow().batchSize());
+      assertEquals(3L, f.store.committedOffsets().values().stream().mapToLong(Long::longValue).sum());
+    }
+  }
 }

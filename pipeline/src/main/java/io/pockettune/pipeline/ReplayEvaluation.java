@@ -1,0 +1,176 @@
+package io.pockettune.pipeline;
+
+import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.LogEntry;
+import io.pockettune.schemas.EventDecodingException;
+import io.pockettune.schemas.EventSerde;
+import io.pockettune.store.Checkpoint;
+import io.pockettune.store.ModelStore;
+import io.pockettune.trainer.ByteTokenizer;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.TokenBatch;
+import java.io.IOException;
+import java.time.Instant;
+import java.time.format.DateTimeParseException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.apache.kafka.common.TopicPartition;
+
+/**
+ * Evaluation by replay: reads a slice of the log without training and evaluates checkpoints on it
+ * (the simulator pattern: one fixed trace, pluggable models). The slice is read in the pipeline's
+ * merge order ({@link LogSource}), decoded and mapped like training, cut into batches of
+ * {@code batchSize}; events that would be dead-lettered are skipped and counted. Each checkpoint is
+ * restored exactly ({@link ModelStore#restore}: nearest snapshot plus replay of step records) and
+ * evaluated with {@link MezoTrainer#evaluate}, the trainer's own evaluation: loss per target token,
+ * weighted over batches; perplexity is exp(loss); accuracy is reported for classification batches.
+ * Only forward passes run, batched. The prequential mode instead starts from one checkpoint and,
+ * for each batch, evaluates it and then trains on it in memory (test-then-train); nothing is
+ * committed.
+ *
+ * <p>Not thread-safe.
+ */
+final class ReplayEvaluation {
+
+  /** The figures of one checkpoint. */
+  record Result(long id, long step, String label, double loss, double perplexity, Double accuracy) {}
+
+  /** One batch of a prequential run: the loss before training on it. */
+  record PrequentialPoint(int batch, long step, int events, double lossBefore) {}
+
+  /** A slice read and tokenized. */
+  record Slice(Map<TopicPartition, Long> from, Map<TopicPartition, Long> to, List<TokenBatch> batches, long events,
+      long skipped) {}
+
+  private ReplayEvaluation() {}
+
+  /**
+   * Parses a slice bound: a number is an offset applied to every partition (clamped to what the
+   * partition holds); anything else must be an ISO-8601 instant, resolved per partition to the
+   * first record at or after it through the time index.
+   */
+  static Map<TopicPartition, Long> bound(EmbeddedLog log, List<TopicPartition> partitions, String bound, boolean start)
+      throws IOException {
+    Map<TopicPartition, Long> out = new LinkedHashMap<>();
+    Instant time = null;
+    long offset = -1;
+    if (bound != null) {
+      if (bound.matches("\\d+")) {
+        offset = Long.parseLong(bound);
+      } else {
+        try {
+          time = Instant.parse(bound);
+        } catch (DateTimeParseException e) {
+          throw new IllegalArgumentException("'" + bound + "' is neither an offset nor an ISO-8601 instant such as"
+              + " 2026-09-01T07:00:00Z: give --from/--to as one of them");
+        }
+      }
+    }
+    for (TopicPartition tp : partitions) {
+      long first = log.startOffset(tp.topic(), tp.partition());
+      long end = log.endOffset(tp.topic(), tp.partition());
+      long o;
+      if (bound == null) {
+        o = start ? first : end;
+      } else if (time != null) {
+        Optional<LogEntry> e = log.findByTimestamp(tp.topic(), tp.partition(), time.toEpochMilli());
+        o = e.map(LogEntry::offset).orElse(end);
+      } else {
+        o = offset;
+      }
+      out.put(tp, Math.max(first, Math.min(end, o)));
+    }
+    return out;
+  }
+
+  /** Reads the slice [from, to) and cuts it into batches. */
+  static Slice read(EmbeddedLog log, EventSerde serde, ExampleMapper mapper, int maxTokens, int batchSize,
+      Map<TopicPartition, Long> from, Map<TopicPartition, Long> to) {
+    LogSource source = new LogSource(log, from, to);
+    ByteTokenizer tokenizer = new ByteTokenizer();
+    MicroBatcher batcher = MicroBatcher.byCount(batchSize);
+    List<TokenBatch> batches = new ArrayList<>();
+    long events = 0;
+    long skipped = 0;
+    for (LogSource.SourceRecord r = source.next(); r != null; r = source.next()) {
+      ExampleMapper.TrainingExample example;
+      try {
+        if (r.value() == null || r.value().length > TrainingJob.DEFAULT_MAX_EVENT_BYTES) {
+          throw new IllegalArgumentException("no payload or oversize");
+        }
+        example = mapper.map(serde.deserialize(r.value()));
+      } catch (EventDecodingException | IllegalArgumentException e) {
+        skipped++;
+        continue;
+      }
+      batcher.add(tokenizer.encode(example.text(), maxTokens), example.label());
+      events++;
+      if (batcher.ready()) {
+        batches.add(batcher.drain());
+      }
+    }
+    if (batcher.pendingExamples() > 0) {
+      batches.add(batcher.drain());
+    }
+    return new Slice(from, to, batches, events, skipped);
+  }
+
+  /** Evaluates each checkpoint on the batches; {@code model} must hold the base values. */
+  static List<Result> evaluate(ModelStore store, LossModel model, MezoConfig config, PerturbationKernel kernel,
+      List<Checkpoint> checkpoints, List<TokenBatch> batches) {
+    float[] base = model.parameters().toArray();
+    List<Result> results = new ArrayList<>();
+    Map<Long, Result> byStep = new java.util.HashMap<>();
+    for (Checkpoint c : checkpoints) {
+      Result same = byStep.get(c.step());
+      if (same != null) {
+        results.add(new Result(c.id(), c.step(), c.label(), same.loss(), same.perplexity(), same.accuracy()));
+        continue;
+      }
+      model.parameters().load(base);
+      MezoTrainer trainer = store.restore(c.step(), model, config, kernel).trainer();
+      double loss = trainer.evaluate(batches);
+      Result r = new Result(c.id(), c.step(), c.label(), loss, Math.exp(loss), accuracy(model, batches));
+      byStep.put(c.step(), r);
+      results.add(r);
+    }
+    model.parameters().load(base);
+    return results;
+  }
+
+  private static Double accuracy(LossModel model, List<TokenBatch> batches) {
+    long right = 0;
+    long total = 0;
+    for (TokenBatch b : batches) {
+      if (b.labels() == null) {
+        return null;
+      }
+      int[] predicted = model.predict(b);
+      for (int i = 0; i < predicted.length; i++) {
+        right += predicted[i] == b.labels()[i] ? 1 : 0;
+        total++;
+      }
+    }
+    return total == 0 ? null : (double) right / total;
+  }
+
+  /** Test-then-train from {@code startStep}: each batch's loss before the trainer steps on it. */
+  static List<PrequentialPoint> prequential(ModelStore store, LossModel model, MezoConfig config,
+      PerturbationKernel kernel, long startStep, List<TokenBatch> batches) {
+    MezoTrainer trainer = store.restore(startStep, model, config, kernel).trainer();
+    List<PrequentialPoint> points = new ArrayList<>();
+    for (int i = 0; i < batches.size(); i++) {
+      TokenBatch b = batches.get(i);
+      double before = trainer.evaluate(List.of(b));
+      trainer.step(b);
+      points.add(new PrequentialPoint(i + 1, startStep + i + 1, b.size(), before));
+    }
+    return points;
+  }
+}

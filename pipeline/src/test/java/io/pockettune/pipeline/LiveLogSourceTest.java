@@ -1,0 +1,73 @@
+package io.pockettune.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.LogRecord;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.kafka.common.TopicPartition;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class LiveLogSourceTest {
+  private static final TopicPartition P0 = new TopicPartition("t", 0);
+  private static final TopicPartition P1 = new TopicPartition("t", 1);
+
+  @TempDir Path dir;
+  private final AtomicLong now = new AtomicLong();
+
+  private static LogRecord at(long time) {
+    return new LogRecord(time, null, Long.toString(time).getBytes(StandardCharsets.UTF_8));
+  }
+
+  private static List<Long> drain(RecordSource source) {
+    List<Long> times = new ArrayList<>();
+    for (LogSource.SourceRecord r = source.next(); r != null; r = source.next()) {
+      times.add(r.timestamp());
+    }
+    return times;
+  }
+
+  @Test
+  void next_backlogInBoundedMergeOrderFromAnyStart() throws Exception {
+    try (EmbeddedLog log = EmbeddedLog.open(dir)) {
+      log.createTopic("t", 2);
+      log.append("t", 0, List.of(at(1), at(4), at(5), at(9)));
+      log.append("t", 1, List.of(at(2), at(3), at(8)));
+      Map<TopicPartition, Long> start = new LinkedHashMap<>(Map.of(P0, 1L, P1, 0L));
+      List<Long> bounded = drain(new LogSource(log, start, Map.of(P0, 4L, P1, 3L)));
+      List<Long> live = drain(new LiveLogSource(log, start, 0, now::get));
+      assertEquals(bounded, live);
+      assertEquals(List.of(2L, 3L, 4L, 5L, 8L, 9L), live);
+    }
+  }
+
+  @Test
+  void next_emptyPartitionHoldsBackOthersUntilIdleTimeout() throws Exception {
+    try (EmbeddedLog log = EmbeddedLog.open(dir)) {
+      log.createTopic("t", 2);
+      log.append("t", 0, List.of(at(10), at(30)));
+      LiveLogSource source = new LiveLogSource(log, new LinkedHashMap<>(Map.of(P0, 0L, P1, 0L)), 100, now::get);
+      assertNull(source.next(), "partition 1 may still receive an earlier record");
+      now.set(99);
+      assertNull(source.next());
+      log.append("t", 1, List.of(at(20)));
+      assertEquals(10, source.next().timestamp());
+      assertEquals(20, source.next().timestamp(), "the late record keeps its place in time order");
+      now.set(150);
+      assertNull(source.next(), "partition 1 is empty again: a new idle period starts");
+      now.set(250);
+      assertEquals(30, source.next().timestamp(), "idle for the timeout: the others go on");
+      assertTrue(source.caughtUp());
+      assertEquals(Map.of(P0, 2L, P1, 1L), source.positions());
+    }
+  }
+}
