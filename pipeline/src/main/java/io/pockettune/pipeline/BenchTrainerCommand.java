@@ -95,7 +95,7 @@ final class BenchTrainerCommand implements Callable<Integer> {
     };
     byte[] onnx = DecoderLmBuilder.build(config);
     TokenBatch tokens = MemoryProbe.randomBatch(batch, seq, config.vocabSize());
-    JsonLine figures = new JsonLine().put("model", modelName).put("threads", threads).put("batch", batch).put("seq", seq);
+    JsonLine figures = new JsonLine().put("threads", threads);
     if (realData != null) {
       realData(figures, err, threads);
     }
@@ -103,6 +103,7 @@ final class BenchTrainerCommand implements Callable<Integer> {
       out.println(figures);
       return 0;
     }
+    figures.put("model", modelName).put("batch", batch).put("seq", seq);
 
     try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
         PerturbationKernel kernel = new PerturbationKernel(threads)) {
