@@ -193,6 +193,8 @@ final class Service implements AutoCloseable {
           continue;
         }
         long t0 = clock.nanoTime();
+        long forwardsBefore = model.forwards();
+        long forwardNanosBefore = model.forwardNanos();
         TrainingJob.Advance a = job.advance(this::stepCommitted);
         metrics.deadLetters.mark(job.deadLetters() - metrics.deadLetters.getCount());
         consumed = source.positions();
@@ -204,7 +206,7 @@ final class Service implements AutoCloseable {
           continue;
         }
         long took = clock.nanoTime() - t0;
-        metrics.stepTook(took);
+        metrics.stepTook(took, model.forwards() - forwardsBefore, model.forwardNanos() - forwardNanosBefore);
         governor.rest(took);
       }
     } catch (Throwable t) {

@@ -29,9 +29,8 @@ import javax.management.ObjectName;
  * {@code io.pockettune:type=Service}, registered on the platform server through
  * java.lang.management, since metrics-jmx is not a dependency yet), and {@code status}.
  *
- * <p>{@code forward.latency.ms} is half the step latency: a MeZO step is two forward passes plus
- * three in-place perturbation passes that are small beside them, and the trainer does not time
- * its passes separately. Thread-safe.
+ * <p>{@code forward.latency.ms} is the mean ONNX Runtime forward time within each step (a MeZO
+ * step is two forward passes plus three perturbation passes). Thread-safe.
  */
 final class ServiceMetrics implements AutoCloseable {
 
@@ -67,10 +66,17 @@ final class ServiceMetrics implements AutoCloseable {
     registry.register(PREFIX + "memory.rss.bytes", (Gauge<Long>) Governor::residentSetBytes);
   }
 
-  void stepTook(long nanos) {
+  /**
+   * @param nanos         wall time of the step
+   * @param forwards      forward passes it ran
+   * @param forwardNanos  time those passes took in total
+   */
+  void stepTook(long nanos, long forwards, long forwardNanos) {
     steps.mark();
     stepLatency.update(nanos / 1_000_000);
-    forwardLatency.update(nanos / 2_000_000);
+    if (forwards > 0) {
+      forwardLatency.update(forwardNanos / forwards / 1_000_000);
+    }
   }
 
   /** Starts the CSV reporter and the JMX bean. */

@@ -52,6 +52,8 @@ public final class LossModel implements AutoCloseable {
   private final String baseModelHash;
 
   private final boolean classifier;
+  private long forwards;
+  private long forwardNanos;
 
   private LossModel(byte[] onnx, java.nio.file.Path file, TrainableSelection selection, int threads,
       java.util.function.UnaryOperator<ModelProto> objective, boolean classifier) {
@@ -146,6 +148,16 @@ public final class LossModel implements AutoCloseable {
     return parameters;
   }
 
+  /** @return forward passes run so far (for latency metrics; read on the training thread) */
+  public long forwards() {
+    return forwards;
+  }
+
+  /** @return total time spent in ONNX Runtime's forward passes so far, in nanoseconds */
+  public long forwardNanos() {
+    return forwardNanos;
+  }
+
   /** SHA-256 of the model file as given, before any rewrite. */
   public String baseModelHash() {
     return baseModelHash;
@@ -212,7 +224,11 @@ public final class LossModel implements AutoCloseable {
       }
       inputs.addAll(owned);
       inputs.addAll(parameterArrays);
-      return predictor.predict(inputs);
+      long t0 = System.nanoTime();
+      NDList out = predictor.predict(inputs);
+      forwardNanos += System.nanoTime() - t0;
+      forwards++;
+      return out;
     } catch (TranslateException e) {
       throw new IllegalStateException("forward pass failed: " + e.getMessage(), e);
     } finally {
