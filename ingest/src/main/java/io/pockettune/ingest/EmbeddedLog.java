@@ -91,7 +91,7 @@ import org.slf4j.LoggerFactory;
  * {@link IllegalStateException}, each with one sentence naming the problem and the fix. I/O
  * failures are {@link IOException}s; a failed append or commit did not happen and can be retried.
  */
-public final class EmbeddedLog implements Closeable {
+public final class EmbeddedLog implements LogReader, Closeable {
 
     static final String CLEAN_SHUTDOWN_FILE = ".clean-shutdown";
     /** How often retention runs by itself when a retention limit is set: 5 minutes, as in Kafka. */

@@ -1,6 +1,6 @@
 package io.pockettune.pipeline;
 
-import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.LogReader;
 import io.pockettune.ingest.LogEntry;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -33,7 +33,7 @@ final class LogSource implements RecordSource {
           .thenComparingInt(c -> c.partition.partition())
           .thenComparingLong(c -> c.head().offset());
 
-  private final EmbeddedLog log;
+  private final LogReader log;
   private final Map<TopicPartition, Long> positions = new LinkedHashMap<>();
   private final PriorityQueue<Cursor> ready = new PriorityQueue<>(ORDER);
 
@@ -42,7 +42,7 @@ final class LogSource implements RecordSource {
    * @param start first offset to read per partition
    * @param end   offset to stop before, per partition (same keys as {@code start})
    */
-  LogSource(EmbeddedLog log, Map<TopicPartition, Long> start, Map<TopicPartition, Long> end) {
+  LogSource(LogReader log, Map<TopicPartition, Long> start, Map<TopicPartition, Long> end) {
     this.log = log;
     for (Map.Entry<TopicPartition, Long> e : start.entrySet()) {
       TopicPartition tp = e.getKey();

@@ -1,7 +1,7 @@
 package io.pockettune.pipeline;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.LogSnapshot;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.schemas.SchemaStore;
 import io.pockettune.store.Checkpoint;
@@ -92,14 +92,8 @@ final class ReplayCommand implements Callable<Integer> {
     try (ModelStore store = StoreCommands.openReadOnly(dir)) {
       RunIdentity identity = store.identity();
       List<Checkpoint> chosen = choose(store);
-      EmbeddedLog log;
-      try {
-        log = EmbeddedLog.open(dir.resolve("log"));
-      } catch (IllegalStateException busy) {
-        throw new IllegalStateException("the log in " + dir + " is held by a running service, and replay reads the log"
-            + " directly: stop the service (SIGTERM), replay, then start it again", busy);
-      }
-      try (log;
+      // A read-only snapshot: replay never writes the log and works beside a running service.
+      try (LogSnapshot log = LogSnapshot.open(dir.resolve("log"));
           LossModel model = StoreCommands.loadModel(onnx, identity, threads);
           PerturbationKernel kernel = new PerturbationKernel(threads)) {
         List<TopicPartition> partitions = new ArrayList<>();

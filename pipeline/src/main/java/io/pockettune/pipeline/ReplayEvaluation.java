@@ -1,6 +1,6 @@
 package io.pockettune.pipeline;
 
-import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.LogReader;
 import io.pockettune.ingest.LogEntry;
 import io.pockettune.schemas.EventDecodingException;
 import io.pockettune.schemas.EventSerde;
@@ -55,7 +55,7 @@ final class ReplayEvaluation {
    * partition holds); anything else must be an ISO-8601 instant, resolved per partition to the
    * first record at or after it through the time index.
    */
-  static Map<TopicPartition, Long> bound(EmbeddedLog log, List<TopicPartition> partitions, String bound, boolean start)
+  static Map<TopicPartition, Long> bound(LogReader log, List<TopicPartition> partitions, String bound, boolean start)
       throws IOException {
     Map<TopicPartition, Long> out = new LinkedHashMap<>();
     Instant time = null;
@@ -90,7 +90,7 @@ final class ReplayEvaluation {
   }
 
   /** Reads the slice [from, to) and cuts it into batches. */
-  static Slice read(EmbeddedLog log, EventSerde serde, ExampleMapper mapper, int maxTokens, int batchSize,
+  static Slice read(LogReader log, EventSerde serde, ExampleMapper mapper, int maxTokens, int batchSize,
       Map<TopicPartition, Long> from, Map<TopicPartition, Long> to) {
     LogSource source = new LogSource(log, from, to);
     ByteTokenizer tokenizer = new ByteTokenizer();

@@ -1,7 +1,7 @@
 package io.pockettune.pipeline;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.LogSnapshot;
 import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.SourcePartition;
@@ -99,7 +99,8 @@ final class StatusCommand implements Callable<Integer> {
     Long total = null;
     Map<String, Long> byPartition = new LinkedHashMap<>();
     if (Files.isDirectory(dir.resolve("log"))) {
-      try (EmbeddedLog log = EmbeddedLog.open(dir.resolve("log"))) {
+      // Read-only: status never recovers, locks or writes the log.
+      try (LogSnapshot log = LogSnapshot.open(dir.resolve("log"))) {
         total = 0L;
         for (Iterator<TopicPartition> it = DemoCommand.partitions().iterator(); it.hasNext(); ) {
           TopicPartition tp = it.next();
@@ -112,8 +113,6 @@ final class StatusCommand implements Callable<Integer> {
           total += lag;
         }
         out.printf(Locale.ROOT, "lag: %d events not trained yet%n", total);
-      } catch (IllegalStateException busy) {
-        out.println("lag: unknown (another process holds the log)");
       }
     }
     return j.put("lag", total).put("lag_by_partition", byPartition).put("data_dir", dir.toString());
