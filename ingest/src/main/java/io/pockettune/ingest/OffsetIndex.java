@@ -1,13 +1,9 @@
 package io.pockettune.ingest;
 
-import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
-import org.apache.kafka.common.utils.Utils;
 
 /**
  * The sparse offset index of one segment: {@code <20-digit baseOffset>.index}.
@@ -34,7 +30,7 @@ import org.apache.kafka.common.utils.Utils;
  * lookups never touch the file. Thread-safe: all methods synchronize on the index; appends come
  * from the single appender of the partition, lookups from any reader.
  */
-final class OffsetIndex implements Closeable {
+final class OffsetIndex extends IndexFile {
 
     static final int ENTRY_SIZE = 8;
 
@@ -42,28 +38,16 @@ final class OffsetIndex implements Closeable {
     record Entry(long offset, int position) {
     }
 
-    private final Path file;
-    private final long baseOffset;
-    private final FileChannel channel;
     private int[] relativeOffsets = new int[16];
     private int[] positions = new int[16];
-    private int entries;
 
-    private OffsetIndex(Path file, long baseOffset, FileChannel channel) {
-        this.file = file;
-        this.baseOffset = baseOffset;
-        this.channel = channel;
+    private OffsetIndex(Path file, long baseOffset) throws IOException {
+        super(file, baseOffset, ENTRY_SIZE);
     }
 
     /** Opens or creates the index file; call {@link #load} or {@link #reset} before use. */
     static OffsetIndex open(Path file, long baseOffset) throws IOException {
-        FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
-                StandardOpenOption.WRITE);
-        return new OffsetIndex(file, baseOffset, channel);
-    }
-
-    Path file() {
-        return file;
+        return new OffsetIndex(file, baseOffset);
     }
 
     /**
@@ -79,9 +63,7 @@ final class OffsetIndex implements Closeable {
         if (fileSize % ENTRY_SIZE != 0 || fileSize / ENTRY_SIZE > logSize / smallestBatch) {
             return false;
         }
-        ByteBuffer buf = ByteBuffer.allocate((int) fileSize);
-        Utils.readFully(channel, buf, 0);
-        buf.flip();
+        ByteBuffer buf = readAll(fileSize);
         int n = (int) (fileSize / ENTRY_SIZE);
         ensureCapacity(n);
         // The index rule never indexes the first batch, so both columns start above 0.
@@ -109,7 +91,7 @@ final class OffsetIndex implements Closeable {
         assert entries == 0 || (relative > relativeOffsets[entries - 1] && position > positions[entries - 1])
                 : "index entries must increase";
         ByteBuffer buf = ByteBuffer.allocate(ENTRY_SIZE).putInt((int) relative).putInt(position).flip();
-        Utils.writeFully(channel.position((long) entries * ENTRY_SIZE), buf);
+        writeEntry(buf);
         ensureCapacity(entries + 1);
         relativeOffsets[entries] = (int) relative;
         positions[entries] = position;
@@ -142,10 +124,6 @@ final class OffsetIndex implements Closeable {
                 : new Entry(baseOffset + relativeOffsets[entries - 1], positions[entries - 1]);
     }
 
-    synchronized int entries() {
-        return entries;
-    }
-
     /** Drops the entries at or beyond byte {@code position} of the log. */
     synchronized void truncateToPosition(int position) throws IOException {
         int keep = entries;
@@ -156,31 +134,11 @@ final class OffsetIndex implements Closeable {
         channel.truncate((long) keep * ENTRY_SIZE);
     }
 
-    /** Drops all entries, in memory and on disk. */
-    synchronized void reset() throws IOException {
-        entries = 0;
-        channel.truncate(0);
-    }
-
-    void flush() throws IOException {
-        channel.force(true);
-    }
-
-    @Override
-    public void close() throws IOException {
-        channel.close();
-    }
-
     private void ensureCapacity(int n) {
         if (n > relativeOffsets.length) {
             int capacity = Math.max(n, relativeOffsets.length * 2);
             relativeOffsets = Arrays.copyOf(relativeOffsets, capacity);
             positions = Arrays.copyOf(positions, capacity);
         }
-    }
-
-    @Override
-    public String toString() {
-        return file.toString();
     }
 }

@@ -1,13 +1,9 @@
 package io.pockettune.ingest;
 
-import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
-import org.apache.kafka.common.utils.Utils;
 
 /**
  * The sparse time index of one segment: {@code <20-digit baseOffset>.timeindex}.
@@ -33,7 +29,7 @@ import org.apache.kafka.common.utils.Utils;
  * shutdown and rebuilt whenever its segment is recovered. Entries are also held in memory (12 bytes
  * each). Thread-safe: all methods synchronize on the index.
  */
-final class TimeIndex implements Closeable {
+final class TimeIndex extends IndexFile {
 
     static final int ENTRY_SIZE = 12;
 
@@ -41,28 +37,16 @@ final class TimeIndex implements Closeable {
     record Entry(long timestamp, long offset) {
     }
 
-    private final Path file;
-    private final long baseOffset;
-    private final FileChannel channel;
     private long[] timestamps = new long[16];
     private int[] relativeOffsets = new int[16];
-    private int entries;
 
-    private TimeIndex(Path file, long baseOffset, FileChannel channel) {
-        this.file = file;
-        this.baseOffset = baseOffset;
-        this.channel = channel;
+    private TimeIndex(Path file, long baseOffset) throws IOException {
+        super(file, baseOffset, ENTRY_SIZE);
     }
 
     /** Opens or creates the index file; call {@link #load} or {@link #reset} before use. */
     static TimeIndex open(Path file, long baseOffset) throws IOException {
-        FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
-                StandardOpenOption.WRITE);
-        return new TimeIndex(file, baseOffset, channel);
-    }
-
-    Path file() {
-        return file;
+        return new TimeIndex(file, baseOffset);
     }
 
     /**
@@ -79,9 +63,7 @@ final class TimeIndex implements Closeable {
         if (fileSize % ENTRY_SIZE != 0 || fileSize / ENTRY_SIZE > maxRelative) {
             return false;
         }
-        ByteBuffer buf = ByteBuffer.allocate((int) fileSize);
-        Utils.readFully(channel, buf, 0);
-        buf.flip();
+        ByteBuffer buf = readAll(fileSize);
         int n = (int) (fileSize / ENTRY_SIZE);
         ensureCapacity(n);
         for (int i = 0; i < n; i++) {
@@ -110,7 +92,7 @@ final class TimeIndex implements Closeable {
         assert relative > 0 && relative <= Integer.MAX_VALUE : "relative offset out of range: " + relative;
         assert entries == 0 || relative > relativeOffsets[entries - 1] : "time index offsets must increase";
         ByteBuffer buf = ByteBuffer.allocate(ENTRY_SIZE).putLong(timestamp).putInt((int) relative).flip();
-        Utils.writeFully(channel.position((long) entries * ENTRY_SIZE), buf);
+        writeEntry(buf);
         ensureCapacity(entries + 1);
         timestamps[entries] = timestamp;
         relativeOffsets[entries] = (int) relative;
@@ -143,43 +125,11 @@ final class TimeIndex implements Closeable {
         return entries == 0 ? null : new Entry(timestamps[entries - 1], baseOffset + relativeOffsets[entries - 1]);
     }
 
-    synchronized int entries() {
-        return entries;
-    }
-
-    /** Keeps only the first {@code keep} entries. */
-    synchronized void truncateToEntries(int keep) throws IOException {
-        if (keep < entries) {
-            entries = keep;
-            channel.truncate((long) keep * ENTRY_SIZE);
-        }
-    }
-
-    /** Drops all entries, in memory and on disk. */
-    synchronized void reset() throws IOException {
-        entries = 0;
-        channel.truncate(0);
-    }
-
-    void flush() throws IOException {
-        channel.force(true);
-    }
-
-    @Override
-    public void close() throws IOException {
-        channel.close();
-    }
-
     private void ensureCapacity(int n) {
         if (n > timestamps.length) {
             int capacity = Math.max(n, timestamps.length * 2);
             timestamps = Arrays.copyOf(timestamps, capacity);
             relativeOffsets = Arrays.copyOf(relativeOffsets, capacity);
         }
-    }
-
-    @Override
-    public String toString() {
-        return file.toString();
     }
 }
