@@ -15,11 +15,11 @@ import org.junit.jupiter.api.BeforeAll;
 /** {@link ClientContractTest} against {@link KafkaProducer} and {@link KafkaConsumer} on a real broker. */
 class KafkaClientContractTest extends ClientContractTest {
 
-    private static KafkaTestBroker broker;
+    private static LocalKafkaBroker broker;
 
     @BeforeAll
     static void startBroker() throws IOException {
-        broker = KafkaTestBroker.start();
+        broker = LocalKafkaBroker.start();
     }
 
     @AfterAll

@@ -6,13 +6,7 @@ import io.pockettune.ingest.EmbeddedLog;
 import io.pockettune.ingest.EmbeddedProducer;
 import io.pockettune.ingest.EventDeserializer;
 import io.pockettune.ingest.EventSerializer;
-import io.pockettune.ingest.LogConfig;
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.PrintStream;
-import java.net.InetAddress;
-import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
+import io.pockettune.ingest.LocalKafkaBroker;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -22,17 +16,11 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Properties;
 import java.util.Random;
 import java.util.concurrent.Callable;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import kafka.server.KafkaConfig;
-import kafka.server.KafkaRaftServer;
-import kafka.tools.StorageTool;
 import org.apache.avro.specific.SpecificRecord;
-import org.apache.kafka.clients.admin.Admin;
-import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -43,7 +31,6 @@ import org.apache.kafka.common.config.AbstractConfig;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.kafka.common.utils.Time;
 import org.apache.kafka.common.utils.Utils;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -121,16 +108,15 @@ final class BenchIngestCommand implements Callable<Integer> {
       double replayPerS;
       String flushMessages;
       String flushMs;
-      try (Broker broker = Broker.start(root.resolve("kafka"));
+      try (LocalKafkaBroker broker = LocalKafkaBroker.start(root.resolve("kafka"));
           EmbeddedLog log = EmbeddedLog.open(root.resolve("embedded"))) {
-        // KafkaConfig's parents live in kafka-server, a runtime-only dependency: read it as what it is.
-        AbstractConfig brokerConfig = (AbstractConfig) (Object) broker.config;
+        AbstractConfig brokerConfig = broker.config();
         flushMessages = String.valueOf(brokerConfig.getLong("log.flush.interval.messages"));
         Long ms = brokerConfig.getLong("log.flush.interval.ms");
         flushMs = ms == null ? "null (falls back to log.flush.scheduler.interval.ms = "
             + brokerConfig.getLong("log.flush.scheduler.interval.ms") + ")" : ms.toString();
         Map<String, Object> kafkaConfig = new HashMap<>(producerConfig);
-        kafkaConfig.put("bootstrap.servers", broker.bootstrap);
+        kafkaConfig.put("bootstrap.servers", broker.bootstrapServers());
         kafkaConfig.put("acks", "all");
         List<Run> embeddedRuns = new ArrayList<>();
         List<Run> kafkaRuns = new ArrayList<>();
@@ -139,14 +125,14 @@ final class BenchIngestCommand implements Callable<Integer> {
             KafkaProducer<String, SpecificRecord> theirs =
                 new KafkaProducer<>(kafkaConfig, new StringSerializer(), new EventSerializer())) {
           log.createTopic("warmup", 1);
-          broker.createTopic("warmup");
+          broker.createTopic("warmup", 1);
           produce(ours, "warmup", pool, Math.min(events, 100_000));
           produce(theirs, "warmup", pool, Math.min(events, 100_000));
           // Alternate the sides so that both meet the same background load; report the medians.
           for (int round = 1; round <= ROUNDS; round++) {
             String topic = TOPIC + "-" + round;
             log.createTopic(topic, 1);
-            broker.createTopic(topic);
+            broker.createTopic(topic, 1);
             embeddedRuns.add(produce(ours, topic, pool, events));
             kafkaRuns.add(produce(theirs, topic, pool, events));
             out.printf("round %d: embedded %,.0f events/s, kafka %,.0f events/s%n", round,
@@ -154,7 +140,7 @@ final class BenchIngestCommand implements Callable<Integer> {
           }
           embeddedSyncs = (long) metric(ours, "durability-wait-total");
           log.createTopic(TOPIC + "-paced", 1);
-          broker.createTopic(TOPIC + "-paced");
+          broker.createTopic(TOPIC + "-paced", 1);
           embeddedPaced = producePaced(ours, TOPIC + "-paced", pool);
           kafkaPaced = producePaced(theirs, TOPIC + "-paced", pool);
           out.printf("paced at %d events/s: p99 ack embedded %.2f ms, kafka %.2f ms%n", PACED_RATE,
@@ -344,79 +330,6 @@ final class BenchIngestCommand implements Callable<Integer> {
   private static void quietKafkaLogging() {
     for (String name : List.of("kafka", "org.apache.kafka", "state.change.logger", "org.apache.kafka.raft")) {
       System.setProperty("org.slf4j.simpleLogger.log." + name, "error");
-    }
-  }
-
-  /**
-   * One KRaft node (broker and controller) on free loopback ports, storage formatted with
-   * {@code StorageTool.execute} (not {@code main}, which exits). Kafka's default flush settings.
-   */
-  private static final class Broker implements AutoCloseable {
-    final KafkaConfig config;
-    final String bootstrap;
-    private final KafkaRaftServer server;
-    private final Admin admin;
-
-    private Broker(KafkaConfig config, KafkaRaftServer server, String bootstrap) {
-      this.config = config;
-      this.server = server;
-      this.bootstrap = bootstrap;
-      this.admin = Admin.create(Map.of("bootstrap.servers", bootstrap));
-    }
-
-    static Broker start(Path dir) throws Exception {
-      Files.createDirectories(dir);
-      int brokerPort = freePort();
-      int controllerPort = freePort();
-      Properties props = new Properties();
-      props.put("process.roles", "broker,controller");
-      props.put("node.id", "1");
-      props.put("listeners", "PLAINTEXT://127.0.0.1:" + brokerPort + ",CONTROLLER://127.0.0.1:" + controllerPort);
-      props.put("advertised.listeners", "PLAINTEXT://127.0.0.1:" + brokerPort);
-      props.put("controller.listener.names", "CONTROLLER");
-      props.put("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
-      props.put("controller.quorum.voters", "1@127.0.0.1:" + controllerPort);
-      props.put("log.dirs", dir.resolve("data").toString());
-      props.put("offsets.topic.replication.factor", "1");
-      props.put("transaction.state.log.replication.factor", "1");
-      props.put("transaction.state.log.min.isr", "1");
-      props.put("share.coordinator.state.topic.replication.factor", "1");
-      props.put("share.coordinator.state.topic.min.isr", "1");
-      props.put("group.initial.rebalance.delay.ms", "0");
-      Path file = dir.resolve("server.properties");
-      try (var w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
-        props.store(w, "pockettune bench ingest");
-      }
-      ByteArrayOutputStream formatOutput = new ByteArrayOutputStream();
-      int rc = StorageTool.execute(new String[] {"format", "-t", Uuid.randomUuid().toString(), "-c", file.toString()},
-          new PrintStream(formatOutput, true, StandardCharsets.UTF_8));
-      if (rc != 0) {
-        throw new IOException("formatting the benchmark broker's storage failed: "
-            + formatOutput.toString(StandardCharsets.UTF_8).trim());
-      }
-      KafkaConfig config = new KafkaConfig(props, false);
-      KafkaRaftServer server = new KafkaRaftServer(config, Time.SYSTEM);
-      server.startup();
-      Broker broker = new Broker(config, server, "127.0.0.1:" + brokerPort);
-      broker.admin.describeCluster().nodes().get(60, TimeUnit.SECONDS);
-      return broker;
-    }
-
-    void createTopic(String name) throws Exception {
-      admin.createTopics(List.of(new NewTopic(name, 1, (short) 1))).all().get(60, TimeUnit.SECONDS);
-    }
-
-    private static int freePort() throws IOException {
-      try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-        return socket.getLocalPort();
-      }
-    }
-
-    @Override
-    public void close() {
-      admin.close();
-      server.shutdown();
-      server.awaitShutdown();
     }
   }
 }

@@ -19,32 +19,53 @@ import kafka.tools.StorageTool;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.common.Uuid;
+import org.apache.kafka.common.config.AbstractConfig;
 import org.apache.kafka.common.utils.Time;
 import org.apache.kafka.common.utils.Utils;
 
 /**
- * A real Kafka broker inside the test JVM: one KRaft node that is broker and controller at once,
- * listening on free loopback ports, with its storage in a temporary directory. Started once per
- * test class (about 2 s). Broker defaults are kept except what one node needs (replication factor
- * 1 for internal topics, no initial rebalance delay), so its durability is Kafka's default: no
- * fsync per message ({@code log.flush.interval.messages} is Long.MAX_VALUE).
+ * A real Apache Kafka broker inside this JVM: one KRaft node that is broker and controller at once,
+ * listening only on free loopback ports, with its storage in a directory of ours. It is the
+ * baseline of {@code pockettune bench ingest} and the second backend of the client contract tests
+ * (about 2 s to start). Broker defaults are kept except what one node needs (replication factor 1
+ * for internal topics, one offsets partition, no initial rebalance delay, no topic auto-creation),
+ * so its durability is Kafka's default: no fsync per message ({@code log.flush.interval.messages}
+ * is Long.MAX_VALUE).
+ *
+ * <p>Needs {@code org.apache.kafka:kafka_2.13} on the class path; {@code ingest} declares it
+ * optional, so only code that starts a broker pays for the broker's jars.
  */
-final class KafkaTestBroker implements AutoCloseable {
+public final class LocalKafkaBroker implements AutoCloseable {
 
     private final Path dir;
+    private final boolean deleteOnClose;
+    private final KafkaConfig config;
     private final KafkaRaftServer server;
     private final String bootstrap;
     private final Admin admin;
 
-    private KafkaTestBroker(Path dir, KafkaRaftServer server, String bootstrap) {
+    private LocalKafkaBroker(Path dir, boolean deleteOnClose, KafkaConfig config, KafkaRaftServer server,
+            String bootstrap) {
         this.dir = dir;
+        this.deleteOnClose = deleteOnClose;
+        this.config = config;
         this.server = server;
         this.bootstrap = bootstrap;
         this.admin = Admin.create(Map.of("bootstrap.servers", bootstrap));
     }
 
-    static KafkaTestBroker start() throws IOException {
-        Path dir = Files.createTempDirectory("pockettune-kafka-");
+    /** Starts a broker whose storage is a temporary directory, deleted on close. */
+    public static LocalKafkaBroker start() throws IOException {
+        return start(Files.createTempDirectory("pockettune-kafka-"), true);
+    }
+
+    /** Starts a broker with its storage under {@code dir}, which is left in place on close. */
+    public static LocalKafkaBroker start(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        return start(dir, false);
+    }
+
+    private static LocalKafkaBroker start(Path dir, boolean deleteOnClose) throws IOException {
         int brokerPort = freePort();
         int controllerPort = freePort();
         Properties props = new Properties();
@@ -66,7 +87,7 @@ final class KafkaTestBroker implements AutoCloseable {
         props.put("auto.create.topics.enable", "false");
         Path file = dir.resolve("server.properties");
         try (var out = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
-            props.store(out, "in-test KRaft node");
+            props.store(out, "PocketTune local KRaft node");
         }
         ByteArrayOutputStream formatOutput = new ByteArrayOutputStream();
         int rc = StorageTool.execute(new String[] {"format", "-t", Uuid.randomUuid().toString(), "-c", file.toString()},
@@ -74,9 +95,10 @@ final class KafkaTestBroker implements AutoCloseable {
         if (rc != 0) {
             throw new IOException("formatting Kafka storage failed: " + formatOutput.toString(StandardCharsets.UTF_8));
         }
-        KafkaRaftServer server = new KafkaRaftServer(new KafkaConfig(props, false), Time.SYSTEM);
+        KafkaConfig config = new KafkaConfig(props, false);
+        KafkaRaftServer server = new KafkaRaftServer(config, Time.SYSTEM);
         server.startup();
-        KafkaTestBroker broker = new KafkaTestBroker(dir, server, "127.0.0.1:" + brokerPort);
+        LocalKafkaBroker broker = new LocalKafkaBroker(dir, deleteOnClose, config, server, "127.0.0.1:" + brokerPort);
         broker.awaitReady();
         return broker;
     }
@@ -89,21 +111,32 @@ final class KafkaTestBroker implements AutoCloseable {
                 return;
             } catch (Exception e) {
                 if (System.nanoTime() > deadline) {
-                    throw new IOException("the in-test Kafka broker did not come up within 60 s", e);
+                    throw new IOException("the local Kafka broker did not come up within 60 s", e);
                 }
             }
         }
     }
 
-    String bootstrapServers() {
+    /** @return the {@code bootstrap.servers} value for clients */
+    public String bootstrapServers() {
         return bootstrap;
     }
 
-    void createTopic(String name, int partitions) {
+    /**
+     * @return the broker's effective configuration, defaults included (to report its flush
+     *     settings, say). KafkaConfig's parent classes live in kafka-server, a runtime-only
+     *     dependency of kafka_2.13, so it is handed out as the AbstractConfig it is.
+     */
+    public AbstractConfig config() {
+        return (AbstractConfig) (Object) config;
+    }
+
+    /** Creates a topic with replication factor 1 and waits for it. */
+    public void createTopic(String name, int partitions) {
         try {
             admin.createTopics(List.of(new NewTopic(name, partitions, (short) 1))).all().get(30, TimeUnit.SECONDS);
         } catch (InterruptedException | ExecutionException | java.util.concurrent.TimeoutException e) {
-            throw new IllegalStateException("could not create topic " + name + " on the in-test broker", e);
+            throw new IllegalStateException("could not create topic " + name + " on the local broker", e);
         }
     }
 
@@ -118,6 +151,8 @@ final class KafkaTestBroker implements AutoCloseable {
         admin.close();
         server.shutdown();
         server.awaitShutdown();
-        Utils.delete(dir.toFile());
+        if (deleteOnClose) {
+            Utils.delete(dir.toFile());
+        }
     }
 }
