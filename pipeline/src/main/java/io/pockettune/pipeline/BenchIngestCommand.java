@@ -217,10 +217,28 @@ final class BenchIngestCommand implements Callable<Integer> {
 
   /** Sends {@code n} events as fast as send accepts them and waits until all are acknowledged. */
   private static Run produce(Producer<String, SpecificRecord> producer, String topic, List<Message> pool, int n) {
+    return produce(producer, topic, pool, n, 0);
+  }
+
+  /** Sends {@link #PACED_EVENTS} events at {@link #PACED_RATE} per second, for latency without queueing. */
+  private static Run producePaced(Producer<String, SpecificRecord> producer, String topic, List<Message> pool) {
+    return produce(producer, topic, pool, PACED_EVENTS, 1_000_000_000L / PACED_RATE);
+  }
+
+  /**
+   * Sends {@code n} events, the i-th not before {@code i * intervalNanos} after the start (0: no
+   * pacing), and waits until all are acknowledged; records each send's acknowledgement latency.
+   */
+  private static Run produce(Producer<String, SpecificRecord> producer, String topic, List<Message> pool, int n,
+      long intervalNanos) {
     long[] latency = new long[n];
     AtomicReference<Exception> failure = new AtomicReference<>();
     long start = System.nanoTime();
     for (int i = 0; i < n; i++) {
+      long due = start + i * intervalNanos;
+      while (System.nanoTime() < due) {
+        java.util.concurrent.locks.LockSupport.parkNanos(due - System.nanoTime());
+      }
       Message m = pool.get(i % pool.size());
       int index = i;
       long sent = System.nanoTime();
@@ -237,34 +255,6 @@ final class BenchIngestCommand implements Callable<Integer> {
       throw new IllegalStateException("a send to " + topic + " failed: " + failure.get().getMessage(), failure.get());
     }
     return new Run(n, nanos, latency);
-  }
-
-  /** Sends {@link #PACED_EVENTS} events at {@link #PACED_RATE} per second, for latency without queueing. */
-  private static Run producePaced(Producer<String, SpecificRecord> producer, String topic, List<Message> pool) {
-    long[] latency = new long[PACED_EVENTS];
-    AtomicReference<Exception> failure = new AtomicReference<>();
-    long interval = 1_000_000_000L / PACED_RATE;
-    long start = System.nanoTime();
-    for (int i = 0; i < PACED_EVENTS; i++) {
-      long due = start + i * interval;
-      while (System.nanoTime() < due) {
-        java.util.concurrent.locks.LockSupport.parkNanos(due - System.nanoTime());
-      }
-      Message m = pool.get(i % pool.size());
-      int index = i;
-      long sent = System.nanoTime();
-      producer.send(new ProducerRecord<>(topic, m.getConversation(), m), (meta, e) -> {
-        latency[index] = System.nanoTime() - sent;
-        if (e != null) {
-          failure.compareAndSet(null, e);
-        }
-      });
-    }
-    producer.flush();
-    if (failure.get() != null) {
-      throw new IllegalStateException("a send to " + topic + " failed: " + failure.get().getMessage(), failure.get());
-    }
-    return new Run(PACED_EVENTS, System.nanoTime() - start, latency);
   }
 
   private static double replay(EmbeddedLog log, String topic) {

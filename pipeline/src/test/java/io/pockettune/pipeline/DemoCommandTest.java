@@ -3,42 +3,20 @@ package io.pockettune.pipeline;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class DemoCommandTest {
   @TempDir Path dir;
 
-  private record Run(int exit, String out, String err) {
-    String lastLine() {
-      String[] lines = out.strip().split("\n");
-      return lines[lines.length - 1];
-    }
 
-    double number(String field) {
-      Matcher m = Pattern.compile("\"" + field + "\":([-0-9.eE]+)").matcher(lastLine());
-      assertTrue(m.find(), field + " missing from " + lastLine());
-      return Double.parseDouble(m.group(1));
-    }
-  }
-
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
-    return new Run(exit, out.toString(), err.toString());
-  }
 
   @Test
   void demo_trainsAndReportsHeldOutLossAsJson() throws Exception {
     Path data = dir.resolve("data");
-    Run r = run("demo", "--data-dir", data.toString(), "--steps", "40", "--json");
+    CliRun r = CliRun.of("demo", "--data-dir", data.toString(), "--steps", "40", "--json");
     assertEquals(0, r.exit(), r.err());
     assertTrue(r.lastLine().startsWith("{") && r.lastLine().endsWith("}"), r.lastLine());
     assertEquals(40, r.number("steps"));
@@ -49,19 +27,19 @@ class DemoCommandTest {
     assertTrue(Files.isDirectory(data.resolve("log").resolve("messages-0")), "events are on disk");
     assertTrue(Files.exists(data.resolve("store").resolve("CURRENT")), "steps are in RocksDB");
 
-    Run again = run("demo", "--data-dir", data.toString(), "--steps", "10", "--json");
+    CliRun again = CliRun.of("demo", "--data-dir", data.toString(), "--steps", "10", "--json");
     assertEquals(0, again.exit(), again.err());
     assertEquals(50, again.number("total_steps"), "a second run continues the first");
     assertTrue(again.err().contains("restoring the model to step 40"), again.err());
 
     Path report = dir.resolve("replay.html");
-    Run replay;
+    CliRun replay;
     // Replay and status read the log through a read-only snapshot, so they work while another
     // process (here: this test, standing in for a running service) owns the log.
     try (io.pockettune.ingest.EmbeddedLog owner = io.pockettune.ingest.EmbeddedLog.open(data.resolve("log"))) {
       assertTrue(owner.topics().contains(DemoCommand.MESSAGES));
-      replay = run("replay", "--data-dir", data.toString(), "--report", report.toString(), "--threads", "1", "--json");
-      Run status = run("status", "--data-dir", data.toString(), "--json");
+      replay = CliRun.of("replay", "--data-dir", data.toString(), "--report", report.toString(), "--threads", "1", "--json");
+      CliRun status = CliRun.of("status", "--data-dir", data.toString(), "--json");
       assertEquals(0, status.exit(), status.err());
       assertTrue(status.out().contains("events not trained yet"), status.out());
     }
@@ -73,7 +51,7 @@ class DemoCommandTest {
 
   @Test
   void demo_badArgumentIsOneLine() {
-    Run r = run("demo", "--data-dir", dir.toString(), "--steps", "0");
+    CliRun r = CliRun.of("demo", "--data-dir", dir.toString(), "--steps", "0");
     assertEquals(1, r.exit());
     assertEquals(1, r.err().strip().lines().count(), r.err());
     assertTrue(r.err().contains("--steps"), r.err());
@@ -81,7 +59,7 @@ class DemoCommandTest {
 
   @Test
   void main_helpListsEveryCommandOfTheContract() {
-    Run help = run("--help");
+    CliRun help = CliRun.of("--help");
     assertEquals(0, help.exit());
     for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "bench"}) {
       assertTrue(help.out().contains(c), "help lists " + c);
@@ -90,7 +68,7 @@ class DemoCommandTest {
 
   @Test
   void main_unknownOptionIsOneLineWithExit2() {
-    Run r = run("demo", "--no-such-option");
+    CliRun r = CliRun.of("demo", "--no-such-option");
     assertEquals(2, r.exit());
     assertEquals(1, r.err().strip().lines().count(), r.err());
   }

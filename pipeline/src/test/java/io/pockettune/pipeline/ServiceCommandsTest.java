@@ -15,8 +15,6 @@ import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.TokenBatch;
 import io.pockettune.trainer.TrainableSelection;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -33,19 +31,7 @@ import org.junit.jupiter.api.io.TempDir;
 class ServiceCommandsTest {
   @TempDir Path dir;
 
-  private record Run(int exit, String out, String err) {
-    JsonNode json() throws Exception {
-      String[] lines = out.strip().split("\n");
-      return EventJson.parseObject(lines[lines.length - 1]);
-    }
-  }
 
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
-    return new Run(exit, out.toString(), err.toString());
-  }
 
   private static Service.Settings settings() {
     return new Service.Settings(1, 4, Long.MAX_VALUE, Long.MAX_VALUE, 64, 1.0, 0, 5, 8, 1e-3f, 1e-3f, 7L, 0, 10,
@@ -71,11 +57,11 @@ class ServiceCommandsTest {
 
     Service service = Service.start(data, settings(), null);
     try {
-      Run paused = run("status", "--data-dir", data.toString(), "--pause", "--json");
+      CliRun paused = CliRun.of("status", "--data-dir", data.toString(), "--pause", "--json");
       assertEquals(0, paused.exit(), paused.err());
       assertEquals("paused", paused.json().path("state").asText());
 
-      Run produced = run("produce", "--data-dir", data.toString(), "--topic", "messages", "--file", file.toString(), "--json");
+      CliRun produced = CliRun.of("produce", "--data-dir", data.toString(), "--topic", "messages", "--file", file.toString(), "--json");
       assertEquals(0, produced.exit(), produced.err());
       assertEquals(61, produced.json().path("appended").asLong());
       assertEquals("service", produced.json().path("via").asText());
@@ -84,20 +70,20 @@ class ServiceCommandsTest {
         appended += range.get(1).asLong() - range.get(0).asLong() + 1;
       }
       assertEquals(61, appended, produced.out());
-      Run refused = run("produce", "--data-dir", data.toString(), "--topic", "messages", "--file", bad.toString());
+      CliRun refused = CliRun.of("produce", "--data-dir", data.toString(), "--topic", "messages", "--file", bad.toString());
       assertEquals(1, refused.exit());
       assertTrue(refused.err().contains("line 2 has no string field 'text'"), refused.err());
 
-      JsonNode status = run("status", "--data-dir", data.toString(), "--json").json();
+      JsonNode status = CliRun.of("status", "--data-dir", data.toString(), "--json").json();
       assertEquals(61, status.path("lag").asLong(), "paused: nothing trained yet");
       assertEquals(61, status.path("events_in").asLong());
       assertEquals(0, status.path("last_step").asLong());
 
-      assertEquals("running", run("status", "--data-dir", data.toString(), "--resume", "--json").json().path("state").asText());
-      while (run("status", "--data-dir", data.toString(), "--json").json().path("lag").asLong() > 0) {
+      assertEquals("running", CliRun.of("status", "--data-dir", data.toString(), "--resume", "--json").json().path("state").asText());
+      while (CliRun.of("status", "--data-dir", data.toString(), "--json").json().path("lag").asLong() > 0) {
         Thread.sleep(20);
       }
-      status = run("status", "--data-dir", data.toString(), "--json").json();
+      status = CliRun.of("status", "--data-dir", data.toString(), "--json").json();
       assertEquals(15, status.path("last_step").asLong(), "60 good events in batches of 4");
       assertEquals(1, status.path("dead_letters").asLong(), "the empty text");
       assertEquals(3, status.path("last_checkpoint").path("id").asLong());
@@ -109,21 +95,21 @@ class ServiceCommandsTest {
     }
     assertTrue(Files.exists(data.resolve("metrics").resolve("pockettune.steps.csv")), "CSV metrics written");
 
-    Run direct = run("produce", "--data-dir", data.toString(), "--topic", "notes", "--file", bad.toString(), "--json");
+    CliRun direct = CliRun.of("produce", "--data-dir", data.toString(), "--topic", "notes", "--file", bad.toString(), "--json");
     assertEquals(1, direct.exit(), "a note needs a body");
     Path note = dir.resolve("note.jsonl");
     Files.writeString(note, "{\"title\":\"to do\",\"body\":\"- oat milk\",\"eventTime\":1788249600001}\n");
-    direct = run("produce", "--data-dir", data.toString(), "--topic", "notes", "--file", note.toString(), "--json");
+    direct = CliRun.of("produce", "--data-dir", data.toString(), "--topic", "notes", "--file", note.toString(), "--json");
     assertEquals(0, direct.exit(), direct.err());
     assertEquals("log", direct.json().path("via").asText(), "with no service, produce appends to the log itself");
 
-    JsonNode offline = run("status", "--data-dir", data.toString(), "--json").json();
+    JsonNode offline = CliRun.of("status", "--data-dir", data.toString(), "--json").json();
     assertEquals("stopped", offline.path("state").asText());
     assertEquals(15, offline.path("last_step").asLong());
     assertEquals(2, offline.path("lag").asLong(), "the empty text after the last committed batch, and the note");
 
     Path report = dir.resolve("out").resolve("replay.html");
-    Run replay = run("replay", "--data-dir", data.toString(), "--report", report.toString(), "--batch", "8",
+    CliRun replay = CliRun.of("replay", "--data-dir", data.toString(), "--report", report.toString(), "--batch", "8",
         "--threads", "1", "--json");
     assertEquals(0, replay.exit(), replay.err());
     JsonNode json = replay.json();
@@ -153,7 +139,7 @@ class ServiceCommandsTest {
       }
     }
 
-    Run prequential = run("replay", "--data-dir", data.toString(), "--prequential", "--checkpoints", "1",
+    CliRun prequential = CliRun.of("replay", "--data-dir", data.toString(), "--prequential", "--checkpoints", "1",
         "--report", dir.resolve("pq").resolve("p.html").toString(), "--batch", "8", "--threads", "1", "--json");
     assertEquals(0, prequential.exit(), prequential.err());
     assertEquals(8, prequential.json().path("points").size());

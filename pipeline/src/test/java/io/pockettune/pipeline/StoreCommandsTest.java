@@ -13,15 +13,11 @@ import io.pockettune.trainer.TrainableSelection;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -30,30 +26,7 @@ import org.junit.jupiter.api.io.TempDir;
 class StoreCommandsTest {
   @TempDir Path dir;
 
-  private record Run(int exit, String out, String err) {
-    String lastLine() {
-      String[] lines = out.strip().split("\n");
-      return lines[lines.length - 1];
-    }
 
-    String field(String name) {
-      Matcher m = Pattern.compile("\"" + name + "\":(\"[^\"]*\"|[-0-9.eE]+|true|false|null|\\{[^}]*\\})")
-          .matcher(lastLine());
-      assertTrue(m.find(), name + " missing from " + lastLine());
-      return m.group(1);
-    }
-
-    long number(String name) {
-      return Long.parseLong(field(name));
-    }
-  }
-
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
-    return new Run(exit, out.toString(), err.toString());
-  }
 
   @Test
   @Timeout(value = 120, unit = TimeUnit.SECONDS)
@@ -62,15 +35,15 @@ class StoreCommandsTest {
     long acknowledged = trainAndKill(data, 80);
     String d = data.toString();
 
-    Run list = run("checkpoints", "--data-dir", d, "--json");
+    CliRun list = CliRun.of("checkpoints", "--data-dir", d, "--json");
     assertEquals(0, list.exit(), list.err());
-    long last = list.number("last_step");
+    long last = (long) list.number("last_step");
     assertTrue(last >= acknowledged, "acknowledged " + acknowledged + ", found " + last);
     assertTrue(list.out().contains("at 50"), list.out());
 
     // Export checkpoint 2 (step 50): its loss under our loss head equals the trainer's there.
     Path exported = dir.resolve("out").resolve("model.onnx");
-    Run export = run("export", "--data-dir", d, "--checkpoint", "2", "--out", exported.toString(), "--threads", "1",
+    CliRun export = CliRun.of("export", "--data-dir", d, "--checkpoint", "2", "--out", exported.toString(), "--threads", "1",
         "--json");
     assertEquals(0, export.exit(), export.err());
     assertEquals(50, export.number("step"));
@@ -87,7 +60,7 @@ class StoreCommandsTest {
     }
 
     // Roll back to a step between snapshots: verified against the next one, offsets of that step.
-    Run back = run("rollback", "--data-dir", d, "--to", "step:57", "--threads", "1", "--json");
+    CliRun back = CliRun.of("rollback", "--data-dir", d, "--to", "step:57", "--threads", "1", "--json");
     assertEquals(0, back.exit(), back.err());
     assertEquals(57, back.number("step"));
     assertEquals(last - 57, back.number("steps_abandoned"));
@@ -95,19 +68,19 @@ class StoreCommandsTest {
     assertEquals("{\"messages-0\":114,\"notes-0\":28}", back.field("offsets"));
     assertTrue(back.out().contains("committed offsets now: messages-0=114, notes-0=28"), back.out());
 
-    Run toCheckpoint = run("rollback", "--data-dir", d, "--to", "1", "--threads", "1", "--json");
+    CliRun toCheckpoint = CliRun.of("rollback", "--data-dir", d, "--to", "1", "--threads", "1", "--json");
     assertEquals(0, toCheckpoint.exit(), toCheckpoint.err());
     assertEquals(25, toCheckpoint.number("step"));
     assertEquals(32, toCheckpoint.number("steps_abandoned"));
 
-    Run abandoned = run("export", "--data-dir", d, "--checkpoint", "2", "--out", exported.toString());
+    CliRun abandoned = CliRun.of("export", "--data-dir", d, "--checkpoint", "2", "--out", exported.toString());
     assertEquals(1, abandoned.exit());
     assertTrue(abandoned.err().contains("abandoned by a rollback"), abandoned.err());
-    Run backToAbandoned = run("rollback", "--data-dir", d, "--to", "2");
+    CliRun backToAbandoned = CliRun.of("rollback", "--data-dir", d, "--to", "2");
     assertEquals(1, backToAbandoned.exit());
     assertTrue(backToAbandoned.err().contains("checkpoint 2 (step 50) is on branch 2"), backToAbandoned.err());
 
-    Run prune = run("checkpoints", "--data-dir", d, "--prune", "--thin-snapshots", "--json");
+    CliRun prune = CliRun.of("checkpoints", "--data-dir", d, "--prune", "--thin-snapshots", "--json");
     assertEquals(0, prune.exit(), prune.err());
     assertTrue(prune.lastLine().contains("\"branches\":2"), prune.lastLine());
     assertTrue(prune.out().contains("reclaimed"), prune.out());
@@ -135,10 +108,10 @@ class StoreCommandsTest {
 
   @Test
   void rollback_badTarget_oneLineMessage() {
-    Run r = run("rollback", "--data-dir", dir.resolve("nothing").toString(), "--to", "step:x");
+    CliRun r = CliRun.of("rollback", "--data-dir", dir.resolve("nothing").toString(), "--to", "step:x");
     assertEquals(1, r.exit());
     assertTrue(r.err().contains("there is no base model"), r.err());
-    Run missing = run("checkpoints", "--data-dir", dir.resolve("nothing").toString());
+    CliRun missing = CliRun.of("checkpoints", "--data-dir", dir.resolve("nothing").toString());
     assertEquals(1, missing.exit());
     assertTrue(missing.err().contains("there is no model store"), missing.err());
     assertEquals(1, missing.err().strip().lines().count(), missing.err());
