@@ -291,7 +291,7 @@ public final class EmbeddedProducer<K, V> implements Producer<K, V> {
             return new TopicPartition(record.topic(), explicit);
         }
         if (key != null) {
-            return new TopicPartition(record.topic(), Utils.toPositive(Utils.murmur2(key)) % count);
+            return new TopicPartition(record.topic(), KeyPartitioner.partitionOf(key, count));
         }
         synchronized (sticky) {
             int[] s = sticky.get(record.topic());

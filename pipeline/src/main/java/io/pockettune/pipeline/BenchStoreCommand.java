@@ -81,8 +81,8 @@ final class BenchStoreCommand implements Callable<Integer> {
     DecoderLmConfig config = DecoderLmConfig.demo();
     byte[] onnx = DecoderLmBuilder.build(config);
     ByteTokenizer tokenizer = new ByteTokenizer();
-    List<SourcePartition> partitions = List.of(new SourcePartition(DemoCommand.MESSAGES, 0),
-        new SourcePartition(DemoCommand.MESSAGES, 1), new SourcePartition(DemoCommand.NOTES, 0));
+    List<SourcePartition> partitions = List.of(new SourcePartition(Topics.MESSAGES, 0),
+        new SourcePartition(Topics.MESSAGES, 1), new SourcePartition(Topics.NOTES, 0));
     long[] commitNanos = new long[steps];
     long trainStarted = System.nanoTime();
     Map<String, Long> sizes;

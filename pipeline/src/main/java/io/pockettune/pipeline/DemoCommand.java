@@ -38,7 +38,6 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.utils.Utils;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -58,9 +57,6 @@ import picocli.CommandLine.Spec;
 @Command(name = "demo", mixinStandardHelpOptions = true,
     description = "Generate a user's events, train on them with MeZO, and report held-out loss before and after.")
 final class DemoCommand implements Callable<Integer> {
-  static final String MESSAGES = "messages";
-  static final String NOTES = "notes";
-  private static final int MESSAGE_PARTITIONS = 2;
   private static final int APPEND_BATCH = 512;
   private static final Instant STREAM_START = Instant.parse("2026-09-01T07:00:00Z");
 
@@ -109,10 +105,9 @@ final class DemoCommand implements Callable<Integer> {
     byte[] onnx = baseModel(dir.resolve("model").resolve("base.onnx"), modelConfig);
 
     try (EmbeddedLog log = EmbeddedLog.open(dir.resolve("log"))) {
-      log.createTopic(MESSAGES, MESSAGE_PARTITIONS);
-      log.createTopic(NOTES, 1);
+      Topics.create(log);
       EventSerde serde = new EventSerde(SchemaStore.open(dir.resolve("schemas")));
-      List<TopicPartition> partitions = partitions();
+      List<TopicPartition> partitions = Topics.sources();
 
       // 1. Events: the training stream, then later events held out from training.
       long already = 0;
@@ -200,15 +195,6 @@ final class DemoCommand implements Callable<Integer> {
     return 0;
   }
 
-  static List<TopicPartition> partitions() {
-    List<TopicPartition> list = new ArrayList<>();
-    for (int p = 0; p < MESSAGE_PARTITIONS; p++) {
-      list.add(new TopicPartition(MESSAGES, p));
-    }
-    list.add(new TopicPartition(NOTES, 0));
-    return list;
-  }
-
   /** Writes the base model once; later runs read the file, so the store can check its hash. */
   static byte[] baseModel(Path file, DecoderLmConfig config) throws IOException {
     if (Files.exists(file)) {
@@ -236,13 +222,13 @@ final class DemoCommand implements Callable<Integer> {
           record = Message.newBuilder().setId(m.id()).setConversation(m.conversation()).setSender(m.sender())
               .setText(m.text()).setEventTime(m.time()).setAttrs(m.attrs()).build();
           key = m.conversation().getBytes(StandardCharsets.UTF_8);
-          tp = new TopicPartition(MESSAGES, Utils.toPositive(Utils.murmur2(key)) % MESSAGE_PARTITIONS);
+          tp = new TopicPartition(Topics.MESSAGES, Topics.partitionOf(m.conversation(), Topics.MESSAGE_PARTITIONS));
         } else {
           PersonaStream.NoteEvent note = (PersonaStream.NoteEvent) e;
           record = Note.newBuilder().setId(note.id()).setTitle(note.title()).setBody(note.body())
               .setEventTime(note.time()).setAttrs(note.attrs()).build();
           key = "maya".getBytes(StandardCharsets.UTF_8);
-          tp = new TopicPartition(NOTES, 0);
+          tp = new TopicPartition(Topics.NOTES, 0);
         }
         byPartition.computeIfAbsent(tp, x -> new ArrayList<>())
             .add(new LogRecord(e.time().toEpochMilli(), key, serde.serialize(record)));

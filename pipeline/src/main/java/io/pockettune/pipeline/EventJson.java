@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.pockettune.events.Message;
 import io.pockettune.events.Note;
 import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.KeyPartitioner;
 import io.pockettune.ingest.LogRecord;
 import io.pockettune.schemas.EventSerde;
 import java.io.IOException;
@@ -18,7 +19,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import org.apache.avro.specific.SpecificRecord;
-import org.apache.kafka.common.utils.Utils;
 
 /**
  * What {@code pockettune produce} appends: one event per JSON line, turned into an Avro record and
@@ -98,7 +98,7 @@ final class EventJson {
     String id = text(node, "id", UUID.randomUUID().toString());
     SpecificRecord record;
     String key;
-    boolean message = topic.equals(DemoCommand.MESSAGES) || (!topic.equals(DemoCommand.NOTES) && node.has("text"));
+    boolean message = topic.equals(Topics.MESSAGES) || (!topic.equals(Topics.NOTES) && node.has("text"));
     if (message) {
       String text = required(node, "text", lineNumber);
       String conversation = text(node, "conversation", "default");
@@ -112,7 +112,7 @@ final class EventJson {
       key = text(node, "key", id);
     }
     byte[] keyBytes = key.getBytes(StandardCharsets.UTF_8);
-    int partition = Utils.toPositive(Utils.murmur2(keyBytes)) % partitions;
+    int partition = KeyPartitioner.partitionOf(keyBytes, partitions);
     return new Parsed(partition, new LogRecord(time.toEpochMilli(), keyBytes, serde.serialize(record)));
   }
 

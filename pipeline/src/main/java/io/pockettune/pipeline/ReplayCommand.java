@@ -97,7 +97,7 @@ final class ReplayCommand implements Callable<Integer> {
           LossModel model = StoreCommands.loadModel(onnx, identity, threads);
           PerturbationKernel kernel = new PerturbationKernel(threads)) {
         List<TopicPartition> partitions = new ArrayList<>();
-        for (TopicPartition tp : DemoCommand.partitions()) {
+        for (TopicPartition tp : Topics.sources()) {
           if (topic == null || tp.topic().equals(topic)) {
             partitions.add(tp);
           }

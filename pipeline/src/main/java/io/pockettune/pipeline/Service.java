@@ -104,8 +104,7 @@ final class Service implements AutoCloseable {
     PerturbationKernel k = null;
     ModelStore st = null;
     try {
-      log.createTopic(DemoCommand.MESSAGES, 2);
-      log.createTopic(DemoCommand.NOTES, 1);
+      Topics.create(log);
       EventSerde serde = new EventSerde(SchemaStore.open(dir.resolve("schemas")));
       events = new EventJson(log, serde);
       m = LossModel.causalLm(onnx, TrainableSelection.all(), s.threads());
@@ -126,7 +125,7 @@ final class Service implements AutoCloseable {
 
       Map<TopicPartition, Long> start = new LinkedHashMap<>();
       Map<SourcePartition, Long> committed = st.committedOffsets();
-      for (TopicPartition tp : DemoCommand.partitions()) {
+      for (TopicPartition tp : Topics.sources()) {
         start.put(tp, committed.getOrDefault(new SourcePartition(tp.topic(), tp.partition()),
             log.startOffset(tp.topic(), tp.partition())));
       }

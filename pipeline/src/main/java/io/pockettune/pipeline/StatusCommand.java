@@ -102,7 +102,7 @@ final class StatusCommand implements Callable<Integer> {
       // Read-only: status never recovers, locks or writes the log.
       try (LogSnapshot log = LogSnapshot.open(dir.resolve("log"))) {
         total = 0L;
-        for (Iterator<TopicPartition> it = DemoCommand.partitions().iterator(); it.hasNext(); ) {
+        for (Iterator<TopicPartition> it = Topics.sources().iterator(); it.hasNext(); ) {
           TopicPartition tp = it.next();
           if (!log.topics().contains(tp.topic())) {
             continue;

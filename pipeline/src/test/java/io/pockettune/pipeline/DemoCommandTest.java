@@ -37,7 +37,7 @@ class DemoCommandTest {
     // Replay and status read the log through a read-only snapshot, so they work while another
     // process (here: this test, standing in for a running service) owns the log.
     try (io.pockettune.ingest.EmbeddedLog owner = io.pockettune.ingest.EmbeddedLog.open(data.resolve("log"))) {
-      assertTrue(owner.topics().contains(DemoCommand.MESSAGES));
+      assertTrue(owner.topics().contains(Topics.MESSAGES));
       replay = CliRun.of("replay", "--data-dir", data.toString(), "--report", report.toString(), "--threads", "1", "--json");
       CliRun status = CliRun.of("status", "--data-dir", data.toString(), "--json");
       assertEquals(0, status.exit(), status.err());

@@ -36,8 +36,7 @@ final class PipelineFixture implements AutoCloseable {
   /** Opens (or reopens) a log and store; restores the model by replaying committed steps. */
   PipelineFixture(Path logDir, Path storeDir) throws IOException {
     log = EmbeddedLog.open(logDir);
-    log.createTopic(DemoCommand.MESSAGES, 2);
-    log.createTopic(DemoCommand.NOTES, 1);
+    Topics.create(log);
     serde = new EventSerde(SchemaStore.withBuiltIns());
     model = LossModel.causalLm(MODEL, TrainableSelection.all(), 1);
     kernel = new PerturbationKernel(1);
@@ -51,7 +50,7 @@ final class PipelineFixture implements AutoCloseable {
     Map<TopicPartition, Long> start = new LinkedHashMap<>();
     Map<TopicPartition, Long> end = new LinkedHashMap<>();
     Map<SourcePartition, Long> committed = store.committedOffsets();
-    for (TopicPartition tp : DemoCommand.partitions()) {
+    for (TopicPartition tp : Topics.sources()) {
       start.put(tp, committed.getOrDefault(new SourcePartition(tp.topic(), tp.partition()), 0L));
       end.put(tp, log.endOffset(tp.topic(), tp.partition()));
     }

@@ -153,7 +153,7 @@ class ServiceCommandsTest {
       EventSerde serde = new EventSerde(SchemaStore.open(data.resolve("schemas")));
       Map<TopicPartition, Long> start = new LinkedHashMap<>();
       Map<TopicPartition, Long> end = new LinkedHashMap<>();
-      for (TopicPartition tp : DemoCommand.partitions()) {
+      for (TopicPartition tp : Topics.sources()) {
         start.put(tp, 0L);
         end.put(tp, log.endOffset(tp.topic(), tp.partition()));
       }

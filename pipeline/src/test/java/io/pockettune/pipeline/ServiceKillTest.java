@@ -60,8 +60,7 @@ class ServiceKillTest {
     Files.createDirectories(seed.resolve("model"));
     Files.write(seed.resolve("model").resolve("base.onnx"), PipelineFixture.MODEL);
     try (EmbeddedLog log = EmbeddedLog.open(seed.resolve("log"))) {
-      log.createTopic(DemoCommand.MESSAGES, 2);
-      log.createTopic(DemoCommand.NOTES, 1);
+      Topics.create(log);
       EventSerde serde = new EventSerde(SchemaStore.open(seed.resolve("schemas")));
       DemoCommand.append(log, serde, new PersonaStream(3, T0), EVENTS / 2);
       long t = T0.plusSeconds(3600).toEpochMilli();
@@ -73,7 +72,7 @@ class ServiceKillTest {
           .setText(" ").setEventTime(T0).build());
       byte[] oversize = serde.serialize(Message.newBuilder().setId("o").setConversation("ada").setSender("maya")
           .setText("y".repeat(TrainingJob.DEFAULT_MAX_EVENT_BYTES)).setEventTime(T0).build());
-      log.append(DemoCommand.MESSAGES, 1, List.of(new LogRecord(t, null, "corrupt".getBytes(StandardCharsets.UTF_8)),
+      log.append(Topics.MESSAGES, 1, List.of(new LogRecord(t, null, "corrupt".getBytes(StandardCharsets.UTF_8)),
           new LogRecord(t + 1, null, unknown), new LogRecord(t + 2, null, empty), new LogRecord(t + 3, null, oversize)));
       DemoCommand.append(log, serde, new PersonaStream(4, T0.plusSeconds(3000)), EVENTS / 2);
     }
@@ -165,7 +164,7 @@ class ServiceKillTest {
         assertEquals(deadLetters, dead.size(), "the malformed events were dead-lettered: " + dead);
       }
       Map<SourcePartition, Long> previous = new TreeMap<>();
-      for (TopicPartition tp : DemoCommand.partitions()) {
+      for (TopicPartition tp : Topics.sources()) {
         previous.put(new SourcePartition(tp.topic(), tp.partition()), 0L);
       }
       for (long s = 1; s <= store.lastStep(); s++) {

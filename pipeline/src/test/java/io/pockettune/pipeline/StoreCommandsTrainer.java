@@ -21,8 +21,8 @@ import java.util.Map;
  * every 25, printing "committed N" after each commit, until it is killed.
  */
 final class StoreCommandsTrainer {
-  static final SourcePartition MESSAGES = new SourcePartition(DemoCommand.MESSAGES, 0);
-  static final SourcePartition NOTES = new SourcePartition(DemoCommand.NOTES, 0);
+  static final SourcePartition MESSAGES = new SourcePartition(Topics.MESSAGES, 0);
+  static final SourcePartition NOTES = new SourcePartition(Topics.NOTES, 0);
 
   private StoreCommandsTrainer() {}
 

@@ -75,7 +75,7 @@ class TrainingJobTest {
       byte[] unknown = good.clone();
       unknown[2] ^= 0x5A; // a fingerprint no store knows
       byte[] garbage = "definitely not avro".getBytes(StandardCharsets.UTF_8);
-      f.log.append(DemoCommand.MESSAGES, 0, List.of(
+      f.log.append(Topics.MESSAGES, 0, List.of(
           new LogRecord(t, null, good), new LogRecord(t + 1, null, empty), new LogRecord(t + 2, null, unknown),
           new LogRecord(t + 3, null, garbage), new LogRecord(t + 4, null, good), new LogRecord(t + 5, null, good),
           new LogRecord(t + 6, null, good)));
@@ -90,7 +90,7 @@ class TrainingJobTest {
       assertTrue(all.contains("unknown writer schema fingerprint"), all);
       assertTrue(all.contains("\"offset\":3"), all);
       assertEquals("messages/0/1", new String(letters.get(0).key(), StandardCharsets.UTF_8));
-      assertEquals(7L, f.store.committedOffsets().get(new SourcePartition(DemoCommand.MESSAGES, 0)));
+      assertEquals(7L, f.store.committedOffsets().get(new SourcePartition(Topics.MESSAGES, 0)));
     }
   }
 
@@ -102,12 +102,12 @@ class TrainingJobTest {
           .setText("see you at 6 x").setEventTime(T0).build());
       byte[] big = f.serde.serialize(Message.newBuilder().setId("2").setConversation("ada").setSender("maya")
           .setText("x".repeat(500)).setEventTime(T0).build());
-      f.log.append(DemoCommand.MESSAGES, 0, List.of(new LogRecord(t, null, small), new LogRecord(t + 1, null, big),
+      f.log.append(Topics.MESSAGES, 0, List.of(new LogRecord(t, null, small), new LogRecord(t + 1, null, big),
           new LogRecord(t + 2, null, small), new LogRecord(t + 3, null, small), new LogRecord(t + 4, null, small)));
       // Budget of two examples' tokens: every batch closes by tokens, and no event is lost on the way.
       long tokens = new io.pockettune.trainer.ByteTokenizer().encode("see you at 6 x", 64).length;
       TrainingJob job = new TrainingJob(new LogSource(f.log, Map.of(new org.apache.kafka.common.TopicPartition(
-          DemoCommand.MESSAGES, 0), 0L), Map.of(new org.apache.kafka.common.TopicPartition(DemoCommand.MESSAGES, 0), 5L)),
+          Topics.MESSAGES, 0), 0L), Map.of(new org.apache.kafka.common.TopicPartition(Topics.MESSAGES, 0), 5L)),
           f.serde, ExampleMapper.defaults(), new io.pockettune.trainer.ByteTokenizer(), PipelineFixture.TINY.maxPositions(),
           new MicroBatcher(100, 2 * tokens, Long.MAX_VALUE, Clock.SYSTEM), f.trainer, f.store, new DeadLetters(f.log), 0,
           f.model.parameters(), 0).maxEventBytes(300);
@@ -117,7 +117,7 @@ class TrainingJobTest {
       assertEquals(1, r.deadLetters());
       String letter = new String(f.log.read(DeadLetters.TOPIC, 0, 0, 1).get(0).value(), StandardCharsets.UTF_8);
       assertTrue(letter.contains("oversize"), letter);
-      assertEquals(3L, f.store.committedOffsets().get(new SourcePartition(DemoCommand.MESSAGES, 0)),
+      assertEquals(3L, f.store.committedOffsets().get(new SourcePartition(Topics.MESSAGES, 0)),
           "the batch of events 0 and 2 covers the dead letter between them");
     }
   }
@@ -146,7 +146,7 @@ class TrainingJobTest {
       appendPersona(f, 3);
       java.util.concurrent.atomic.AtomicLong now = new java.util.concurrent.atomic.AtomicLong();
       Map<org.apache.kafka.common.TopicPartition, Long> start = new java.util.LinkedHashMap<>();
-      DemoCommand.partitions().forEach(tp -> start.put(tp, 0L));
+      Topics.sources().forEach(tp -> start.put(tp, 0L));
       LiveLogSource source = new LiveLogSource(f.log, start, 0, now::get);
       TrainingJob job = new TrainingJob(source, f.serde, ExampleMapper.defaults(), new io.pockettune.trainer.ByteTokenizer(),
           PipelineFixture.TINY.maxPositions(), new MicroBatcher(100, Long.MAX_VALUE, 1_000, now::get), f.trainer, f.store,
