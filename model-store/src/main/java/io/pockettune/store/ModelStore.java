@@ -11,7 +11,6 @@ import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Clock;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -30,6 +29,7 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.Lock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.apache.kafka.common.utils.Time;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
 import org.rocksdb.ColumnFamilyOptions;
@@ -124,7 +124,7 @@ public final class ModelStore implements AutoCloseable {
 
   private final Path dir;
   private final boolean readOnly;
-  private final Clock clock;
+  private final Time time;
   private final RocksDB db;
   private final DBOptions dbOptions;
   private final List<ColumnFamilyOptions> familyOptions;
@@ -148,7 +148,7 @@ public final class ModelStore implements AutoCloseable {
   private ModelStore(
       Path dir,
       boolean readOnly,
-      Clock clock,
+      Time time,
       RocksDB db,
       DBOptions dbOptions,
       List<ColumnFamilyOptions> familyOptions,
@@ -156,7 +156,7 @@ public final class ModelStore implements AutoCloseable {
       List<Column> opened) {
     this.dir = dir;
     this.readOnly = readOnly;
-    this.clock = clock;
+    this.time = time;
     this.db = db;
     this.dbOptions = dbOptions;
     this.familyOptions = familyOptions;
@@ -178,14 +178,17 @@ public final class ModelStore implements AutoCloseable {
    * @throws StoreException if the store is in use by another process or cannot be opened
    */
   public static ModelStore open(Path dir, RunIdentity identity) {
-    return open(dir, identity, Clock.systemUTC());
+    return open(dir, identity, Time.SYSTEM);
   }
 
-  /** {@link #open(Path, RunIdentity)} with the clock that timestamps checkpoints. */
-  static ModelStore open(Path dir, RunIdentity identity, Clock clock) {
+  /**
+   * {@link #open(Path, RunIdentity)} with the time that stamps checkpoints, branches and run-config
+   * changes (Kafka's {@link Time}, the project's one time seam; {@link Time#SYSTEM} in production).
+   */
+  public static ModelStore open(Path dir, RunIdentity identity, Time time) {
     Objects.requireNonNull(dir, "dir");
     Objects.requireNonNull(identity, "identity");
-    Objects.requireNonNull(clock, "clock");
+    Objects.requireNonNull(time, "time");
     if (Files.exists(dir) && !Files.isDirectory(dir)) {
       throw new StoreException(
           "the model store path " + dir + " is a file, not a directory: choose a directory");
@@ -198,7 +201,7 @@ public final class ModelStore implements AutoCloseable {
               + "): check the path and its permissions",
           e);
     }
-    ModelStore store = openDatabase(dir, false, clock);
+    ModelStore store = openDatabase(dir, false, time);
     try {
       store.adopt(identity);
       return store;
@@ -221,7 +224,7 @@ public final class ModelStore implements AutoCloseable {
           "there is no model store at " + dir
               + ": check --data-dir, or train first so that one is created");
     }
-    ModelStore store = openDatabase(dir, true, Clock.systemUTC());
+    ModelStore store = openDatabase(dir, true, Time.SYSTEM);
     if (store.identity == null) {
       store.close();
       throw new StoreException(
@@ -238,11 +241,17 @@ public final class ModelStore implements AutoCloseable {
    * @throws StoreException if {@code dir} holds no model store or another process has it open
    */
   public static ModelStore openExisting(Path dir) {
-    ModelStore.openReadOnly(dir).close();
-    return openDatabase(dir, false, Clock.systemUTC());
+    return openExisting(dir, Time.SYSTEM);
   }
 
-  private static ModelStore openDatabase(Path dir, boolean readOnly, Clock clock) {
+  /** {@link #openExisting(Path)} with the time that stamps checkpoints and branches. */
+  public static ModelStore openExisting(Path dir, Time time) {
+    Objects.requireNonNull(time, "time");
+    ModelStore.openReadOnly(dir).close();
+    return openDatabase(dir, false, time);
+  }
+
+  private static ModelStore openDatabase(Path dir, boolean readOnly, Time time) {
     List<byte[]> existing = existingFamilies(dir);
     List<ColumnFamilyOptions> familyOptions = new ArrayList<>();
     List<ColumnFamilyDescriptor> descriptors = new ArrayList<>();
@@ -294,7 +303,7 @@ public final class ModelStore implements AutoCloseable {
       throw openFailure(dir, e);
     }
     ModelStore store =
-        new ModelStore(dir, readOnly, clock, db, dbOptions, familyOptions, handles, opened);
+        new ModelStore(dir, readOnly, time, db, dbOptions, familyOptions, handles, opened);
     try {
       store.loadState();
       return store;
@@ -450,7 +459,7 @@ public final class ModelStore implements AutoCloseable {
             batch.put(
                 meta,
                 MetaCodec.runConfigKey(fromStep),
-                MetaCodec.encodeRunConfig(clock.millis(), id.runConfig()));
+                MetaCodec.encodeRunConfig(time.milliseconds(), id.runConfig()));
             db.write(syncWrite, batch);
           }
           identity = id;
@@ -711,7 +720,7 @@ public final class ModelStore implements AutoCloseable {
                     current.offsets(),
                     label,
                     metrics,
-                    Instant.ofEpochMilli(clock.millis()),
+                    Instant.ofEpochMilli(time.milliseconds()),
                     identity);
             db.put(
                 handle(Column.CHECKPOINTS),
@@ -851,7 +860,7 @@ public final class ModelStore implements AutoCloseable {
         }
         long branchId = nextBranchId;
         Branch branch = new Branch(branchId, step, step + 1, current.lastStep(),
-            Instant.ofEpochMilli(clock.millis()));
+            Instant.ofEpochMilli(time.milliseconds()));
         List<Long> abandoned = new ArrayList<>();
         int snapshotsDropped = 0;
         try (WriteBatch batch = new WriteBatch()) {
@@ -906,7 +915,7 @@ public final class ModelStore implements AutoCloseable {
           Map.Entry<Long, String> inForce = configs.floorEntry(step);
           if (inForce == null || !inForce.getValue().equals(identity.runConfig())) {
             batch.put(handle(Column.META), MetaCodec.runConfigKey(step + 1),
-                MetaCodec.encodeRunConfig(clock.millis(), identity.runConfig()));
+                MetaCodec.encodeRunConfig(time.milliseconds(), identity.runConfig()));
           }
           db.write(syncWrite, batch);
         }
@@ -1096,7 +1105,7 @@ public final class ModelStore implements AutoCloseable {
       throw new IllegalArgumentException(
           "step " + step + " is not on the trajectory, which ends at step " + last);
     }
-    long started = System.nanoTime();
+    long started = time.nanoseconds();
     long from = 0;
     Optional<Snapshot> snapshot = snapshotAtOrBefore(step);
     if (snapshot.isPresent()) {
@@ -1115,7 +1124,7 @@ public final class ModelStore implements AutoCloseable {
       throw missingStep(records.isEmpty() ? from + 1 : records.get(0).step() - 1);
     }
     records.forEach(trainer::replay);
-    return new Restored(trainer, step, from, step - from, System.nanoTime() - started);
+    return new Restored(trainer, step, from, step - from, time.nanoseconds() - started);
   }
 
   /**

@@ -14,9 +14,7 @@ import java.nio.FloatBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
-import java.time.Clock;
 import java.time.Instant;
-import java.time.ZoneOffset;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -439,15 +437,11 @@ class ModelStoreTest {
     }
   }
 
-  static Clock fixedClock(long millis) {
-    return Clock.fixed(Instant.ofEpochMilli(millis), ZoneOffset.UTC);
-  }
-
   @Test
   void markCheckpoint_sequentialIdsCarryStateAndSurviveReopen() {
     Checkpoint first;
     Checkpoint second;
-    try (ModelStore store = ModelStore.open(dir, IDENTITY, fixedClock(1_000))) {
+    try (ModelStore store = ModelStore.open(dir, IDENTITY, new ManualTime(1_000))) {
       first = store.markCheckpoint(null, Map.of());
       commitUpTo(store, 7);
       second = store.markCheckpoint("week 1", Map.of("eval.loss", 2.5, "ppl", 12.25));
@@ -466,7 +460,7 @@ class ModelStoreTest {
     assertEquals(IDENTITY, second.identity());
 
     RunIdentity changed = IDENTITY.withRunConfig("{\"lr\":1e-7}");
-    try (ModelStore store = ModelStore.open(dir, changed, fixedClock(2_000))) {
+    try (ModelStore store = ModelStore.open(dir, changed, new ManualTime(2_000))) {
       assertEquals(List.of(first, second), store.checkpoints());
       assertEquals(Optional.of(second), store.checkpoint(2));
       assertEquals(Optional.empty(), store.checkpoint(3));
