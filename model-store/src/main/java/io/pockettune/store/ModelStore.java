@@ -13,6 +13,7 @@ import java.util.Map;
 import java.util.NavigableMap;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.function.Function;
 import org.apache.kafka.common.utils.Time;
 import org.rocksdb.WriteBatch;
 import org.slf4j.Logger;
@@ -210,7 +211,7 @@ public final class ModelStore implements AutoCloseable {
    *     step n is the entry at or before n ({@code floorEntry(n)}); the last entry is the current
    *     config, which the next committed step is trained under. Unmodifiable.
    */
-  NavigableMap<Long, String> runConfigs() {
+  public NavigableMap<Long, String> runConfigs() {
     return run.configs();
   }
 
@@ -389,15 +390,44 @@ public final class ModelStore implements AutoCloseable {
    *
    * @param model  a model fresh from {@link LossModel#causalLm} on the base model the store was
    *               created for: its parameters must be the base values
+   * <p>This form applies ONE config to every step, which is right only if the distribution and
+   * weight decay never changed over the run; {@link #restore(long, LossModel, Function,
+   * PerturbationKernel)} follows the recorded history instead.
+   *
    * @param config the run's hyperparameters: replay takes lr and eps from each record, but the
    *               direction distribution and weight decay from this config, so they must be the
-   *               ones the steps were trained with
+   *               ones the steps were trained with; the returned trainer continues under it
    * @throws StoreMismatchException if the model, its trainable layout or the perturbation kernel
    *     differ from those the trajectory was recorded with
    * @throws IllegalArgumentException if {@code step} is not on the live trajectory
    */
   public Restored restore(long step, LossModel model, MezoConfig config, PerturbationKernel kernel) {
     return replay.restore(step, model, config, kernel);
+  }
+
+  /**
+   * Brings {@code model} to the parameters it had after {@code step}, like {@link #restore(long,
+   * LossModel, MezoConfig, PerturbationKernel)}, but replays every step under the run config that
+   * trained it ({@link #runConfigs}: the entry at or before the step), switching at each recorded
+   * change. Bit-identical to the trained parameters even when the distribution or the weight decay
+   * changed between runs.
+   *
+   * @param model    a model fresh from {@link LossModel#causalLm} on the base model the store was
+   *                 created for: its parameters must be the base values
+   * @param configOf the hyperparameters a run config stands for, given its text as the store keeps
+   *                 it; called once per distinct text on the way and for the current config. For
+   *                 replay only the direction distribution and weight decay matter (lr and eps come
+   *                 from each record); the returned trainer uses all of the current config's
+   * @return the restored state; its trainer continues under {@code configOf} of the store's
+   *     current run config ({@link #identity()}), the one the next committed step is recorded
+   *     under, and {@link Restored#configs()} says which configs replay applied from which step
+   * @throws StoreMismatchException if the model, its trainable layout or the perturbation kernel
+   *     differ from those the trajectory was recorded with
+   * @throws IllegalArgumentException if {@code step} is not on the live trajectory
+   */
+  public Restored restore(long step, LossModel model, Function<String, MezoConfig> configOf,
+      PerturbationKernel kernel) {
+    return replay.restore(step, model, configOf, kernel);
   }
 
   /** Test hook: the raw value under {@code key}, or null. */
