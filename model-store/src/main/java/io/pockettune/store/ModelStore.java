@@ -6,42 +6,16 @@ import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.StepRecord;
-import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.FloatBuffer;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Clock;
-import java.time.Instant;
-import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Collections;
-import java.util.EnumMap;
-import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.NavigableMap;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.Set;
-import java.util.TreeMap;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.locks.Lock;
-import java.util.concurrent.locks.ReentrantReadWriteLock;
-import org.rocksdb.ColumnFamilyDescriptor;
-import org.rocksdb.ColumnFamilyHandle;
-import org.rocksdb.ColumnFamilyOptions;
-import org.rocksdb.DBOptions;
-import org.rocksdb.FlushOptions;
-import org.rocksdb.Options;
-import org.rocksdb.RocksDB;
-import org.rocksdb.RocksDBException;
-import org.rocksdb.RocksIterator;
-import org.rocksdb.Status;
+import java.util.function.Function;
+import org.apache.kafka.common.utils.Time;
 import org.rocksdb.WriteBatch;
-import org.rocksdb.WriteOptions;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -57,19 +31,31 @@ import org.slf4j.LoggerFactory;
  * checkpoints naming points on the trajectory, and the source offsets consumed. Restoring step n
  * is {@link #snapshotAtOrBefore} n plus replay of {@link #steps} after it.
  *
+ * <h2>Parts</h2>
+ * This class is the facade; each responsibility, with the layout of the keys it writes, is a
+ * package-private part:
+ * <ul>
+ *   <li>{@link StoreDatabase}: RocksDB, its column families, synced writes, the lifecycle and the
+ *       error sentences;
+ *   <li>{@link RunHistory}: the {@link RunIdentity} and the history of run configs;
+ *   <li>{@link Trajectory}: the steps and the offsets they committed, exactly once;
+ *   <li>{@link SnapshotStore}: snapshots of the trainable values;
+ *   <li>{@link CheckpointStore}: checkpoints;
+ *   <li>{@link BranchStore}: rollback, abandoned branches and prune;
+ *   <li>{@link TrajectoryReplay}: restore, by snapshot and replay.
+ * </ul>
+ *
  * <h2>Exactly once</h2>
  * {@link #commitStep} writes the step record and the next offset of every source partition the step
- * consumed in ONE {@link WriteBatch}. RocksDB applies a batch atomically, across column families and
- * across a crash, so the store always holds both or neither: the committed offsets are exactly the
- * events the last committed step has trained on. After a crash the trainer restores the model at
- * {@link #lastStep} and the source seeks to {@link #committedOffsets}; no event is trained twice or
- * skipped. Two separate writes would leave a window in which a crash does one or the other.
+ * consumed in ONE {@link WriteBatch}, so the store always holds both or neither: after a crash the
+ * trainer restores the model at {@link #lastStep} and the source seeks to {@link
+ * #committedOffsets}; no event is trained twice or skipped (see {@link Trajectory}).
  *
  * <h2>Durability</h2>
- * Every write is synced ({@code WriteOptions.sync}): when {@link #commitStep}, {@link #putSnapshot}
- * or {@link #markCheckpoint} returns, what it wrote survives a crash of the process or of the device
- * (as far as the device honours fsync). A commit costs one fsync, small next to the two forward
- * passes of the step it records.
+ * Every write is synced: when {@link #commitStep}, {@link #putSnapshot} or {@link #markCheckpoint}
+ * returns, what it wrote survives a crash of the process or of the device (as far as the device
+ * honours fsync). A commit costs one fsync, small next to the two forward passes of the step it
+ * records.
  *
  * <h2>Invariants</h2>
  * <ul>
@@ -80,17 +66,18 @@ import org.slf4j.LoggerFactory;
  *   <li>No snapshot is ahead of {@link #lastStep}, so a restore never runs past the committed
  *       offsets.
  *   <li>The store belongs to one base model, kernel version and trainable layout ({@link
- *       RunIdentity}), fixed at creation; a run that differs is refused.
+ *       RunIdentity}), fixed at creation; a run that differs is refused. The run config may
+ *       change between runs; {@link #runConfigs} records each with the first step it trained.
  * </ul>
  *
  * <h2>Rollback</h2>
- * Every step record also carries the next offsets its commit wrote (see {@link StepRecordCodec}),
- * so the offsets at any step are known, not only at checkpoints. Rolling back to step S: {@link
- * #restore} S (nearest snapshot at or before S, then {@link MezoTrainer#replay} of the records
- * after it: bit-identical to the parameters the trainer had after S, because the perturbation
- * kernel's arithmetic is canonical), then {@link #rollbackTo} S, after which the next commit is
- * step S + 1 and the source resumes at the offsets of S. Snapshots after S are dropped (they are
- * derived data); checkpoints after S are kept, marked with their branch.
+ * Every step record also carries the next offsets its commit wrote, so the offsets at any step are
+ * known, not only at checkpoints. Rolling back to step S: {@link #restore} S (nearest snapshot at
+ * or before S, then {@link MezoTrainer#replay} of the records after it: bit-identical to the
+ * parameters the trainer had after S, because the perturbation kernel's arithmetic is canonical),
+ * then {@link #rollbackTo} S, after which the next commit is step S + 1 and the source resumes at
+ * the offsets of S. Snapshots after S are dropped (they are derived data); checkpoints after S are
+ * kept, marked with their branch (see {@link BranchStore}).
  *
  * <h2>Concurrency</h2>
  * Thread-safe. Writes are serialized; reads run concurrently with them and see whole commits only.
@@ -101,71 +88,23 @@ import org.slf4j.LoggerFactory;
  */
 public final class ModelStore implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(ModelStore.class);
-  /** Informational RocksDB LOG files kept in the store directory. */
-  private static final int KEEP_INFO_LOGS = 3;
 
-  static {
-    RocksDB.loadLibrary();
-  }
+  private final StoreDatabase db;
+  private final RunHistory run;
+  private final Trajectory trajectory;
+  private final SnapshotStore snapshots;
+  private final CheckpointStore checkpoints;
+  private final BranchStore branches;
+  private final TrajectoryReplay replay;
 
-  @FunctionalInterface
-  private interface StoreAction<T> {
-    T run() throws RocksDBException;
-  }
-
-  /** The last committed step and the offsets committed with it, read together. */
-  private record Committed(long lastStep, Map<SourcePartition, Long> offsets) {
-    Committed advance(long step, Map<SourcePartition, Long> nextOffsets) {
-      TreeMap<SourcePartition, Long> merged = new TreeMap<>(offsets);
-      merged.putAll(nextOffsets);
-      return new Committed(step, Collections.unmodifiableMap(merged));
-    }
-  }
-
-  private final Path dir;
-  private final boolean readOnly;
-  private final Clock clock;
-  private final RocksDB db;
-  private final DBOptions dbOptions;
-  private final List<ColumnFamilyOptions> familyOptions;
-  private final List<ColumnFamilyHandle> allHandles;
-  private final EnumMap<Column, ColumnFamilyHandle> handles = new EnumMap<>(Column.class);
-  private final WriteOptions syncWrite;
-  private final ReentrantReadWriteLock lifecycle = new ReentrantReadWriteLock();
-  private final Object writeLock = new Object();
-
-  private volatile boolean closed;
-  private volatile RunIdentity identity;
-  private volatile Committed committed = new Committed(0, Map.of());
-  /** Guarded by {@link #writeLock}. */
-  private long nextCheckpointId = 1;
-  /** Guarded by {@link #writeLock}. */
-  private long nextBranchId = 1;
-  /** The partition dictionary ({@link PartitionCodec}); grows under {@link #writeLock}. */
-  private final Map<SourcePartition, Integer> partitionIndex = new ConcurrentHashMap<>();
-  private final Map<Integer, SourcePartition> partitionByIndex = new ConcurrentHashMap<>();
-
-  private ModelStore(
-      Path dir,
-      boolean readOnly,
-      Clock clock,
-      RocksDB db,
-      DBOptions dbOptions,
-      List<ColumnFamilyOptions> familyOptions,
-      List<ColumnFamilyHandle> allHandles,
-      List<Column> opened) {
-    this.dir = dir;
-    this.readOnly = readOnly;
-    this.clock = clock;
+  private ModelStore(StoreDatabase db, Time time) {
     this.db = db;
-    this.dbOptions = dbOptions;
-    this.familyOptions = familyOptions;
-    this.allHandles = allHandles;
-    this.syncWrite = new WriteOptions().setSync(true);
-    // Handles come in descriptor order: the default family, then the opened columns, then others.
-    for (int i = 0; i < opened.size(); i++) {
-      handles.put(opened.get(i), allHandles.get(1 + i));
-    }
+    this.run = new RunHistory(db, time);
+    this.trajectory = new Trajectory(db);
+    this.snapshots = new SnapshotStore(db, trajectory);
+    this.checkpoints = new CheckpointStore(db, trajectory, run, time);
+    this.branches = new BranchStore(db, run, trajectory, snapshots, checkpoints, time);
+    this.replay = new TrajectoryReplay(db, run, trajectory, snapshots, time);
   }
 
   /**
@@ -178,29 +117,21 @@ public final class ModelStore implements AutoCloseable {
    * @throws StoreException if the store is in use by another process or cannot be opened
    */
   public static ModelStore open(Path dir, RunIdentity identity) {
-    return open(dir, identity, Clock.systemUTC());
+    return open(dir, identity, Time.SYSTEM);
   }
 
-  /** {@link #open(Path, RunIdentity)} with the clock that timestamps checkpoints. */
-  static ModelStore open(Path dir, RunIdentity identity, Clock clock) {
+  /**
+   * {@link #open(Path, RunIdentity)} with the time that stamps checkpoints, branches and run-config
+   * changes (Kafka's {@link Time}, the project's one time seam; {@link Time#SYSTEM} in production).
+   */
+  public static ModelStore open(Path dir, RunIdentity identity, Time time) {
     Objects.requireNonNull(dir, "dir");
     Objects.requireNonNull(identity, "identity");
-    Objects.requireNonNull(clock, "clock");
-    if (Files.exists(dir) && !Files.isDirectory(dir)) {
-      throw new StoreException(
-          "the model store path " + dir + " is a file, not a directory: choose a directory");
-    }
+    Objects.requireNonNull(time, "time");
+    StoreDatabase.createDirectory(dir);
+    ModelStore store = load(StoreDatabase.open(dir, false), time);
     try {
-      Files.createDirectories(dir);
-    } catch (IOException e) {
-      throw new StoreException(
-          "cannot create the model store directory " + dir + " (" + e.getMessage()
-              + "): check the path and its permissions",
-          e);
-    }
-    ModelStore store = openDatabase(dir, false, clock);
-    try {
-      store.adopt(identity);
+      store.run.adopt(identity, store.trajectory.lastStep());
       return store;
     } catch (RuntimeException e) {
       store.close();
@@ -216,13 +147,9 @@ public final class ModelStore implements AutoCloseable {
    */
   public static ModelStore openReadOnly(Path dir) {
     Objects.requireNonNull(dir, "dir");
-    if (!Files.isRegularFile(dir.resolve("CURRENT"))) {
-      throw new StoreException(
-          "there is no model store at " + dir
-              + ": check --data-dir, or train first so that one is created");
-    }
-    ModelStore store = openDatabase(dir, true, Clock.systemUTC());
-    if (store.identity == null) {
+    StoreDatabase.requireExisting(dir);
+    ModelStore store = load(StoreDatabase.open(dir, true), Time.SYSTEM);
+    if (store.run.identity() == null) {
       store.close();
       throw new StoreException(
           dir + " is a RocksDB database but not a PocketTune model store (it has no run"
@@ -238,235 +165,54 @@ public final class ModelStore implements AutoCloseable {
    * @throws StoreException if {@code dir} holds no model store or another process has it open
    */
   public static ModelStore openExisting(Path dir) {
-    ModelStore.openReadOnly(dir).close();
-    return openDatabase(dir, false, Clock.systemUTC());
+    return openExisting(dir, Time.SYSTEM);
   }
 
-  private static ModelStore openDatabase(Path dir, boolean readOnly, Clock clock) {
-    List<byte[]> existing = existingFamilies(dir);
-    List<ColumnFamilyOptions> familyOptions = new ArrayList<>();
-    List<ColumnFamilyDescriptor> descriptors = new ArrayList<>();
-    ColumnFamilyOptions defaultOptions = new ColumnFamilyOptions();
-    familyOptions.add(defaultOptions);
-    descriptors.add(new ColumnFamilyDescriptor(RocksDB.DEFAULT_COLUMN_FAMILY, defaultOptions));
-    List<Column> opened = new ArrayList<>();
-    for (Column column : Column.values()) {
-      boolean present = existing.stream().anyMatch(n -> Arrays.equals(n, column.nameBytes()));
-      if (readOnly && !present && column == Column.BRANCHES) {
-        // A store no rollback has opened for writing since PocketTune added branches: none exist.
-        continue;
-      }
-      if (readOnly && !present) {
-        familyOptions.forEach(ColumnFamilyOptions::close);
-        throw new StoreException(
-            dir + " is a RocksDB database but not a PocketTune model store (it has no '"
-                + column.familyName + "' column family): check --data-dir");
-      }
-      ColumnFamilyOptions options = column.newOptions();
-      familyOptions.add(options);
-      descriptors.add(new ColumnFamilyDescriptor(column.nameBytes(), options));
-      opened.add(column);
-    }
-    // RocksDB opens a database only with all its families, e.g. ones a later PocketTune added.
-    for (byte[] name : existing) {
-      if (descriptors.stream().noneMatch(d -> Arrays.equals(d.getName(), name))) {
-        ColumnFamilyOptions options = new ColumnFamilyOptions();
-        familyOptions.add(options);
-        descriptors.add(new ColumnFamilyDescriptor(name, options));
-      }
-    }
-    DBOptions dbOptions =
-        new DBOptions()
-            .setCreateIfMissing(true)
-            .setCreateMissingColumnFamilies(true)
-            .setKeepLogFileNum(KEEP_INFO_LOGS);
-    List<ColumnFamilyHandle> handles = new ArrayList<>();
-    RocksDB db;
+  /** {@link #openExisting(Path)} with the time that stamps checkpoints and branches. */
+  public static ModelStore openExisting(Path dir, Time time) {
+    Objects.requireNonNull(time, "time");
+    // Read-only first: a writable open would create the column families a non-store lacks.
+    ModelStore.openReadOnly(dir).close();
+    return load(StoreDatabase.open(dir, false), time);
+  }
+
+  /** @return a store over {@code db} with its state read; closes {@code db} if that fails */
+  private static ModelStore load(StoreDatabase db, Time time) {
+    ModelStore store = new ModelStore(db, time);
     try {
-      db =
-          readOnly
-              ? RocksDB.openReadOnly(dbOptions, dir.toString(), descriptors, handles)
-              : RocksDB.open(dbOptions, dir.toString(), descriptors, handles);
-    } catch (RocksDBException e) {
-      handles.forEach(ColumnFamilyHandle::close);
-      familyOptions.forEach(ColumnFamilyOptions::close);
-      dbOptions.close();
-      throw openFailure(dir, e);
-    }
-    ModelStore store =
-        new ModelStore(dir, readOnly, clock, db, dbOptions, familyOptions, handles, opened);
-    try {
-      store.loadState();
-      return store;
+      db.load("read the state", () -> {
+        store.run.load();
+        store.trajectory.load();
+        store.checkpoints.load();
+        store.branches.load();
+        return null;
+      });
     } catch (RuntimeException e) {
       store.close();
       throw e;
     }
-  }
-
-  private static List<byte[]> existingFamilies(Path dir) {
-    if (!Files.isRegularFile(dir.resolve("CURRENT"))) {
-      return List.of();
-    }
-    try (Options options = new Options()) {
-      return RocksDB.listColumnFamilies(options, dir.toString());
-    } catch (RocksDBException e) {
-      throw openFailure(dir, e);
-    }
-  }
-
-  private static StoreException openFailure(Path dir, RocksDBException e) {
-    Status status = e.getStatus();
-    String message = String.valueOf(e.getMessage());
-    if (status != null
-        && status.getCode() == Status.Code.IOError
-        && message.toLowerCase(Locale.ROOT).contains("lock")) {
-      return new StoreException(
-          "the model store at " + dir + " is in use by another process, or already open in this"
-              + " one: stop the other pockettune command (such as serve) or use a different"
-              + " --data-dir",
-          e);
-    }
-    if (status != null && status.getCode() == Status.Code.Corruption) {
-      return new StoreCorruptedException(
-          "the model store at " + dir + " is damaged (" + message + "): restore the directory"
-              + " from a backup or start over in a new --data-dir",
-          e);
-    }
-    return new StoreException(
-        "cannot open the model store at " + dir + " (" + message + "): check that the directory"
-            + " is readable and writable and that the disk is not full",
-        e);
-  }
-
-  private void loadState() {
-    guarded(
-        "read the state",
-        () -> {
-          byte[] id = db.get(handle(Column.META), MetaCodec.IDENTITY_KEY);
-          identity = id == null ? null : MetaCodec.decodeIdentity(id);
-          long last = 0;
-          try (RocksIterator it = db.newIterator(handle(Column.STEPS))) {
-            it.seekToLast();
-            if (it.isValid()) {
-              last = StepRecordCodec.step(it.key());
-            }
-            it.status();
-          }
-          TreeMap<SourcePartition, Long> offsets = new TreeMap<>();
-          try (RocksIterator it = db.newIterator(handle(Column.OFFSETS))) {
-            for (it.seekToFirst(); it.isValid(); it.next()) {
-              SourcePartition p = OffsetCodec.partition(it.key());
-              offsets.put(p, OffsetCodec.decode(p, it.value()));
-            }
-            it.status();
-          }
-          committed = new Committed(last, Collections.unmodifiableMap(offsets));
-          try (RocksIterator it = db.newIterator(handle(Column.META))) {
-            for (it.seek(PartitionCodec.firstKey()); it.isValid(); it.next()) {
-              int index = PartitionCodec.index(it.key());
-              if (index < 0) {
-                break;
-              }
-              SourcePartition p = PartitionCodec.decode(index, it.value());
-              partitionIndex.put(p, index);
-              partitionByIndex.put(index, p);
-            }
-            it.status();
-            long lastBranch = 0;
-            for (it.seek(BranchCodec.metaKey(0)); it.isValid(); it.next()) {
-              long b = BranchCodec.metaBranch(it.key());
-              if (b < 0) {
-                break;
-              }
-              lastBranch = b;
-            }
-            it.status();
-            synchronized (writeLock) {
-              nextBranchId = lastBranch + 1;
-            }
-          }
-          try (RocksIterator it = db.newIterator(handle(Column.CHECKPOINTS))) {
-            it.seekToLast();
-            if (it.isValid()) {
-              synchronized (writeLock) {
-                nextCheckpointId = CheckpointCodec.id(it.key()) + 1;
-              }
-            }
-            it.status();
-          }
-          return null;
-        });
-    LOG.debug("Opened model store at {}: last step {}", dir, committed.lastStep());
-  }
-
-  /** Records {@code requested} in a new store, or checks it against the stored identity. */
-  private void adopt(RunIdentity requested) {
-    RunIdentity stored = identity;
-    if (stored == null) {
-      if (committed.lastStep() != 0) {
-        throw new StoreCorruptedException(
-            "the model store at " + dir + " has steps but no run identity: the store is damaged;"
-                + " use a new --data-dir");
-      }
-      writeIdentity(requested, 1);
-      LOG.info("Created model store at {} for base model {}", dir, requested.baseModelHash());
-      return;
-    }
-    if (!stored.baseModelHash().equals(requested.baseModelHash())) {
-      throw new StoreMismatchException(
-          "the store at " + dir + " was created for base model " + stored.baseModelHash()
-              + " but this run uses " + requested.baseModelHash()
-              + ": use a new --data-dir or the original model");
-    }
-    if (stored.kernelVersion() != requested.kernelVersion()) {
-      throw new StoreMismatchException(
-          "the store at " + dir + " was created with perturbation kernel version "
-              + stored.kernelVersion() + " but this run uses version "
-              + requested.kernelVersion() + ", which would not replay its steps to the same model:"
-              + " use a new --data-dir or the PocketTune version that created the store");
-    }
-    if (!stored.trainableLayout().equals(requested.trainableLayout())) {
-      throw new StoreMismatchException(
-          "the store at " + dir + " was created for trainable layout " + stored.trainableLayout()
-              + " but this run uses " + requested.trainableLayout()
-              + ": use a new --data-dir or the original choice of trainable tensors");
-    }
-    if (!stored.runConfig().equals(requested.runConfig())) {
-      long from = committed.lastStep() + 1;
-      writeIdentity(requested, from);
-      LOG.info("Run config of the model store at {} changed, from step {}", dir, from);
-    }
-  }
-
-  /** Writes the identity and a run-config entry starting at {@code fromStep}, atomically. */
-  private void writeIdentity(RunIdentity id, long fromStep) {
-    guarded(
-        "record the run identity",
-        () -> {
-          try (WriteBatch batch = new WriteBatch()) {
-            ColumnFamilyHandle meta = handle(Column.META);
-            batch.put(meta, MetaCodec.IDENTITY_KEY, MetaCodec.encodeIdentity(id));
-            batch.put(
-                meta,
-                MetaCodec.runConfigKey(fromStep),
-                MetaCodec.encodeRunConfig(clock.millis(), id.runConfig()));
-            db.write(syncWrite, batch);
-          }
-          identity = id;
-          return null;
-        });
+    LOG.debug("Opened model store at {}: last step {}", db.dir(), store.trajectory.lastStep());
+    return store;
   }
 
   /** @return the directory of the store */
   public Path directory() {
-    return dir;
+    return db.dir();
   }
 
   /** @return the identity of the run that opened the store, or the stored one if read-only */
   public RunIdentity identity() {
-    ensureOpen();
-    return identity;
+    db.ensureOpen();
+    return run.identity();
+  }
+
+  /**
+   * @return every run config recorded, by the first step it applies to: the config that trained
+   *     step n is the entry at or before n ({@code floorEntry(n)}); the last entry is the current
+   *     config, which the next committed step is trained under. Unmodifiable.
+   */
+  public NavigableMap<Long, String> runConfigs() {
+    return run.configs();
   }
 
   /**
@@ -479,85 +225,24 @@ public final class ModelStore implements AutoCloseable {
    * @throws IllegalStateException if the step is out of order (a bug in the caller)
    */
   public void commitStep(StepRecord record, Map<SourcePartition, Long> nextOffsets) {
-    Objects.requireNonNull(record, "record");
-    Objects.requireNonNull(nextOffsets, "nextOffsets");
-    requireWritable();
-    nextOffsets.forEach(
-        (p, offset) -> {
-          Objects.requireNonNull(p, "null partition in nextOffsets");
-          Objects.requireNonNull(offset, () -> "null offset for " + p);
-          if (offset < 0) {
-            throw new IllegalArgumentException("next offset " + offset + " of " + p + " is negative");
-          }
-        });
-    guarded(
-        "commit step " + record.step(),
-        () -> {
-          synchronized (writeLock) {
-            Committed current = committed;
-            if (record.step() != current.lastStep() + 1) {
-              throw new IllegalStateException(
-                  "step " + record.step() + " committed out of order: the last committed step is "
-                      + current.lastStep());
-            }
-            Map<SourcePartition, Integer> added = new TreeMap<>();
-            try (WriteBatch batch = new WriteBatch()) {
-              Map<Integer, Long> indexed = new TreeMap<>();
-              for (Map.Entry<SourcePartition, Long> e : nextOffsets.entrySet()) {
-                Integer index = partitionIndex.get(e.getKey());
-                if (index == null) {
-                  index = partitionIndex.size() + added.size();
-                  added.put(e.getKey(), index);
-                  batch.put(handle(Column.META), PartitionCodec.key(index),
-                      PartitionCodec.encode(e.getKey()));
-                }
-                indexed.put(index, e.getValue());
-              }
-              batch.put(
-                  handle(Column.STEPS),
-                  StepRecordCodec.key(record.step()),
-                  StepRecordCodec.encode(record, indexed));
-              ColumnFamilyHandle offsets = handle(Column.OFFSETS);
-              for (Map.Entry<SourcePartition, Long> e : nextOffsets.entrySet()) {
-                batch.put(offsets, OffsetCodec.key(e.getKey()), OffsetCodec.encode(e.getValue()));
-              }
-              db.write(syncWrite, batch);
-            }
-            added.forEach((p, index) -> {
-              partitionIndex.put(p, index);
-              partitionByIndex.put(index, p);
-            });
-            committed = current.advance(record.step(), nextOffsets);
-          }
-          return null;
-        });
+    trajectory.commit(record, nextOffsets);
   }
 
   /** @return the number of the last committed step; 0 if none */
   public long lastStep() {
-    ensureOpen();
-    return committed.lastStep();
+    db.ensureOpen();
+    return trajectory.lastStep();
   }
 
   /** @return the next offset to read per source partition, as of {@link #lastStep()}; sorted */
   public Map<SourcePartition, Long> committedOffsets() {
-    ensureOpen();
-    return committed.offsets();
+    db.ensureOpen();
+    return trajectory.committedOffsets();
   }
 
   /** @return the record of step {@code n}, or empty if it is not stored */
   public Optional<StepRecord> step(long n) {
-    if (n < 1) {
-      return Optional.empty();
-    }
-    return guarded(
-        "read step " + n,
-        () -> {
-          byte[] value = db.get(handle(Column.STEPS), StepRecordCodec.key(n));
-          return value == null
-              ? Optional.<StepRecord>empty()
-              : Optional.of(StepRecordCodec.decode(n, value));
-        });
+    return trajectory.step(n);
   }
 
   /**
@@ -566,43 +251,7 @@ public final class ModelStore implements AutoCloseable {
    * @throws StoreCorruptedException if a step inside the range is missing
    */
   public List<StepRecord> steps(long fromInclusive, long toInclusive) {
-    if (fromInclusive < 0) {
-      throw new IllegalArgumentException("fromInclusive must be at least 0, was " + fromInclusive);
-    }
-    long first = Math.max(fromInclusive, 1);
-    if (toInclusive < first) {
-      return List.of();
-    }
-    return guarded(
-        "read steps " + first + " to " + toInclusive,
-        () -> {
-          long expectedLast = Math.min(toInclusive, committed.lastStep());
-          List<StepRecord> out = new ArrayList<>();
-          try (RocksIterator it = db.newIterator(handle(Column.STEPS))) {
-            for (it.seek(StepRecordCodec.key(first)); it.isValid(); it.next()) {
-              long n = StepRecordCodec.step(it.key());
-              if (n > toInclusive) {
-                break;
-              }
-              if (!out.isEmpty() && n != out.get(out.size() - 1).step() + 1) {
-                throw missingStep(out.get(out.size() - 1).step() + 1);
-              }
-              out.add(StepRecordCodec.decode(n, it.value()));
-            }
-            it.status();
-          }
-          long last = out.isEmpty() ? first - 1 : out.get(out.size() - 1).step();
-          if (!out.isEmpty() && last < expectedLast) {
-            throw missingStep(last + 1);
-          }
-          return out;
-        });
-  }
-
-  private StoreCorruptedException missingStep(long n) {
-    return new StoreCorruptedException(
-        "step " + n + " is missing from the model store at " + dir
-            + ": the store is damaged; roll back to a checkpoint before it or use a new --data-dir");
+    return trajectory.steps(fromInclusive, toInclusive);
   }
 
   /**
@@ -614,34 +263,7 @@ public final class ModelStore implements AutoCloseable {
    * @throws IllegalStateException if {@code step} is after the last committed step
    */
   public void putSnapshot(long step, FloatBuffer values) {
-    Objects.requireNonNull(values, "values");
-    requireWritable();
-    if (step < 0) {
-      throw new IllegalArgumentException("snapshot step must be at least 0, was " + step);
-    }
-    List<byte[]> chunks = SnapshotCodec.encode(values, SnapshotCodec.CHUNK_FLOATS);
-    guarded(
-        "store the snapshot of step " + step,
-        () -> {
-          synchronized (writeLock) {
-            long last = committed.lastStep();
-            if (step > last) {
-              throw new IllegalStateException(
-                  "snapshot of step " + step + " is ahead of the last committed step " + last);
-            }
-            ColumnFamilyHandle snapshots = handle(Column.SNAPSHOTS);
-            try (WriteBatch batch = new WriteBatch()) {
-              // A snapshot replaced by a smaller one must not keep its old trailing chunks.
-              batch.deleteRange(
-                  snapshots, SnapshotCodec.key(step, 0), SnapshotCodec.key(step + 1, 0));
-              for (int i = 0; i < chunks.size(); i++) {
-                batch.put(snapshots, SnapshotCodec.key(step, i), chunks.get(i));
-              }
-              db.write(syncWrite, batch);
-            }
-          }
-          return null;
-        });
+    snapshots.put(step, values);
   }
 
   /**
@@ -649,43 +271,24 @@ public final class ModelStore implements AutoCloseable {
    * @throws StoreCorruptedException if that snapshot fails its checksum or is incomplete
    */
   public Optional<Snapshot> snapshotAtOrBefore(long step) {
-    if (step < 0) {
-      return Optional.empty();
-    }
-    return guarded(
-        "read the snapshot at or before step " + step,
-        () -> {
-          try (RocksIterator it = db.newIterator(handle(Column.SNAPSHOTS))) {
-            // Chunk index 0xFFFFFFFF sorts after every chunk of the step.
-            it.seekForPrev(SnapshotCodec.key(step, -1));
-            if (!it.isValid()) {
-              it.status();
-              return Optional.<Snapshot>empty();
-            }
-            long found = SnapshotCodec.step(it.key());
-            try (SnapshotCodec.Assembler assembler = new SnapshotCodec.Assembler(found)) {
-              for (it.seek(SnapshotCodec.key(found, 0));
-                  it.isValid() && SnapshotCodec.step(it.key()) == found;
-                  it.next()) {
-                assembler.accept(SnapshotCodec.chunk(it.key()), it.value());
-              }
-              it.status();
-              return Optional.of(assembler.finish());
-            }
-          }
-        });
+    return snapshots.atOrBefore(step);
   }
 
   /** @return the step of the first snapshot after {@code step}, or -1 if there is none */
   public long snapshotStepAfter(long step) {
-    return guarded("find a snapshot after step " + step, () -> {
-      try (RocksIterator it = db.newIterator(handle(Column.SNAPSHOTS))) {
-        it.seek(SnapshotCodec.key(step + 1, 0));
-        long found = it.isValid() ? SnapshotCodec.step(it.key()) : -1;
-        it.status();
-        return found;
-      }
-    });
+    return snapshots.stepAfter(step);
+  }
+
+  /**
+   * Snapshots {@code params} if the last committed step is a positive multiple of {@code every}.
+   * Call right after {@link #commitStep}, with the parameters the trainer has after that step.
+   *
+   * @param every steps between snapshots; 0 or less never snapshots
+   * @return whether a snapshot was written
+   */
+  public boolean snapshotIfDue(ParameterSet params, long every) {
+    db.ensureOpen();
+    return snapshots.putIfDue(params, every);
   }
 
   /**
@@ -697,62 +300,17 @@ public final class ModelStore implements AutoCloseable {
    * @return the checkpoint, with the next sequential id
    */
   public Checkpoint markCheckpoint(String label, Map<String, Double> metrics) {
-    Objects.requireNonNull(metrics, "metrics");
-    requireWritable();
-    return guarded(
-        "mark a checkpoint",
-        () -> {
-          synchronized (writeLock) {
-            Committed current = committed;
-            Checkpoint checkpoint =
-                new Checkpoint(
-                    nextCheckpointId,
-                    current.lastStep(),
-                    current.offsets(),
-                    label,
-                    metrics,
-                    Instant.ofEpochMilli(clock.millis()),
-                    identity);
-            db.put(
-                handle(Column.CHECKPOINTS),
-                syncWrite,
-                CheckpointCodec.key(checkpoint.id()),
-                CheckpointCodec.encode(checkpoint));
-            nextCheckpointId++;
-            return checkpoint;
-          }
-        });
+    return checkpoints.mark(label, metrics);
   }
 
   /** @return every checkpoint, by id */
   public List<Checkpoint> checkpoints() {
-    return guarded(
-        "list the checkpoints",
-        () -> {
-          List<Checkpoint> out = new ArrayList<>();
-          try (RocksIterator it = db.newIterator(handle(Column.CHECKPOINTS))) {
-            for (it.seekToFirst(); it.isValid(); it.next()) {
-              out.add(CheckpointCodec.decode(CheckpointCodec.id(it.key()), it.value()));
-            }
-            it.status();
-          }
-          return out;
-        });
+    return checkpoints.all();
   }
 
   /** @return the checkpoint with this id, or empty if there is none */
   public Optional<Checkpoint> checkpoint(long id) {
-    if (id < 1) {
-      return Optional.empty();
-    }
-    return guarded(
-        "read checkpoint " + id,
-        () -> {
-          byte[] value = db.get(handle(Column.CHECKPOINTS), CheckpointCodec.key(id));
-          return value == null
-              ? Optional.<Checkpoint>empty()
-              : Optional.of(CheckpointCodec.decode(id, value));
-        });
+    return checkpoints.get(id);
   }
 
   /**
@@ -763,44 +321,7 @@ public final class ModelStore implements AutoCloseable {
    *     keep offsets with each step (then only checkpoints give offsets)
    */
   public Map<SourcePartition, Long> offsetsAt(long step) {
-    Committed current = committed;
-    if (step < 0 || step > current.lastStep()) {
-      throw new IllegalArgumentException(
-          "step " + step + " is not on the trajectory, which ends at step " + current.lastStep());
-    }
-    if (step == current.lastStep()) {
-      return current.offsets();
-    }
-    return guarded("read the offsets of step " + step, () -> {
-      TreeMap<SourcePartition, Long> out = new TreeMap<>();
-      int known = partitionByIndex.size();
-      try (RocksIterator it = db.newIterator(handle(Column.STEPS))) {
-        for (it.seekForPrev(StepRecordCodec.key(step)); it.isValid() && out.size() < known;
-            it.prev()) {
-          long n = StepRecordCodec.step(it.key());
-          Map<Integer, Long> named = StepRecordCodec.decodeOffsets(n, it.value());
-          if (named == null) {
-            throw new StoreException(
-                "step " + n + " was recorded by an older PocketTune that kept offsets only at"
-                    + " checkpoints: roll back to a checkpoint instead of a step");
-          }
-          for (Map.Entry<Integer, Long> e : named.entrySet()) {
-            out.putIfAbsent(partition(e.getKey(), n), e.getValue());
-          }
-        }
-        it.status();
-      }
-      return Collections.unmodifiableMap(out);
-    });
-  }
-
-  private SourcePartition partition(int index, long step) {
-    SourcePartition p = partitionByIndex.get(index);
-    if (p == null) {
-      throw new StoreCorruptedException("step " + step + " names source partition #" + index
-          + ", which the store does not know: the store is damaged");
-    }
-    return p;
+    return trajectory.offsetsAt(step);
   }
 
   /**
@@ -817,14 +338,7 @@ public final class ModelStore implements AutoCloseable {
    * @throws IllegalArgumentException if the checkpoint is on an abandoned branch
    */
   public Rollback rollbackTo(Checkpoint checkpoint) {
-    Checkpoint stored = checkpoint(checkpoint.id()).orElseThrow(() -> new IllegalArgumentException(
-        "there is no checkpoint " + checkpoint.id() + ": list them with 'pockettune checkpoints'"));
-    if (!stored.live()) {
-      throw new IllegalArgumentException("checkpoint " + stored.id() + " (step " + stored.step()
-          + ") is on branch " + stored.branch() + ", abandoned by an earlier rollback: choose a"
-          + " checkpoint on the live trajectory");
-    }
-    return rollbackTo(stored.step(), stored.offsets());
+    return branches.rollbackTo(checkpoint);
   }
 
   /**
@@ -837,127 +351,17 @@ public final class ModelStore implements AutoCloseable {
    * @throws IllegalArgumentException if {@code step} is negative or after {@link #lastStep()}
    */
   Rollback rollbackTo(long step, Map<SourcePartition, Long> offsets) {
-    requireWritable();
-    return guarded("roll back to step " + step, () -> {
-      synchronized (writeLock) {
-        Committed current = committed;
-        if (step < 0 || step > current.lastStep()) {
-          throw new IllegalArgumentException("cannot roll back to step " + step
-              + ": the trajectory ends at step " + current.lastStep());
-        }
-        Map<SourcePartition, Long> target = Collections.unmodifiableMap(new TreeMap<>(offsets));
-        if (step == current.lastStep()) {
-          return new Rollback(step, Optional.empty(), List.of(), 0, current.offsets());
-        }
-        long branchId = nextBranchId;
-        Branch branch = new Branch(branchId, step, step + 1, current.lastStep(),
-            Instant.ofEpochMilli(clock.millis()));
-        List<Long> abandoned = new ArrayList<>();
-        int snapshotsDropped = 0;
-        try (WriteBatch batch = new WriteBatch()) {
-          ColumnFamilyHandle steps = handle(Column.STEPS);
-          long moved = 0;
-          try (RocksIterator it = db.newIterator(steps)) {
-            for (it.seek(StepRecordCodec.key(step + 1)); it.isValid(); it.next()) {
-              batch.put(handle(Column.BRANCHES),
-                  BranchCodec.stepKey(branchId, StepRecordCodec.step(it.key())), it.value());
-              moved++;
-            }
-            it.status();
-          }
-          if (moved != branch.steps()) {
-            throw missingStep(step + 1 + moved);
-          }
-          batch.deleteRange(steps, StepRecordCodec.key(step + 1),
-              StepRecordCodec.key(Long.MAX_VALUE));
-          ColumnFamilyHandle snapshots = handle(Column.SNAPSHOTS);
-          try (RocksIterator it = db.newIterator(snapshots)) {
-            for (it.seek(SnapshotCodec.key(step + 1, 0)); it.isValid(); it.next()) {
-              if (SnapshotCodec.chunk(it.key()) == 0) {
-                snapshotsDropped++;
-              }
-            }
-            it.status();
-          }
-          batch.deleteRange(snapshots, SnapshotCodec.key(step + 1, 0),
-              SnapshotCodec.key(Long.MAX_VALUE, 0));
-          for (Checkpoint c : checkpoints()) {
-            if (c.live() && c.step() > step) {
-              batch.put(handle(Column.CHECKPOINTS), CheckpointCodec.key(c.id()),
-                  CheckpointCodec.encode(c.abandonedTo(branchId)));
-              abandoned.add(c.id());
-            }
-          }
-          ColumnFamilyHandle offsetFamily = handle(Column.OFFSETS);
-          for (SourcePartition p : current.offsets().keySet()) {
-            if (!target.containsKey(p)) {
-              batch.delete(offsetFamily, OffsetCodec.key(p));
-            }
-          }
-          for (Map.Entry<SourcePartition, Long> e : target.entrySet()) {
-            batch.put(offsetFamily, OffsetCodec.key(e.getKey()), OffsetCodec.encode(e.getValue()));
-          }
-          batch.put(handle(Column.META), BranchCodec.metaKey(branchId), BranchCodec.encode(branch));
-          // Configs recorded for abandoned steps no longer describe the trajectory; the steps
-          // after the fork will be trained under the current config (or one a later open records).
-          NavigableMap<Long, String> configs = runConfigs();
-          batch.deleteRange(handle(Column.META), MetaCodec.runConfigKey(step + 1),
-              MetaCodec.runConfigKey(Long.MAX_VALUE));
-          Map.Entry<Long, String> inForce = configs.floorEntry(step);
-          if (inForce == null || !inForce.getValue().equals(identity.runConfig())) {
-            batch.put(handle(Column.META), MetaCodec.runConfigKey(step + 1),
-                MetaCodec.encodeRunConfig(clock.millis(), identity.runConfig()));
-          }
-          db.write(syncWrite, batch);
-        }
-        nextBranchId++;
-        committed = new Committed(step, target);
-        LOG.info("Rolled the model store at {} back to step {}: steps {} to {} are branch {}",
-            dir, step, branch.firstStep(), branch.lastStep(), branchId);
-        return new Rollback(step, Optional.of(branch), List.copyOf(abandoned), snapshotsDropped,
-            target);
-      }
-    });
+    return branches.rollbackTo(step, offsets);
   }
 
   /** @return the abandoned branches not yet pruned, by id */
   public List<Branch> branches() {
-    return guarded("list the branches", () -> {
-      List<Branch> out = new ArrayList<>();
-      try (RocksIterator it = db.newIterator(handle(Column.META))) {
-        for (it.seek(BranchCodec.metaKey(0)); it.isValid(); it.next()) {
-          long b = BranchCodec.metaBranch(it.key());
-          if (b < 0) {
-            break;
-          }
-          out.add(BranchCodec.decode(b, it.value()));
-        }
-        it.status();
-      }
-      return out;
-    });
+    return branches.branches();
   }
 
   /** @return the steps of an abandoned branch, in step order; empty if it was pruned */
   public List<StepRecord> branchSteps(long branchId) {
-    if (branchId < 1) {
-      return List.of();
-    }
-    return guarded("read branch " + branchId, () -> {
-      List<StepRecord> out = new ArrayList<>();
-      if (handle(Column.BRANCHES) == null) {
-        return out;
-      }
-      try (RocksIterator it = db.newIterator(handle(Column.BRANCHES))) {
-        for (it.seek(BranchCodec.stepKey(branchId, 0));
-            it.isValid() && BranchCodec.branchOf(it.key()) == branchId; it.next()) {
-          long n = ByteBuffer.wrap(it.key()).getLong(Long.BYTES);
-          out.add(StepRecordCodec.decode(n, it.value()));
-        }
-        it.status();
-      }
-      return out;
-    });
+    return branches.branchSteps(branchId);
   }
 
   /**
@@ -967,54 +371,7 @@ public final class ModelStore implements AutoCloseable {
    * restored.
    */
   public Prune prune(boolean thinSnapshots) {
-    requireWritable();
-    return guarded("prune", () -> {
-      synchronized (writeLock) {
-        long before = flushedSize();
-        List<Branch> branches = branches();
-        long steps = branches.stream().mapToLong(Branch::steps).sum();
-        long snapshots = 0;
-        try (WriteBatch batch = new WriteBatch()) {
-          if (!branches.isEmpty()) {
-            batch.deleteRange(handle(Column.BRANCHES), BranchCodec.stepKey(1, 0),
-                BranchCodec.stepKey(nextBranchId, 0));
-            for (Branch b : branches) {
-              batch.delete(handle(Column.META), BranchCodec.metaKey(b.id()));
-            }
-          }
-          if (thinSnapshots) {
-            Set<Long> keep = new HashSet<>();
-            for (Checkpoint c : checkpoints()) {
-              if (c.live()) {
-                keep.add(c.step());
-              }
-            }
-            snapshotAtOrBefore(Long.MAX_VALUE - 1).ifPresent(s -> keep.add(s.step()));
-            ColumnFamilyHandle family = handle(Column.SNAPSHOTS);
-            try (RocksIterator it = db.newIterator(family)) {
-              for (it.seekToFirst(); it.isValid(); it.next()) {
-                long n = SnapshotCodec.step(it.key());
-                if (!keep.contains(n)) {
-                  if (SnapshotCodec.chunk(it.key()) == 0) {
-                    snapshots++;
-                  }
-                  batch.delete(family, it.key());
-                }
-              }
-              it.status();
-            }
-          }
-          db.write(syncWrite, batch);
-        }
-        for (Column c : Column.values()) {
-          db.compactRange(handle(c));
-        }
-        long after = flushedSize();
-        LOG.info("Pruned the model store at {}: {} branches, {} steps, {} snapshots, {} bytes"
-            + " reclaimed", dir, branches.size(), steps, snapshots, before - after);
-        return new Prune(branches.size(), steps, snapshots, before, after);
-      }
-    });
+    return branches.prune(thinSnapshots);
   }
 
   /**
@@ -1022,38 +379,7 @@ public final class ModelStore implements AutoCloseable {
    *     memtables (the write-ahead log and RocksDB's own logs are not counted)
    */
   public Map<String, Long> sizeOnDisk() {
-    return guarded("measure the store", () -> {
-      flush();
-      Map<String, Long> out = new LinkedHashMap<>();
-      for (Column c : handles.keySet()) {
-        out.put(c.familyName, familySize(c));
-      }
-      return out;
-    });
-  }
-
-  private long flushedSize() throws RocksDBException {
-    flush();
-    long total = 0;
-    for (Column c : handles.keySet()) {
-      total += familySize(c);
-    }
-    return total;
-  }
-
-  private void flush() throws RocksDBException {
-    if (readOnly) {
-      return;
-    }
-    try (FlushOptions options = new FlushOptions().setWaitForFlush(true)) {
-      List<ColumnFamilyHandle> families = new ArrayList<>(handles.values());
-      db.flush(options, families);
-    }
-  }
-
-  private long familySize(Column c) throws RocksDBException {
-    return db.getLongProperty(handle(c), "rocksdb.total-sst-files-size")
-        + db.getLongProperty(handle(c), "rocksdb.total-blob-file-size");
+    return db.read("measure the store", db::sizeOnDisk);
   }
 
   /**
@@ -1064,134 +390,78 @@ public final class ModelStore implements AutoCloseable {
    *
    * @param model  a model fresh from {@link LossModel#causalLm} on the base model the store was
    *               created for: its parameters must be the base values
+   * <p>This form applies ONE config to every step, which is right only if the distribution and
+   * weight decay never changed over the run; {@link #restore(long, LossModel, Function,
+   * PerturbationKernel)} follows the recorded history instead.
+   *
    * @param config the run's hyperparameters: replay takes lr and eps from each record, but the
    *               direction distribution and weight decay from this config, so they must be the
-   *               ones the steps were trained with
+   *               ones the steps were trained with; the returned trainer continues under it
    * @throws StoreMismatchException if the model, its trainable layout or the perturbation kernel
    *     differ from those the trajectory was recorded with
    * @throws IllegalArgumentException if {@code step} is not on the live trajectory
    */
   public Restored restore(long step, LossModel model, MezoConfig config, PerturbationKernel kernel) {
-    Objects.requireNonNull(model, "model");
-    RunIdentity id = identity();
-    if (!id.baseModelHash().equals(model.baseModelHash())) {
-      throw new StoreMismatchException("the store at " + dir + " holds a trajectory of base model "
-          + id.baseModelHash() + " but the model given is " + model.baseModelHash()
-          + ": use the model file the store was trained from");
-    }
-    if (id.kernelVersion() != PerturbationKernel.VERSION) {
-      throw new StoreMismatchException("the store at " + dir + " was recorded with perturbation"
-          + " kernel version " + id.kernelVersion() + " but this PocketTune has version "
-          + PerturbationKernel.VERSION + ", whose replay would not reproduce the model: use the"
-          + " PocketTune version that trained it");
-    }
-    ParameterSet params = model.parameters();
-    if (!id.trainableLayout().equals(params.layout())) {
-      throw new StoreMismatchException("the store at " + dir + " trained the tensors "
-          + id.trainableLayout() + " but the model's trainable tensors are " + params.layout()
-          + ": choose the same trainable tensors");
-    }
-    long last = lastStep();
-    if (step < 0 || step > last) {
-      throw new IllegalArgumentException(
-          "step " + step + " is not on the trajectory, which ends at step " + last);
-    }
-    long started = System.nanoTime();
-    long from = 0;
-    Optional<Snapshot> snapshot = snapshotAtOrBefore(step);
-    if (snapshot.isPresent()) {
-      float[] values = snapshot.get().values();
-      if (values.length != params.size()) {
-        throw new StoreCorruptedException("the snapshot of step " + snapshot.get().step()
-            + " holds " + values.length + " values but the model has " + params.size()
-            + " trainable values: the store is damaged");
-      }
-      params.load(values);
-      from = snapshot.get().step();
-    }
-    MezoTrainer trainer = new MezoTrainer(model, config, kernel, from);
-    List<StepRecord> records = steps(from + 1, step);
-    if (records.size() != step - from) {
-      throw missingStep(records.isEmpty() ? from + 1 : records.get(0).step() - 1);
-    }
-    records.forEach(trainer::replay);
-    return new Restored(trainer, step, from, step - from, System.nanoTime() - started);
+    return replay.restore(step, model, config, kernel);
   }
 
   /**
-   * Snapshots {@code params} if the last committed step is a positive multiple of {@code every}.
-   * Call right after {@link #commitStep}, with the parameters the trainer has after that step.
+   * Brings {@code model} to the parameters it had after {@code step}, like {@link #restore(long,
+   * LossModel, MezoConfig, PerturbationKernel)}, but replays every step under the run config that
+   * trained it ({@link #runConfigs}: the entry at or before the step), switching at each recorded
+   * change. Bit-identical to the trained parameters even when the distribution or the weight decay
+   * changed between runs.
    *
-   * @param every steps between snapshots; 0 or less never snapshots
-   * @return whether a snapshot was written
+   * @param model    a model fresh from {@link LossModel#causalLm} on the base model the store was
+   *                 created for: its parameters must be the base values
+   * @param configOf the hyperparameters a run config stands for, given its text as the store keeps
+   *                 it; called once per distinct text on the way and for the current config. For
+   *                 replay only the direction distribution and weight decay matter (lr and eps come
+   *                 from each record); the returned trainer uses all of the current config's
+   * @return the restored state; its trainer continues under {@code configOf} of the store's
+   *     current run config ({@link #identity()}), the one the next committed step is recorded
+   *     under, and {@link Restored#configs()} says which configs replay applied from which step
+   * @throws StoreMismatchException if the model, its trainable layout or the perturbation kernel
+   *     differ from those the trajectory was recorded with
+   * @throws IllegalArgumentException if {@code step} is not on the live trajectory
    */
-  public boolean snapshotIfDue(ParameterSet params, long every) {
-    long last = lastStep();
-    if (every <= 0 || last == 0 || last % every != 0) {
-      return false;
-    }
-    putSnapshot(last, params.floats());
-    return true;
-  }
-
-  /** @return every run config recorded, by the first step it applies to */
-  NavigableMap<Long, String> runConfigs() {
-    return guarded(
-        "read the run configs",
-        () -> {
-          NavigableMap<Long, String> out = new TreeMap<>();
-          try (RocksIterator it = db.newIterator(handle(Column.META))) {
-            for (it.seek(MetaCodec.runConfigKey(0)); it.isValid(); it.next()) {
-              long step = MetaCodec.runConfigStep(it.key());
-              if (step < 0) {
-                break;
-              }
-              out.put(step, MetaCodec.decodeRunConfig(step, it.value()));
-            }
-            it.status();
-          }
-          return out;
-        });
+  public Restored restore(long step, LossModel model, Function<String, MezoConfig> configOf,
+      PerturbationKernel kernel) {
+    return replay.restore(step, model, configOf, kernel);
   }
 
   /** Test hook: the raw value under {@code key}, or null. */
   byte[] rawGet(Column column, byte[] key) {
-    return guarded("read a raw value", () -> db.get(handle(column), key));
+    return db.read("read a raw value", () -> db.get(column, key));
   }
 
   /** Test hook: writes {@code value} under {@code key}, bypassing every codec and invariant. */
   void rawPut(Column column, byte[] key, byte[] value) {
-    guarded(
-        "write a raw value",
-        () -> {
-          db.put(handle(column), syncWrite, key, value);
-          return null;
-        });
+    db.write("write a raw value", () -> {
+      db.put(column, key, value);
+      return null;
+    });
   }
 
   /** Test hook: deletes the value under {@code key}, bypassing every invariant. */
   void rawDelete(Column column, byte[] key) {
-    guarded(
-        "delete a raw value",
-        () -> {
-          db.delete(handle(column), syncWrite, key);
-          return null;
-        });
+    db.write("delete a raw value", () -> {
+      db.delete(column, key);
+      return null;
+    });
   }
 
   /** Test hook: writes key/value pairs in one batch, bypassing every codec and invariant. */
   void rawPutAll(Column column, Map<byte[], byte[]> entries) {
-    guarded(
-        "write raw values",
-        () -> {
-          try (WriteBatch batch = new WriteBatch()) {
-            for (Map.Entry<byte[], byte[]> e : entries.entrySet()) {
-              batch.put(handle(column), e.getKey(), e.getValue());
-            }
-            db.write(syncWrite, batch);
-          }
-          return null;
-        });
+    db.write("write raw values", () -> {
+      try (WriteBatch batch = new WriteBatch()) {
+        for (Map.Entry<byte[], byte[]> e : entries.entrySet()) {
+          batch.put(db.handle(column), e.getKey(), e.getValue());
+        }
+        db.apply(batch);
+      }
+      return null;
+    });
   }
 
   /**
@@ -1200,79 +470,6 @@ public final class ModelStore implements AutoCloseable {
    */
   @Override
   public void close() {
-    Lock lock = lifecycle.writeLock();
-    lock.lock();
-    try {
-      if (closed) {
-        return;
-      }
-      closed = true;
-      allHandles.forEach(ColumnFamilyHandle::close);
-      try {
-        db.closeE();
-      } catch (RocksDBException e) {
-        throw new StoreException(
-            "could not close the model store at " + dir + " cleanly (" + e.getMessage()
-                + "): committed steps are safe; the next open recovers the rest",
-            e);
-      } finally {
-        syncWrite.close();
-        familyOptions.forEach(ColumnFamilyOptions::close);
-        dbOptions.close();
-      }
-    } finally {
-      lock.unlock();
-    }
-  }
-
-  private <T> T guarded(String what, StoreAction<T> action) {
-    Lock lock = lifecycle.readLock();
-    lock.lock();
-    try {
-      ensureOpen();
-      return action.run();
-    } catch (RocksDBException e) {
-      throw failure(what, e);
-    } finally {
-      lock.unlock();
-    }
-  }
-
-  private StoreException failure(String what, RocksDBException e) {
-    Status status = e.getStatus();
-    String message = String.valueOf(e.getMessage());
-    if (status != null && status.getSubCode() == Status.SubCode.NoSpace) {
-      return new StoreException(
-          "could not " + what + " in the model store at " + dir
-              + ": the disk is full; free some space and start again",
-          e);
-    }
-    if (status != null && status.getCode() == Status.Code.Corruption) {
-      return new StoreCorruptedException(
-          "could not " + what + " in the model store at " + dir + " (" + message
-              + "): the store is damaged; restore it from a backup or use a new --data-dir",
-          e);
-    }
-    return new StoreException(
-        "could not " + what + " in the model store at " + dir + " (" + message
-            + "): check the disk and the directory's permissions",
-        e);
-  }
-
-  private ColumnFamilyHandle handle(Column column) {
-    return handles.get(column);
-  }
-
-  private void ensureOpen() {
-    if (closed) {
-      throw new IllegalStateException("the model store at " + dir + " is closed");
-    }
-  }
-
-  private void requireWritable() {
-    ensureOpen();
-    if (readOnly) {
-      throw new IllegalStateException("the model store at " + dir + " was opened read-only");
-    }
+    db.close();
   }
 }

@@ -16,6 +16,7 @@ import io.pockettune.trainer.StepRecord;
 import io.pockettune.trainer.TokenBatch;
 import io.pockettune.trainer.TrainableSelection;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -216,6 +217,17 @@ class RollbackTest {
       assertEquals(1, store.lastStep());
       ModelStoreTest.commitUpTo(store, 2);
       assertEquals(2, store.lastStep());
+    }
+  }
+
+  @Test
+  void openExisting_withTime_stampsBranchesAndCheckpoints() {
+    try (ModelStore store = ModelStore.open(dir, ModelStoreTest.IDENTITY)) {
+      ModelStoreTest.commitUpTo(store, 3);
+    }
+    try (ModelStore store = ModelStore.openExisting(dir, new ManualTime(7_000))) {
+      assertEquals(Instant.ofEpochMilli(7_000), store.rollbackTo(1).branch().orElseThrow().time());
+      assertEquals(Instant.ofEpochMilli(7_000), store.markCheckpoint(null, Map.of()).time());
     }
   }
 }

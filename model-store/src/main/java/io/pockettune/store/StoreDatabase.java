@@ -1,0 +1,418 @@
+package io.pockettune.store;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.locks.Lock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.rocksdb.ColumnFamilyDescriptor;
+import org.rocksdb.ColumnFamilyHandle;
+import org.rocksdb.ColumnFamilyOptions;
+import org.rocksdb.DBOptions;
+import org.rocksdb.FlushOptions;
+import org.rocksdb.Options;
+import org.rocksdb.RocksDB;
+import org.rocksdb.RocksDBException;
+import org.rocksdb.RocksIterator;
+import org.rocksdb.Status;
+import org.rocksdb.WriteBatch;
+import org.rocksdb.WriteOptions;
+
+/**
+ * The RocksDB database under a model store: its column families and their options, the lifecycle
+ * of the native handles, synced writes, and the mapping of RocksDB's errors to sentences a user
+ * can act on. It knows no key layout; the parts of the store that write a family document its
+ * layout (see {@link Column} for which codec describes which family).
+ *
+ * <h2>Column families</h2>
+ * Every {@link Column} is opened, and created when missing, together with any family a later
+ * PocketTune added (RocksDB opens a database only with all its families). A read-only open
+ * creates nothing: a missing family means the directory is not a model store, except {@code
+ * branches}, which a store no rollback has opened for writing since PocketTune added branches
+ * lacks; {@link #has} then says so and readers treat it as empty.
+ *
+ * <h2>Durability</h2>
+ * Every write is synced ({@code WriteOptions.sync}): when {@link #apply}, {@link #put} or {@link
+ * #delete} returns, what it wrote survives a crash of the process or of the device (as far as the
+ * device honours fsync). RocksDB applies a {@link WriteBatch} atomically across column families
+ * and across a crash, which is what the store's exactly-once commit rests on.
+ *
+ * <h2>Concurrency and lifecycle</h2>
+ * Thread-safe. Every access runs through {@link #read} or {@link #write}, which hold the read side
+ * of a lifecycle lock, so {@link #close} (the write side) waits for the calls in progress and any
+ * call after it throws {@link IllegalStateException}. {@link #write} also serializes writers on
+ * one monitor, so that state the parts keep beside the database (the last step, the next ids)
+ * changes only together with the batch that makes it durable; reads do not wait for it and, since
+ * each write is one batch, see whole writes only. One process at a time opens a database for
+ * writing (RocksDB's LOCK file); a read-only open takes no lock and sees the database as it was
+ * when opened.
+ */
+final class StoreDatabase implements AutoCloseable {
+  /** Informational RocksDB LOG files kept in the store directory. */
+  private static final int KEEP_INFO_LOGS = 3;
+
+  static {
+    RocksDB.loadLibrary();
+  }
+
+  /** Work on the database that may fail in RocksDB. */
+  @FunctionalInterface
+  interface Action<T> {
+    T run() throws RocksDBException;
+  }
+
+  private final Path dir;
+  private final boolean readOnly;
+  private final RocksDB db;
+  private final DBOptions dbOptions;
+  private final List<ColumnFamilyOptions> familyOptions;
+  private final List<ColumnFamilyHandle> allHandles;
+  private final EnumMap<Column, ColumnFamilyHandle> handles = new EnumMap<>(Column.class);
+  private final WriteOptions syncWrite = new WriteOptions().setSync(true);
+  private final ReentrantReadWriteLock lifecycle = new ReentrantReadWriteLock();
+  private final Object writeLock = new Object();
+  private volatile boolean closed;
+
+  private StoreDatabase(
+      Path dir,
+      boolean readOnly,
+      RocksDB db,
+      DBOptions dbOptions,
+      List<ColumnFamilyOptions> familyOptions,
+      List<ColumnFamilyHandle> allHandles,
+      List<Column> opened) {
+    this.dir = dir;
+    this.readOnly = readOnly;
+    this.db = db;
+    this.dbOptions = dbOptions;
+    this.familyOptions = familyOptions;
+    this.allHandles = allHandles;
+    // Handles come in descriptor order: the default family, then the opened columns, then others.
+    for (int i = 0; i < opened.size(); i++) {
+      handles.put(opened.get(i), allHandles.get(1 + i));
+    }
+  }
+
+  /**
+   * Makes sure {@code dir} is a directory, creating it and its parents if missing.
+   *
+   * @throws StoreException if it is a file or cannot be created
+   */
+  static void createDirectory(Path dir) {
+    if (Files.exists(dir) && !Files.isDirectory(dir)) {
+      throw new StoreException(
+          "the model store path " + dir + " is a file, not a directory: choose a directory");
+    }
+    try {
+      Files.createDirectories(dir);
+    } catch (IOException e) {
+      throw new StoreException(
+          "cannot create the model store directory " + dir + " (" + e.getMessage()
+              + "): check the path and its permissions",
+          e);
+    }
+  }
+
+  /**
+   * @throws StoreException if {@code dir} holds no RocksDB database (nothing is created)
+   */
+  static void requireExisting(Path dir) {
+    if (!Files.isRegularFile(dir.resolve("CURRENT"))) {
+      throw new StoreException(
+          "there is no model store at " + dir
+              + ": check --data-dir, or train first so that one is created");
+    }
+  }
+
+  /**
+   * Opens the database in {@code dir}; for writing, it and its column families are created when
+   * missing.
+   *
+   * @throws StoreException if it is in use by another process, damaged or cannot be opened, or
+   *     (read-only) lacks a column family of a model store
+   */
+  static StoreDatabase open(Path dir, boolean readOnly) {
+    List<byte[]> existing = existingFamilies(dir);
+    List<ColumnFamilyOptions> familyOptions = new ArrayList<>();
+    List<ColumnFamilyDescriptor> descriptors = new ArrayList<>();
+    ColumnFamilyOptions defaultOptions = new ColumnFamilyOptions();
+    familyOptions.add(defaultOptions);
+    descriptors.add(new ColumnFamilyDescriptor(RocksDB.DEFAULT_COLUMN_FAMILY, defaultOptions));
+    List<Column> opened = new ArrayList<>();
+    for (Column column : Column.values()) {
+      boolean present = existing.stream().anyMatch(n -> Arrays.equals(n, column.nameBytes()));
+      if (readOnly && !present && column == Column.BRANCHES) {
+        // A store no rollback has opened for writing since PocketTune added branches: none exist.
+        continue;
+      }
+      if (readOnly && !present) {
+        familyOptions.forEach(ColumnFamilyOptions::close);
+        throw new StoreException(
+            dir + " is a RocksDB database but not a PocketTune model store (it has no '"
+                + column.familyName + "' column family): check --data-dir");
+      }
+      ColumnFamilyOptions options = column.newOptions();
+      familyOptions.add(options);
+      descriptors.add(new ColumnFamilyDescriptor(column.nameBytes(), options));
+      opened.add(column);
+    }
+    for (byte[] name : existing) {
+      if (descriptors.stream().noneMatch(d -> Arrays.equals(d.getName(), name))) {
+        ColumnFamilyOptions options = new ColumnFamilyOptions();
+        familyOptions.add(options);
+        descriptors.add(new ColumnFamilyDescriptor(name, options));
+      }
+    }
+    DBOptions dbOptions =
+        new DBOptions()
+            .setCreateIfMissing(true)
+            .setCreateMissingColumnFamilies(true)
+            .setKeepLogFileNum(KEEP_INFO_LOGS);
+    List<ColumnFamilyHandle> handles = new ArrayList<>();
+    RocksDB db;
+    try {
+      db =
+          readOnly
+              ? RocksDB.openReadOnly(dbOptions, dir.toString(), descriptors, handles)
+              : RocksDB.open(dbOptions, dir.toString(), descriptors, handles);
+    } catch (RocksDBException e) {
+      handles.forEach(ColumnFamilyHandle::close);
+      familyOptions.forEach(ColumnFamilyOptions::close);
+      dbOptions.close();
+      throw openFailure(dir, e);
+    }
+    return new StoreDatabase(dir, readOnly, db, dbOptions, familyOptions, handles, opened);
+  }
+
+  private static List<byte[]> existingFamilies(Path dir) {
+    if (!Files.isRegularFile(dir.resolve("CURRENT"))) {
+      return List.of();
+    }
+    try (Options options = new Options()) {
+      return RocksDB.listColumnFamilies(options, dir.toString());
+    } catch (RocksDBException e) {
+      throw openFailure(dir, e);
+    }
+  }
+
+  private static StoreException openFailure(Path dir, RocksDBException e) {
+    Status status = e.getStatus();
+    String message = String.valueOf(e.getMessage());
+    if (status != null
+        && status.getCode() == Status.Code.IOError
+        && message.toLowerCase(Locale.ROOT).contains("lock")) {
+      return new StoreException(
+          "the model store at " + dir + " is in use by another process, or already open in this"
+              + " one: stop the other pockettune command (such as serve) or use a different"
+              + " --data-dir",
+          e);
+    }
+    if (status != null && status.getCode() == Status.Code.Corruption) {
+      return new StoreCorruptedException(
+          "the model store at " + dir + " is damaged (" + message + "): restore the directory"
+              + " from a backup or start over in a new --data-dir",
+          e);
+    }
+    return new StoreException(
+        "cannot open the model store at " + dir + " (" + message + "): check that the directory"
+            + " is readable and writable and that the disk is not full",
+        e);
+  }
+
+  /** @return the directory of the database */
+  Path dir() {
+    return dir;
+  }
+
+  /**
+   * Runs {@code action} while the database is open; RocksDB errors become a {@link
+   * StoreException} saying what could not be done ({@code what}, e.g. "read step 4").
+   *
+   * @throws IllegalStateException if the database is closed
+   */
+  <T> T read(String what, Action<T> action) {
+    Lock lock = lifecycle.readLock();
+    lock.lock();
+    try {
+      ensureOpen();
+      return action.run();
+    } catch (RocksDBException e) {
+      throw failure(what, e);
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /**
+   * {@link #read}, holding the write monitor: writers run one at a time.
+   *
+   * @throws IllegalStateException if the database is closed or read-only
+   */
+  <T> T write(String what, Action<T> action) {
+    return read(what, () -> {
+      requireWritable();
+      synchronized (writeLock) {
+        return action.run();
+      }
+    });
+  }
+
+  /**
+   * {@link #read}, holding the write monitor, on a read-only database too: for loading the state
+   * that writers change under that monitor.
+   */
+  <T> T load(String what, Action<T> action) {
+    return read(what, () -> {
+      synchronized (writeLock) {
+        return action.run();
+      }
+    });
+  }
+
+  /** @return whether the database has this family (only {@code branches} may be missing) */
+  boolean has(Column column) {
+    return handles.containsKey(column);
+  }
+
+  ColumnFamilyHandle handle(Column column) {
+    return handles.get(column);
+  }
+
+  /** @return a new iterator over {@code column}; the caller closes it */
+  RocksIterator iterator(Column column) {
+    return db.newIterator(handle(column));
+  }
+
+  /** @return the value under {@code key}, or null */
+  byte[] get(Column column, byte[] key) throws RocksDBException {
+    return db.get(handle(column), key);
+  }
+
+  /** Writes one value, synced. */
+  void put(Column column, byte[] key, byte[] value) throws RocksDBException {
+    db.put(handle(column), syncWrite, key, value);
+  }
+
+  /** Deletes one value, synced. */
+  void delete(Column column, byte[] key) throws RocksDBException {
+    db.delete(handle(column), syncWrite, key);
+  }
+
+  /** Applies {@code batch} atomically and synced. */
+  void apply(WriteBatch batch) throws RocksDBException {
+    db.write(syncWrite, batch);
+  }
+
+  /**
+   * @return bytes of table and blob files per column family, after flushing the memtables (the
+   *     write-ahead log and RocksDB's own logs are not counted)
+   */
+  Map<String, Long> sizeOnDisk() throws RocksDBException {
+    flush();
+    Map<String, Long> out = new LinkedHashMap<>();
+    for (Column c : handles.keySet()) {
+      out.put(c.familyName, familySize(c));
+    }
+    return out;
+  }
+
+  /** @return the total of {@link #sizeOnDisk} */
+  long flushedSize() throws RocksDBException {
+    return sizeOnDisk().values().stream().mapToLong(Long::longValue).sum();
+  }
+
+  /** Compacts every family, so that deleted data gives its space back. */
+  void compactAll() throws RocksDBException {
+    for (ColumnFamilyHandle h : handles.values()) {
+      db.compactRange(h);
+    }
+  }
+
+  private void flush() throws RocksDBException {
+    if (readOnly) {
+      return;
+    }
+    try (FlushOptions options = new FlushOptions().setWaitForFlush(true)) {
+      db.flush(options, new ArrayList<>(handles.values()));
+    }
+  }
+
+  private long familySize(Column c) throws RocksDBException {
+    return db.getLongProperty(handle(c), "rocksdb.total-sst-files-size")
+        + db.getLongProperty(handle(c), "rocksdb.total-blob-file-size");
+  }
+
+  /**
+   * Releases every RocksDB resource: the column family handles, then the database, then the
+   * options. Waits for calls in progress; idempotent.
+   */
+  @Override
+  public void close() {
+    Lock lock = lifecycle.writeLock();
+    lock.lock();
+    try {
+      if (closed) {
+        return;
+      }
+      closed = true;
+      allHandles.forEach(ColumnFamilyHandle::close);
+      try {
+        db.closeE();
+      } catch (RocksDBException e) {
+        throw new StoreException(
+            "could not close the model store at " + dir + " cleanly (" + e.getMessage()
+                + "): committed steps are safe; the next open recovers the rest",
+            e);
+      } finally {
+        syncWrite.close();
+        familyOptions.forEach(ColumnFamilyOptions::close);
+        dbOptions.close();
+      }
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  private StoreException failure(String what, RocksDBException e) {
+    Status status = e.getStatus();
+    String message = String.valueOf(e.getMessage());
+    if (status != null && status.getSubCode() == Status.SubCode.NoSpace) {
+      return new StoreException(
+          "could not " + what + " in the model store at " + dir
+              + ": the disk is full; free some space and start again",
+          e);
+    }
+    if (status != null && status.getCode() == Status.Code.Corruption) {
+      return new StoreCorruptedException(
+          "could not " + what + " in the model store at " + dir + " (" + message
+              + "): the store is damaged; restore it from a backup or use a new --data-dir",
+          e);
+    }
+    return new StoreException(
+        "could not " + what + " in the model store at " + dir + " (" + message
+            + "): check the disk and the directory's permissions",
+        e);
+  }
+
+  /** @throws IllegalStateException if the database is closed */
+  void ensureOpen() {
+    if (closed) {
+      throw new IllegalStateException("the model store at " + dir + " is closed");
+    }
+  }
+
+  /** @throws IllegalStateException if the database is closed or read-only */
+  void requireWritable() {
+    ensureOpen();
+    if (readOnly) {
+      throw new IllegalStateException("the model store at " + dir + " was opened read-only");
+    }
+  }
+}
