@@ -12,6 +12,7 @@ import picocli.CommandLine.Spec;
     mixinStandardHelpOptions = true,
     version = "pockettune 0.1.0",
     description = "Personalizes a language model on this device, from the events its apps produce.",
+    footer = "%nBenchmarks: ./pockettune bench trainer|store|ingest (see ./pockettune bench -h)",
     subcommands = {
       DemoCommand.class,
       ServeCommand.class,
@@ -20,8 +21,7 @@ import picocli.CommandLine.Spec;
       CheckpointsCommand.class,
       RollbackCommand.class,
       ReplayCommand.class,
-      ExportCommand.class,
-      BenchCommand.class
+      ExportCommand.class
     })
 public final class Main implements Runnable {
 

@@ -1,4 +1,4 @@
-package io.pockettune.pipeline;
+package io.pockettune.bench;
 
 import io.pockettune.events.Message;
 import io.pockettune.ingest.EmbeddedConsumer;
@@ -19,7 +19,6 @@ import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.Callable;
 import java.util.concurrent.atomic.AtomicReference;
-import kafka.server.KafkaConfig;
 import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.Producer;
@@ -160,7 +159,7 @@ final class BenchIngestCommand implements Callable<Integer> {
       double ratio = embedded.perSecond() / kafka.perSecond();
       out.printf("ratio:    %.2f (embedded fsyncs before every ack; the broker does not fsync by default)%n", ratio);
       if (json) {
-        out.println(new JsonLine()
+        out.println(new Figures()
             .put("command", "bench ingest")
             .put("events", events)
             .put("rounds", ROUNDS)

@@ -32,8 +32,9 @@ import org.apache.kafka.common.utils.Utils;
  * so its durability is Kafka's default: no fsync per message ({@code log.flush.interval.messages}
  * is Long.MAX_VALUE).
  *
- * <p>Needs {@code org.apache.kafka:kafka_2.13} on the class path; {@code ingest} declares it
- * optional, so only code that starts a broker pays for the broker's jars.
+ * <p>Test code: it lives in ingest's test sources with {@code org.apache.kafka:kafka_2.13} at test
+ * scope, and is published alone in ingest's test-jar for {@code bench}, which brings the broker's
+ * jars itself. So the runtime's class path never holds the broker or Scala.
  */
 public final class LocalKafkaBroker implements AutoCloseable {
 

@@ -1,6 +1,7 @@
-package io.pockettune.pipeline;
+package io.pockettune.bench;
 
 import io.pockettune.store.ModelStore;
+import io.pockettune.store.Restored;
 import io.pockettune.store.RunIdentity;
 import io.pockettune.store.SourcePartition;
 import io.pockettune.trainer.ByteTokenizer;
@@ -9,6 +10,7 @@ import io.pockettune.trainer.DecoderLmConfig;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.StepRecord;
 import io.pockettune.trainer.TokenBatch;
@@ -26,7 +28,6 @@ import java.util.TreeMap;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -48,7 +49,13 @@ import picocli.CommandLine.Spec;
 final class BenchStoreCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Mixin CommonOptions common;
+  @Option(names = "--data-dir", paramLabel = "DIR",
+      description = "where to put the benchmark's store, in a temporary directory under DIR deleted afterwards"
+          + " (default: ${DEFAULT-VALUE})")
+  Path dataDir = Path.of("pockettune-data");
+
+  @Option(names = "--json", description = "make the last line of standard output one JSON object with the figures")
+  boolean json;
 
   @Option(names = "--steps", description = "MeZO steps to commit (default: ${DEFAULT-VALUE})")
   int steps = 10_000;
@@ -66,8 +73,8 @@ final class BenchStoreCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    Files.createDirectories(common.dataDir);
-    Path work = Files.createTempDirectory(common.dataDir.toAbsolutePath(), "bench-store-");
+    Files.createDirectories(dataDir);
+    Path work = Files.createTempDirectory(dataDir.toAbsolutePath(), "bench-store-");
     try {
       return run(work, out, err);
     } finally {
@@ -81,18 +88,20 @@ final class BenchStoreCommand implements Callable<Integer> {
     DecoderLmConfig config = DecoderLmConfig.demo();
     byte[] onnx = DecoderLmBuilder.build(config);
     ByteTokenizer tokenizer = new ByteTokenizer();
-    List<SourcePartition> partitions = List.of(new SourcePartition(Topics.MESSAGES, 0),
-        new SourcePartition(Topics.MESSAGES, 1), new SourcePartition(Topics.NOTES, 0));
+    // The demo's source partitions: messages-0, messages-1, notes-0.
+    List<SourcePartition> partitions = List.of(new SourcePartition("messages", 0),
+        new SourcePartition("messages", 1), new SourcePartition("notes", 0));
     long[] commitNanos = new long[steps];
     long trainStarted = System.nanoTime();
     Map<String, Long> sizes;
+    MezoConfig mezo = new MezoConfig(1e-3f, 1e-4f, 7L);
     try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
         PerturbationKernel kernel = new PerturbationKernel(threads)) {
       float[] base = model.parameters().toArray();
       RunIdentity identity = new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
           model.parameters().layout(), "bench store");
       try (ModelStore store = ModelStore.open(work.resolve("store"), identity)) {
-        MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-4f, 7L), kernel, 0);
+        MezoTrainer trainer = new MezoTrainer(model, mezo, kernel, 0);
         long[] offsets = new long[partitions.size()];
         for (int n = 1; n <= steps; n++) {
           String text = "bench message " + n + " about the weekend";
@@ -134,12 +143,9 @@ final class BenchStoreCommand implements Callable<Integer> {
       for (int i = 0; i < 2; i++) {
         try (ModelStore store = ModelStore.openExisting(work.resolve("store"))) {
           model.parameters().load(base);
-          RollbackCommand.Result r = RollbackCommand.rollback(store, model, kernel, targets[i], null);
+          TimedRollback r = rollback(store, model, mezo, kernel, targets[i]);
           rollbackMs[i] = r.millis();
-          replayed[i] = r.restored().replayed();
-          if (!Boolean.TRUE.equals(r.verified()) && store.snapshotStepAfter(targets[i]) > 0) {
-            throw new IllegalStateException("rollback to step " + targets[i] + " was not verified");
-          }
+          replayed[i] = r.replayed();
         }
       }
       double bytesPerStep = (double) trajectoryBytes / steps;
@@ -152,8 +158,8 @@ final class BenchStoreCommand implements Callable<Integer> {
           ms(commitNanos, 0.50), ms(commitNanos, 0.99), commitNanos[steps - 1] / 1e6);
       out.printf(Locale.ROOT, "rollback to step %,d: %d ms (%d steps replayed); to step %,d: %d ms (%d replayed)%n",
           nearEnd, rollbackMs[0], replayed[0], middle, rollbackMs[1], replayed[1]);
-      if (common.json) {
-        out.println(new JsonLine()
+      if (json) {
+        out.println(new Figures()
             .put("steps", steps)
             .put("parameters", base.length)
             .put("snapshot_every", snapshotEvery)
@@ -174,6 +180,38 @@ final class BenchStoreCommand implements Callable<Integer> {
       }
     }
     return 0;
+  }
+
+  /** What one rollback replayed and how long it took. */
+  private record TimedRollback(long replayed, long millis) {}
+
+  /**
+   * Rolls the store back to {@code step} the way {@code pockettune rollback} does, and times it:
+   * restore (nearest snapshot, then replay), the cross-check (if a later snapshot exists, replaying
+   * on to it must reproduce it bit for bit), the rollback write, and a snapshot of the restored
+   * parameters. {@code model}'s parameters must be the base values.
+   */
+  private static TimedRollback rollback(ModelStore store, LossModel model, MezoConfig config,
+      PerturbationKernel kernel, long step) {
+    long started = System.nanoTime();
+    Restored restored = store.restore(step, model, config, kernel);
+    ParameterSet params = model.parameters();
+    long next = store.snapshotStepAfter(step);
+    if (next > 0) {
+      float[] atStep = params.toArray();
+      store.steps(step + 1, next).forEach(restored.trainer()::replay);
+      boolean verified = Arrays.equals(params.toArray(), store.snapshotAtOrBefore(next).orElseThrow().values());
+      params.load(atStep);
+      if (!verified) {
+        throw new IllegalStateException("replaying from step " + step + " does not reproduce the snapshot of step "
+            + next + ": the store is inconsistent");
+      }
+    }
+    store.rollbackTo(step);
+    if (step > 0 && restored.replayed() > 0) {
+      store.putSnapshot(step, params.floats());
+    }
+    return new TimedRollback(restored.replayed(), (System.nanoTime() - started) / 1_000_000);
   }
 
   private static double ms(long[] sortedNanos, double quantile) {

@@ -1,4 +1,4 @@
-package io.pockettune.pipeline;
+package io.pockettune.bench;
 
 import ai.djl.Device;
 import ai.djl.Model;

@@ -1,4 +1,4 @@
-package io.pockettune.pipeline;
+package io.pockettune.bench;
 
 import io.pockettune.trainer.ByteTokenizer;
 import io.pockettune.trainer.DecoderLmBuilder;

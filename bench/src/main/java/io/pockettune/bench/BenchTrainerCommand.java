@@ -1,4 +1,4 @@
-package io.pockettune.pipeline;
+package io.pockettune.bench;
 
 import io.pockettune.trainer.DecoderLmBuilder;
 import io.pockettune.trainer.DecoderLmConfig;
@@ -95,7 +95,7 @@ final class BenchTrainerCommand implements Callable<Integer> {
     };
     byte[] onnx = DecoderLmBuilder.build(config);
     TokenBatch tokens = MemoryProbe.randomBatch(batch, seq, config.vocabSize());
-    JsonLine figures = new JsonLine().put("threads", threads);
+    Figures figures = new Figures().put("threads", threads);
     if (realData != null) {
       realData(figures, err, threads);
     }
@@ -174,7 +174,7 @@ final class BenchTrainerCommand implements Callable<Integer> {
     return 0;
   }
 
-  private void realData(JsonLine figures, PrintWriter err, int threads) throws java.io.IOException {
+  private void realData(Figures figures, PrintWriter err, int threads) throws java.io.IOException {
     RealDataEvaluation eval = new RealDataEvaluation(threads);
     java.nio.file.Path sms = realData.resolve("sms").resolve("SMSSpamCollection");
     if (java.nio.file.Files.exists(sms)) {
