@@ -136,7 +136,9 @@ final class ModelRewriter {
 
   /**
    * The MatMul/Gemm nodes whose weight input is a rank-2 float initializer matching the LoRA
-   * selection, in graph order.
+   * selection, in graph order. The pattern is matched against the weight's name and against the
+   * node's name: optimum exports often name weights anonymously ({@code onnx::MatMul_787}) but
+   * keep the module path in the node's name ({@code /encoder/layer.0/attention/self/query/MatMul}).
    *
    * @throws ModelException if none matches, or a matching Gemm uses transA or alpha != 1
    */
@@ -151,7 +153,7 @@ final class ModelRewriter {
       boolean gemm = node.getOpType().equals("Gemm");
       boolean matmul = node.getOpType().equals("MatMul");
       TensorProto w = (gemm || matmul) && node.getInputCount() >= 2 ? weights.get(node.getInput(1)) : null;
-      if (w == null || w.getDimsCount() != 2 || !selection.selects(w.getName())
+      if (w == null || w.getDimsCount() != 2 || !(selection.selects(w.getName()) || selection.selects(node.getName()))
           || w.getDataType() != DataType.FLOAT.getNumber()) {
         continue;
       }
