@@ -38,10 +38,14 @@ final class ModelRewriter {
   record Lifted(ModelProto model, List<LiftedTensor> tensors) {}
 
   static ModelProto parse(byte[] bytes) {
+    return parse(com.google.protobuf.CodedInputStream.newInstance(bytes));
+  }
+
+  static ModelProto parse(com.google.protobuf.CodedInputStream in) {
     ModelProto model;
     try {
-      model = ModelProto.parseFrom(bytes);
-    } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+      model = ModelProto.parseFrom(in);
+    } catch (java.io.IOException e) {
       throw new ModelException("the file is not an ONNX model (" + e.getMessage() + "): give the path of a .onnx file", e);
     }
     if (!model.hasGraph() || model.getGraph().getNodeCount() == 0) {

@@ -177,6 +177,26 @@ class MiniLmTest {
   }
 
   @Test
+  void modelGraph_describesTheEncoder() {
+    ModelGraph g = ModelGraph.read(onnx);
+    assertEquals(ModelGraph.Kind.ENCODER, g.kind());
+    assertEquals(List.of("input_ids", "attention_mask", "token_type_ids"), g.inputs().stream().map(ModelGraph.Port::name).toList());
+    assertEquals(new ModelGraph.Port("last_hidden_state", "FLOAT", List.of("batch_size", "sequence_length", "384")), g.outputs().get(0));
+    assertEquals(22_565_376L, g.parameters());
+    assertEquals(30522, g.embeddingRows());
+    Map<ModelGraph.ParameterGroup, Long> groups = g.parameterCounts();
+    assertEquals(30522L * 384, groups.get(ModelGraph.ParameterGroup.TOKEN_EMBEDDING));
+    assertEquals(6L * 4 * (384 * 384 + 384), groups.get(ModelGraph.ParameterGroup.ATTENTION), "anonymous MatMul weights grouped by their nodes");
+    assertEquals(6L * (2 * 384 * 1536 + 1536 + 384), groups.get(ModelGraph.ParameterGroup.MLP));
+    assertEquals(13L * 2 * 384, groups.get(ModelGraph.ParameterGroup.NORM));
+    assertEquals((512L + 2) * 384, groups.get(ModelGraph.ParameterGroup.OTHER), "position and token-type embeddings");
+    for (Arguments a : selections().toList()) {
+      TrainableSelection s = (TrainableSelection) a.get()[1];
+      assertEquals((long) a.get()[2], g.trainableCount(s, objective()), a.get()[0].toString());
+    }
+  }
+
+  @Test
   void embeddingClassification_headIsBitIdenticalAcrossThreadCounts() {
     float[] one;
     try (LossModel m = LossModel.open(onnx, objective(), TrainableSelection.biasesAndNorms(), 1)) {
