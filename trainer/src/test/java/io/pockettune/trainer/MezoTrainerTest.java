@@ -165,6 +165,40 @@ class MezoTrainerTest {
     return Math.sqrt(s);
   }
 
+  /** A clock that stands still at a given time: step records must carry exactly it. */
+  private static org.apache.kafka.common.utils.Time fixedAt(long millis) {
+    return new org.apache.kafka.common.utils.Time() {
+      @Override
+      public long milliseconds() {
+        return millis;
+      }
+
+      @Override
+      public long nanoseconds() {
+        return millis * 1_000_000L;
+      }
+
+      @Override
+      public void sleep(long ms) {
+        throw new AssertionError("the trainer never sleeps");
+      }
+
+      @Override
+      public void waitObject(Object obj, java.util.function.Supplier<Boolean> condition, long timeoutMs) {
+        throw new AssertionError("the trainer never waits");
+      }
+    };
+  }
+
+  @Test
+  void step_stampsTheRecordWithTheGivenTime() {
+    try (LossModel model = TinyModels.tinyLm(1);
+        PerturbationKernel kernel = new PerturbationKernel(1)) {
+      MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-3f, 3L), kernel, 0, fixedAt(1_764_547_200_000L));
+      assertEquals(1_764_547_200_000L, trainer.step(BATCH).timeMillis());
+    }
+  }
+
   @Test
   void projectedGradient_clipsAndZeroesNonFinite() {
     assertEquals(0.5f, MezoTrainer.projectedGradient(3f, 1f, 1e-3f, 0.5f));
