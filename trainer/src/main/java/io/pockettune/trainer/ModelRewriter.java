@@ -319,6 +319,20 @@ final class ModelRewriter {
     graph.addInput(GraphBuilder.valueInfo(LABEL, int64, "batch"));
     graph.addInput(GraphBuilder.valueInfo(head, floatType, (long) labels, (long) hidden));
     GraphBuilder g = new GraphBuilder(graph, "pockettune_emb/", GraphBuilder.opsetOf(model));
+    appendEmbeddingScores(g, pooling, temperature, head);
+    String batch = g.node("Slice", "batch", g.node("Shape", "shape", "input_ids"), g.constInts("s0", 0), g.constInts("s1", 1));
+    appendLabelCrossEntropy(g, batch);
+    g.output(LABEL_SCORES, floatType, "batch", (long) labels);
+    g.output(POOLED, floatType, "batch", (long) hidden);
+    return prune(model.toBuilder().setGraph(graph).build());
+  }
+
+  /**
+   * {@link #POOLED} and {@link #LABEL_SCORES} from {@code last_hidden_state}, {@code attention_mask}
+   * and the head: the scoring shared by training and by the exported model.
+   */
+  static void appendEmbeddingScores(GraphBuilder g, Objective.Pooling pooling, float temperature, String head) {
+    int floatType = DataType.FLOAT.getNumber();
     String pooled;
     if (pooling == Objective.Pooling.CLS) {
       pooled = g.node("Gather", "cls", new String[] {"last_hidden_state", g.constScalarInt("first", 0)}, "axis", 1L);
@@ -334,11 +348,6 @@ final class ModelRewriter {
     String heads = normalize(g, "head_n", head);
     String cos = g.node("MatMul", "cos", rows, g.node("Transpose", "head_t", new String[] {heads}, "perm", new long[] {1, 0}));
     g.nodeNamed("Mul", LABEL_SCORES, new String[] {cos, g.constScalar("temperature", temperature)});
-    String batch = g.node("Slice", "batch", g.node("Shape", "shape", "input_ids"), g.constInts("s0", 0), g.constInts("s1", 1));
-    appendLabelCrossEntropy(g, batch);
-    g.output(LABEL_SCORES, floatType, "batch", (long) labels);
-    g.output(POOLED, floatType, "batch", (long) hidden);
-    return prune(model.toBuilder().setGraph(graph).build());
   }
 
   /** Rows of a rank-2 tensor divided by their Euclidean norm (at least 1e-12). */

@@ -95,15 +95,15 @@ class MiniLmTest {
     return labelled ? TokenBatch.classification(seqs, labels) : TokenBatch.of(seqs);
   }
 
-  /** Mean-pooled last_hidden_state of each text, by a plain ONNX Runtime session on the original file. */
-  private static double[][] plainEmbeddings(List<String> texts) throws Exception {
-    double[][] out = new double[texts.size()][];
+  /** Output {@code output} for each text alone, by a plain ONNX Runtime session (DJL, no rewrite). */
+  private static List<float[]> plainOutputs(byte[] model, List<String> texts, String output) throws Exception {
+    List<float[]> out = new ArrayList<>();
     try (Model m = Model.newInstance("plain", Device.cpu(), "OnnxRuntime")) {
-      m.load(onnx, onnx.getFileName().toString(), Map.of("intraOpNumThreads", "1"));
+      m.load(new java.io.ByteArrayInputStream(model), Map.of("intraOpNumThreads", "2"));
       try (Predictor<NDList, NDList> p = m.newPredictor(new NoopTranslator());
           NDManager nd = NDManager.newBaseManager()) {
-        for (int i = 0; i < texts.size(); i++) {
-          long[] ids = tokenizer.encode(texts.get(i), MAX_TOKENS);
+        for (String text : texts) {
+          long[] ids = tokenizer.encode(text, MAX_TOKENS);
           Shape shape = new Shape(1, ids.length);
           long[] ones = new long[ids.length];
           java.util.Arrays.fill(ones, 1L);
@@ -113,21 +113,56 @@ class MiniLmTest {
           b.setName("attention_mask");
           NDArray c = nd.create(new long[ids.length], shape);
           c.setName("token_type_ids");
-          NDList result = p.predict(new NDList(a, b, c));
-          float[] h = result.get("last_hidden_state").toFloatArray();
-          int hidden = h.length / ids.length;
-          double[] mean = new double[hidden];
-          for (int t = 0; t < ids.length; t++) {
-            for (int d = 0; d < hidden; d++) {
-              mean[d] += h[t * hidden + d] / ids.length;
-            }
+          try (NDList result = p.predict(new NDList(a, b, c))) {
+            out.add(result.get(output).toFloatArray());
           }
-          out[i] = mean;
-          result.close();
         }
       }
     }
     return out;
+  }
+
+  /** Mean-pooled last_hidden_state of each text, by a plain session on the original file, pooled in Java. */
+  private static double[][] plainEmbeddings(List<String> texts) throws Exception {
+    List<float[]> states = plainOutputs(Files.readAllBytes(onnx), texts, "last_hidden_state");
+    double[][] out = new double[texts.size()][];
+    for (int i = 0; i < out.length; i++) {
+      float[] h = states.get(i);
+      int n = tokenizer.encode(texts.get(i), MAX_TOKENS).length;
+      int hidden = h.length / n;
+      double[] mean = new double[hidden];
+      for (int t = 0; t < n; t++) {
+        for (int d = 0; d < hidden; d++) {
+          mean[d] += h[t * hidden + d] / n;
+        }
+      }
+      out[i] = mean;
+    }
+    return out;
+  }
+
+  @Test
+  void export_plainOnnxRuntimeScoresLikeTheTrainer() throws Exception {
+    List<String[]> rows = sentences().subList(0, 4);
+    List<String> texts = rows.stream().map(r -> r[0]).toList();
+    TrainableSelection norms = TrainableSelection.matching(".*LayerNorm\\..*");
+    try (LossModel model = LossModel.open(onnx, objective(), norms, 2);
+        PerturbationKernel kernel = new PerturbationKernel(2)) {
+      MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-2f, 5e-2f, 5L), kernel, 0);
+      for (int i = 0; i < 2; i++) {
+        trainer.step(batch(rows, true));
+      }
+      float[][] trained = model.labelProbabilities(batch(rows, false));
+      byte[] exported = ModelExport.withTrainedValues(Files.readAllBytes(onnx), model.parameters(), norms,
+          ModelExport.Adapters.MERGE, model.objective(), Map.of("step", "2"));
+      assertEquals(List.of("last_hidden_state", "label_scores"), ModelExport.outputs(exported));
+      List<float[]> scores = plainOutputs(exported, texts, "label_scores");
+      for (int i = 0; i < texts.size(); i++) {
+        float[] s = scores.get(i);
+        double p1 = 1 / (1 + Math.exp(s[0] - s[1]));
+        assertEquals(trained[i][1], p1, 1e-4, "row " + i);
+      }
+    }
   }
 
   private static double cosine(double[] a, double[] b) {

@@ -105,6 +105,38 @@ class ModelChecksTest {
   }
 
   @Test
+  void open_loraOnQuantizedWeightsOnlyIsRefused() {
+    byte[] onnx = tinyWith(g -> g.addInitializer(OnnxMl.TensorProto.newBuilder().setName("q.weight")
+        .setDataType(DataType.UINT8.getNumber()).addDims(2).addDims(2)
+        .setRawData(com.google.protobuf.ByteString.copyFrom(new byte[4]))));
+    assertEquals("the LoRA targets (q\\.weight) match only quantized weights, which LoRA here cannot adapt:"
+        + " target float MatMul weights or use a float32 export",
+        refusal(onnx, new Objective.CausalLm(), TrainableSelection.lora(2, 4f, "q\\.weight")));
+  }
+
+  @Test
+  void open_positionIdsRespectLeftPadding() {
+    long[] prompt = new ByteTokenizer().encode("left or right. It was", 48);
+    int pad = 5;
+    int n = prompt.length + pad;
+    long[] leftIds = new long[n];
+    long[] leftMask = new long[n];
+    System.arraycopy(prompt, 0, leftIds, pad, prompt.length);
+    java.util.Arrays.fill(leftMask, pad, n, 1L);
+    TokenBatch left = new TokenBatch(1, n, leftIds, leftMask, new long[] {n - 1}, null);
+    TokenBatch alone = TokenBatch.of(List.of(prompt));
+    byte[] withPast = DecoderLmBuilder.build(TinyModels.TINY, DecoderLmBuilder.Signature.WITH_PAST);
+    try (LossModel m = LossModel.open(withPast, new Objective.PromptClassification(new long[] {'t' + 3, 'g' + 3, 'o' + 3}),
+        TrainableSelection.all(), 1)) {
+      float[] expected = m.labelProbabilities(alone)[0];
+      float[] padded = m.labelProbabilities(left)[0];
+      for (int j = 0; j < 3; j++) {
+        assertEquals(expected[j], padded[j], 1e-5f, "label " + j + ": positions count real tokens only");
+      }
+    }
+  }
+
+  @Test
   void build_demoModelBytesAreStable() {
     // Data directories are bound to the base model's hash: the demo decoder must never change.
     assertEquals("9e32d17f6b8a89efbc984300ae2bde8f6c0e05fc38baa65d0471de42f9fa27a9",
