@@ -26,7 +26,17 @@ import java.util.Map;
  * ONNX Runtime engine. The session is created once; the trainable tensors are graph inputs backed
  * by the {@link ParameterSet}'s direct buffer (wrapped, never copied), so changing the buffer
  * changes the next forward pass. A forward returns just the scalar loss and the number of
- * target tokens it averaged over.
+ * target tokens it averaged over (and, for classification, the label scores).
+ *
+ * <p>What the loss is comes from one {@link Objective}. The user's export is fed as it is: the
+ * Java side passes only {@code input_ids} and {@code attention_mask} (plus labels and answer
+ * positions for classification); the other inputs of Hugging Face / optimum exports are computed
+ * inside the rewritten graph (see {@link ModelRewriter#feedStandardInputs}).
+ *
+ * <p>An embedding classifier's head is the last tensor of the {@link ParameterSet}. Its initial
+ * values (the label prompts' pooled embeddings) are computed at load by this very session, one
+ * prompt per forward, so they are the same bits on every load with any thread count: replaying
+ * step records from them reproduces the trained head.
  *
  * <p>Not thread-safe: one forward at a time.
  */

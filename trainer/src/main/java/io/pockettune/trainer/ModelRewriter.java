@@ -18,9 +18,18 @@ import java.util.List;
  *   <li><b>Lift</b>: chosen float initializers become graph inputs, so their values live in
  *       buffers we own and can perturb in place between forward passes, without rebuilding the
  *       session (ONNX Runtime copies initializers into its own memory at session creation).
- *   <li><b>Loss head</b>: nodes that reduce the model's {@code logits} to a scalar loss are
- *       appended, so a forward pass returns one float instead of a {@code [B, T, V]} tensor.
+ *   <li><b>Loss head</b>: nodes that reduce the model's {@code logits} (or an encoder's
+ *       {@code last_hidden_state}) to a scalar loss are appended, so a forward pass returns one
+ *       float instead of a {@code [B, T, V]} tensor; outputs the loss does not read (e.g.
+ *       {@code present.*}) are pruned with the nodes only they needed.
  * </ol>
+ *
+ * <p>Before both, the inputs of Hugging Face / optimum exports that a token batch does not carry
+ * are <b>fed</b> by nodes computing them from {@code input_ids} and {@code attention_mask}.
+ *
+ * <p>Appended nodes speak the model's own default-domain opset (a user's export may be opset 11,
+ * where Squeeze, Unsqueeze and ReduceSum take attributes rather than inputs); see
+ * {@link GraphBuilder#GraphBuilder(GraphProto.Builder, String, long)}.
  */
 final class ModelRewriter {
   static final String LOSS = "loss";
