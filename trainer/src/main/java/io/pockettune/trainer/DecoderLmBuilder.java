@@ -18,6 +18,14 @@ import java.util.SplittableRandom;
  * norms at identity.
  *
  * <p>Attention uses an additive bias: {@code -1e9} above the diagonal (causal) and on padded keys.
+ *
+ * <p>{@link Signature#WITH_PAST} emits optimum's with-past signature instead, a real KV cache:
+ * inputs {@code input_ids}, {@code attention_mask} (covering past and current tokens),
+ * {@code position_ids} and {@code past_key_values.N.key/value} ({@code [batch, heads, past,
+ * head_dim]}); outputs {@code logits} and {@code present.N.key/value}, the past concatenated with
+ * the current tokens' keys and values. Query i (absolute position past + i) attends keys
+ * {@code j <= past + i}. The weights are drawn in the same order, so both signatures of one config
+ * hold the same weights and, with an empty past and positions 0..n-1, compute the same logits.
  */
 public final class DecoderLmBuilder {
   private static final int FLOAT = DataType.FLOAT.getNumber();
@@ -25,14 +33,32 @@ public final class DecoderLmBuilder {
   private static final float INIT_STD = 0.02f;
   private static final float MASKED = -1e9f;
 
+  /** The graph's inputs and outputs. */
+  public enum Signature {
+    /** {@code input_ids}, {@code attention_mask} in; {@code logits} out (a GPT-2 export without cache). */
+    PLAIN,
+    /** Optimum's with-past signature: positions and a KV cache in, {@code present.*} out as well. */
+    WITH_PAST
+  }
+
   private DecoderLmBuilder() {}
 
-  /** @return the serialized ONNX model */
+  /** @return the serialized ONNX model with the {@link Signature#PLAIN plain} signature */
   public static byte[] build(DecoderLmConfig c) {
     return buildProto(c).toByteArray();
   }
 
+  /** @return the serialized ONNX model with the given signature */
+  public static byte[] build(DecoderLmConfig c, Signature signature) {
+    return buildProto(c, signature).toByteArray();
+  }
+
   static OnnxMl.ModelProto buildProto(DecoderLmConfig c) {
+    return buildProto(c, Signature.PLAIN);
+  }
+
+  static OnnxMl.ModelProto buildProto(DecoderLmConfig c, Signature signature) {
+    boolean past = signature == Signature.WITH_PAST;
     GraphBuilder g = new GraphBuilder("pockettune_decoder_lm");
     SplittableRandom rng = new SplittableRandom(c.seed());
     int d = c.dModel();
@@ -41,17 +67,25 @@ public final class DecoderLmBuilder {
     float residualStd = (float) (INIT_STD / Math.sqrt(2.0 * c.layers()));
 
     String ids = g.input("input_ids", INT64, "batch", "sequence");
-    String mask = g.input("attention_mask", INT64, "batch", "sequence");
+    String mask = g.input("attention_mask", INT64, "batch", past ? "past_sequence + sequence" : "sequence");
+    String positionIds = past ? g.input("position_ids", INT64, "batch", "sequence") : null;
+    if (past) {
+      for (int l = 0; l < c.layers(); l++) {
+        g.input("past_key_values." + l + ".key", FLOAT, "batch", (long) c.heads(), "past_sequence", (long) hd);
+        g.input("past_key_values." + l + ".value", FLOAT, "batch", (long) c.heads(), "past_sequence", (long) hd);
+      }
+    }
 
     String wte = weight(g, rng, "transformer.wte.weight", INIT_STD, c.vocabSize(), d);
     String wpe = weight(g, rng, "transformer.wpe.weight", INIT_STD / 2, c.maxPositions(), d);
 
     String seqLen = g.node("Gather", "seq_len", new String[] {g.node("Shape", "ids_shape", ids), g.constScalarInt("one", 1)}, "axis", 0L);
-    String positions = g.node("Range", "positions", g.constScalarInt("zero", 0), seqLen, g.constScalarInt("step", 1));
+    String positions = past ? positionIds
+        : g.node("Range", "positions", g.constScalarInt("zero", 0), seqLen, g.constScalarInt("step", 1));
     String x =
         g.node("Add", "embed", g.node("Gather", "tok_embed", wte, ids), g.node("Gather", "pos_embed", wpe, positions));
 
-    String attnBias = attentionBias(g, mask, seqLen);
+    String attnBias = past ? attentionBiasWithPast(g, mask, seqLen) : attentionBias(g, mask, seqLen);
     String scale = g.constScalar("attn_scale", (float) (1.0 / Math.sqrt(hd)));
     String headShape = g.constInts("head_shape", 0, 0, c.heads(), hd);
     String mergedShape = g.constInts("merged_shape", 0, 0, d);
@@ -64,8 +98,18 @@ public final class DecoderLmBuilder {
       String[] parts =
           g.nodeMulti("Split", new String[] {g.fresh("q"), g.fresh("k"), g.fresh("v")}, new String[] {qkv, split}, "axis", 2L);
       String q = g.node("Transpose", "q_heads", new String[] {g.node("Reshape", "q_r", parts[0], headShape)}, "perm", new long[] {0, 2, 1, 3});
-      String kT = g.node("Transpose", "k_heads_t", new String[] {g.node("Reshape", "k_r", parts[1], headShape)}, "perm", new long[] {0, 2, 3, 1});
-      String v = g.node("Transpose", "v_heads", new String[] {g.node("Reshape", "v_r", parts[2], headShape)}, "perm", new long[] {0, 2, 1, 3});
+      String kT;
+      String v;
+      if (past) {
+        String k = g.node("Transpose", "k_heads", new String[] {g.node("Reshape", "k_r", parts[1], headShape)}, "perm", new long[] {0, 2, 1, 3});
+        String vNew = g.node("Transpose", "v_heads", new String[] {g.node("Reshape", "v_r", parts[2], headShape)}, "perm", new long[] {0, 2, 1, 3});
+        String kAll = g.nodeNamed("Concat", "present." + l + ".key", new String[] {"past_key_values." + l + ".key", k}, "axis", 2L);
+        v = g.nodeNamed("Concat", "present." + l + ".value", new String[] {"past_key_values." + l + ".value", vNew}, "axis", 2L);
+        kT = g.node("Transpose", "k_all_t", new String[] {kAll}, "perm", new long[] {0, 1, 3, 2});
+      } else {
+        kT = g.node("Transpose", "k_heads_t", new String[] {g.node("Reshape", "k_r", parts[1], headShape)}, "perm", new long[] {0, 2, 3, 1});
+        v = g.node("Transpose", "v_heads", new String[] {g.node("Reshape", "v_r", parts[2], headShape)}, "perm", new long[] {0, 2, 1, 3});
+      }
       String scores = g.node("Add", "scores", g.node("Mul", "scaled", g.node("MatMul", "qk", q, kT), scale), attnBias);
       String probs = g.node("Softmax", "probs", new String[] {scores}, "axis", -1L);
       String ctx = g.node("Transpose", "ctx_t", new String[] {g.node("MatMul", "ctx", probs, v)}, "perm", new long[] {0, 2, 1, 3});
@@ -80,7 +124,34 @@ public final class DecoderLmBuilder {
     String wteT = g.node("Transpose", "wte_t", new String[] {wte}, "perm", new long[] {1, 0});
     g.nodeNamed("MatMul", "logits", new String[] {out, wteT});
     g.output("logits", FLOAT, "batch", "sequence", c.vocabSize());
+    if (past) {
+      for (int l = 0; l < c.layers(); l++) {
+        g.output("present." + l + ".key", FLOAT, "batch", (long) c.heads(), "past_sequence + sequence", (long) hd);
+        g.output("present." + l + ".value", FLOAT, "batch", (long) c.heads(), "past_sequence + sequence", (long) hd);
+      }
+    }
     return g.build("pockettune-decoder-lm");
+  }
+
+  /**
+   * [batch, 1, seq, past + seq] additive bias: query i may see keys j <= past + i (Trilu with
+   * diagonal offset past), plus key padding over the whole mask.
+   */
+  private static String attentionBiasWithPast(GraphBuilder g, String mask, String seqLen) {
+    String one = g.constScalar("one_f", 1f);
+    String masked = g.constScalar("masked", MASKED);
+    String total = g.node("Gather", "total_len", new String[] {g.node("Shape", "mask_shape", mask), g.constScalarInt("one", 1)}, "axis", 0L);
+    String pastLen = g.node("Sub", "past_len", total, seqLen);
+    String rect = g.node("Concat", "rect_shape", new String[] {
+        g.node("Unsqueeze", "seq_1d", seqLen, g.constInts("axis0", 0)),
+        g.node("Unsqueeze", "total_1d", total, g.constInts("axis0", 0))}, "axis", 0L);
+    String ones = g.node("ConstantOfShape", "ones", new String[] {rect}, "value", GraphBuilder.scalarTensor(1f));
+    String lower = g.node("Trilu", "lower", new String[] {ones, pastLen}, "upper", 0L);
+    String causal = g.node("Mul", "causal_bias", g.node("Sub", "above_diag", one, lower), masked);
+    String keep = g.node("Cast", "mask_f", new String[] {mask}, "to", (long) FLOAT);
+    String padBias = g.node("Mul", "pad_bias", g.node("Sub", "padded", one, keep), masked);
+    String padBias4 = g.node("Unsqueeze", "pad_bias_4d", padBias, g.constInts("axes12", 1, 2));
+    return g.node("Add", "attn_bias", causal, padBias4);
   }
 
   /** [batch, 1, seq, seq] additive bias: causal plus key padding. */

@@ -24,11 +24,13 @@ final class GraphBuilder {
 
   private final OnnxMl.GraphProto.Builder graph;
   private final String prefix;
+  private final long opset;
   private int counter;
 
   GraphBuilder(String name) {
     this.graph = OnnxMl.GraphProto.newBuilder().setName(name);
     this.prefix = "";
+    this.opset = OPSET;
   }
 
   /**
@@ -36,8 +38,50 @@ final class GraphBuilder {
    * cannot collide with names already in the graph.
    */
   GraphBuilder(OnnxMl.GraphProto.Builder existing, String prefix) {
+    this(existing, prefix, OPSET);
+  }
+
+  /**
+   * Continues a graph whose model imports the default domain at {@code opset}. Nodes appended to a
+   * user's model must speak its opset (the model's own nodes fix it; ONNX has one version per
+   * domain), so the few operators whose signature changed are emitted through {@link #squeeze},
+   * {@link #unsqueeze} and {@link #reduceSum}, which pick the attribute or the input form.
+   */
+  GraphBuilder(OnnxMl.GraphProto.Builder existing, String prefix, long opset) {
     this.graph = existing;
     this.prefix = prefix;
+    this.opset = opset;
+  }
+
+  /** @return the default domain's opset of the model (its first import of "" or "ai.onnx") */
+  static long opsetOf(OnnxMl.ModelProto model) {
+    for (OnnxMl.OperatorSetIdProto o : model.getOpsetImportList()) {
+      if (o.getDomain().isEmpty() || o.getDomain().equals("ai.onnx")) {
+        return o.getVersion();
+      }
+    }
+    return OPSET;
+  }
+
+  /** Squeeze over {@code axes}: an attribute before opset 13, an input since. */
+  String squeeze(String hint, String x, long... axes) {
+    return opset < 13 ? node("Squeeze", hint, new String[] {x}, "axes", axes) : node("Squeeze", hint, x, constInts(hint + "_axes", axes));
+  }
+
+  /** Unsqueeze at {@code axes}: an attribute before opset 13, an input since. */
+  String unsqueeze(String hint, String x, long... axes) {
+    return opset < 13 ? node("Unsqueeze", hint, new String[] {x}, "axes", axes) : node("Unsqueeze", hint, x, constInts(hint + "_axes", axes));
+  }
+
+  /** ReduceSum over {@code axes} (all axes when empty): an attribute before opset 13, an input since. */
+  String reduceSum(String hint, String x, boolean keepDims, long... axes) {
+    long keep = keepDims ? 1L : 0L;
+    if (axes.length == 0) {
+      return node("ReduceSum", hint, new String[] {x}, "keepdims", keep);
+    }
+    return opset < 13
+        ? node("ReduceSum", hint, new String[] {x}, "axes", axes, "keepdims", keep)
+        : node("ReduceSum", hint, new String[] {x, constInts(hint + "_axes", axes)}, "keepdims", keep);
   }
 
   OnnxMl.GraphProto.Builder graph() {
@@ -91,7 +135,7 @@ final class GraphBuilder {
         TensorProto.newBuilder().setDataType(TensorProto.DataType.FLOAT.getNumber()).addFloatData(value).build());
   }
 
-  private String constant(String hint, TensorProto value) {
+  String constant(String hint, TensorProto value) {
     String out = fresh(hint);
     graph.addNode(
         NodeProto.newBuilder()

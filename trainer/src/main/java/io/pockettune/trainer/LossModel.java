@@ -26,7 +26,17 @@ import java.util.Map;
  * ONNX Runtime engine. The session is created once; the trainable tensors are graph inputs backed
  * by the {@link ParameterSet}'s direct buffer (wrapped, never copied), so changing the buffer
  * changes the next forward pass. A forward returns just the scalar loss and the number of
- * target tokens it averaged over.
+ * target tokens it averaged over (and, for classification, the label scores).
+ *
+ * <p>What the loss is comes from one {@link Objective}. The user's export is fed as it is: the
+ * Java side passes only {@code input_ids} and {@code attention_mask} (plus labels and answer
+ * positions for classification); the other inputs of Hugging Face / optimum exports are computed
+ * inside the rewritten graph (see {@link ModelRewriter#feedStandardInputs}).
+ *
+ * <p>An embedding classifier's head is the last tensor of the {@link ParameterSet}. Its initial
+ * values (the label prompts' pooled embeddings) are computed at load by this very session, one
+ * prompt per forward, so they are the same bits on every load with any thread count: replaying
+ * step records from them reproduces the trained head.
  *
  * <p>Not thread-safe: one forward at a time.
  */
@@ -44,6 +54,12 @@ public final class LossModel implements AutoCloseable {
   /** Loss of one batch. @param loss mean cross-entropy per target token @param tokens target tokens */
   public record Loss(float loss, float tokens) {}
 
+  /**
+   * Name of the embedding classifier's head, {@code [labels, hidden]}: the last tensor of the
+   * {@link ParameterSet} of an {@link Objective.EmbeddingClassification} model.
+   */
+  public static final String HEAD = "pockettune.head";
+
   private final Model model;
   private final Predictor<NDList, NDList> predictor;
   private final NDManager manager;
@@ -51,19 +67,38 @@ public final class LossModel implements AutoCloseable {
   private final NDList parameterArrays;
   private final String baseModelHash;
 
-  private final boolean classifier;
+  private final Objective objective;
+  private final boolean feedsMask;
+  private final int embeddingRows;
   private long forwards;
   private long forwardNanos;
 
-  private LossModel(byte[] onnx, java.nio.file.Path file, TrainableSelection selection, int threads,
-      java.util.function.UnaryOperator<ModelProto> objective, boolean classifier) {
+  private LossModel(byte[] onnx, java.nio.file.Path file, Objective objective, TrainableSelection selection, int threads) {
     this.baseModelHash = sha256(onnx);
-    this.classifier = classifier;
+    this.objective = objective;
     ModelProto parsed = ModelRewriter.parse(onnx);
+    ModelRewriter.checkObjective(parsed.getGraph(), objective);
+    ai.onnx.proto.OnnxMl.TensorProto table = ModelRewriter.tokenEmbedding(parsed.getGraph());
+    this.embeddingRows = table == null ? -1 : (int) table.getDims(0);
+    boolean tokens = !(objective instanceof Objective.ScalarLoss);
+    ModelProto fed = tokens ? ModelRewriter.feedStandardInputs(parsed) : parsed;
+    this.feedsMask = fed.getGraph().getInputList().stream().anyMatch(i -> i.getName().equals("attention_mask"));
     java.nio.file.Path dir = file == null ? null : file.toAbsolutePath().getParent();
-    ModelRewriter.Lifted lifted = ModelRewriter.lift(parsed, selection, dir);
-    ModelProto lossModel = objective.apply(lifted.model());
-    this.parameters = new ParameterSet(lifted.tensors());
+    ModelRewriter.Lifted lifted = ModelRewriter.lift(fed, selection, dir);
+    java.util.List<ModelRewriter.LiftedTensor> trainable = new java.util.ArrayList<>(lifted.tensors());
+    ModelProto lossModel;
+    if (objective instanceof Objective.CausalLm) {
+      lossModel = ModelRewriter.appendCausalLmLoss(lifted.model());
+    } else if (objective instanceof Objective.PromptClassification p) {
+      lossModel = ModelRewriter.appendClassificationLoss(lifted.model(), p.labelTokens());
+    } else if (objective instanceof Objective.EmbeddingClassification e) {
+      int hidden = ModelRewriter.hiddenSize(parsed.getGraph(), table);
+      lossModel = ModelRewriter.appendEmbeddingClassification(lifted.model(), e.pooling(), e.temperature(), HEAD, e.labelCount(), hidden);
+      trainable.add(new ModelRewriter.LiftedTensor(HEAD, new long[] {e.labelCount(), hidden}, new float[e.labelCount() * hidden]));
+    } else {
+      lossModel = ModelRewriter.useScalarLoss(lifted.model(), ((Objective.ScalarLoss) objective).output());
+    }
+    this.parameters = new ParameterSet(trainable);
     this.model = Model.newInstance("pockettune", Device.cpu(), "OnnxRuntime");
     Map<String, String> options = Map.of("intraOpNumThreads", Integer.toString(threads), "interOpNumThreads", "1");
     try {
@@ -92,6 +127,56 @@ public final class LossModel implements AutoCloseable {
       parameterArrays.add(a);
     }
     this.predictor = model.newPredictor(new NoopTranslator());
+    if (objective instanceof Objective.EmbeddingClassification e) {
+      initialiseHead(e);
+    }
+  }
+
+  /**
+   * Writes each label prompt's pooled embedding, computed by this session at the base values, into
+   * the head. Each prompt runs alone (no padding, no dependence on the other prompts), so the head
+   * is a function of the model and the prompts only: a restore that replays step records from it
+   * starts from the same bits. The head is all zeros during these passes; pooling does not read it.
+   */
+  private void initialiseHead(Objective.EmbeddingClassification e) {
+    ParameterSet.Tensor head = parameters.tensors().get(parameters.tensors().size() - 1);
+    int hidden = (int) head.dims()[1];
+    java.nio.FloatBuffer values = parameters.floats();
+    java.util.List<long[]> prompts = e.labelPromptTokens();
+    for (int j = 0; j < prompts.size(); j++) {
+      long[] p = prompts.get(j);
+      long[] mask = new long[Math.max(2, p.length)];
+      java.util.Arrays.fill(mask, 0, p.length, 1L);
+      TokenBatch one = new TokenBatch(1, mask.length, java.util.Arrays.copyOf(p, mask.length), mask, null, new long[] {0});
+      NDList out = forward(one);
+      try {
+        float[] pooled = out.get(ModelRewriter.POOLED).toFloatArray();
+        values.put(head.offset() + j * hidden, pooled, 0, hidden);
+      } finally {
+        out.close();
+      }
+    }
+  }
+
+  /**
+   * Loads a model and prepares it for training with {@code objective}. Inputs of Hugging Face /
+   * optimum exports ({@code token_type_ids}, {@code position_ids}, {@code past_key_values.*},
+   * {@code use_cache_branch}) are fed automatically; their outputs ({@code present.*}, poolers)
+   * that the objective does not read are never computed.
+   *
+   * @param onnxFile  the model file; its ONNX external data files, if any, sit beside it
+   * @param objective what the model is trained to do
+   * @param selection which tensors train (the embedding classifier's head always trains too)
+   * @param threads   intra-op threads of ONNX Runtime
+   * @throws ModelException if the file is not a model the objective and selection can use
+   */
+  public static LossModel open(java.nio.file.Path onnxFile, Objective objective, TrainableSelection selection, int threads) {
+    return new LossModel(readModel(onnxFile), onnxFile, objective, selection, threads);
+  }
+
+  /** Like {@link #open(java.nio.file.Path, Objective, TrainableSelection, int)} for a model without external data. */
+  public static LossModel open(byte[] onnx, Objective objective, TrainableSelection selection, int threads) {
+    return new LossModel(onnx, null, objective, selection, threads);
   }
 
   /**
@@ -102,7 +187,7 @@ public final class LossModel implements AutoCloseable {
    * @param threads   intra-op threads of ONNX Runtime
    */
   public static LossModel causalLm(byte[] onnx, TrainableSelection selection, int threads) {
-    return new LossModel(onnx, null, selection, threads, ModelRewriter::appendCausalLmLoss, false);
+    return open(onnx, new Objective.CausalLm(), selection, threads);
   }
 
   /**
@@ -110,7 +195,7 @@ public final class LossModel implements AutoCloseable {
    * weights in ONNX external data files beside it (models over 2 GB must).
    */
   public static LossModel causalLm(java.nio.file.Path onnxFile, TrainableSelection selection, int threads) {
-    return new LossModel(readModel(onnxFile), onnxFile, selection, threads, ModelRewriter::appendCausalLmLoss, false);
+    return open(onnxFile, new Objective.CausalLm(), selection, threads);
   }
 
   private static byte[] readModel(java.nio.file.Path file) {
@@ -129,11 +214,7 @@ public final class LossModel implements AutoCloseable {
    * @param labelTokens the token id of each label word (its first token), in label order
    */
   public static LossModel promptClassifier(byte[] onnx, TrainableSelection selection, long[] labelTokens, int threads) {
-    if (labelTokens.length < 2) {
-      throw new IllegalArgumentException("a classifier needs at least two label words");
-    }
-    long[] labels = labelTokens.clone();
-    return new LossModel(onnx, null, selection, threads, m -> ModelRewriter.appendClassificationLoss(m, labels), true);
+    return open(onnx, new Objective.PromptClassification(labelTokens), selection, threads);
   }
 
   /**
@@ -141,7 +222,25 @@ public final class LossModel implements AutoCloseable {
    * {@link TensorBatch}es naming the model's inputs.
    */
   public static LossModel scalarLoss(byte[] onnx, TrainableSelection selection, String lossOutput, int threads) {
-    return new LossModel(onnx, null, selection, threads, m -> ModelRewriter.useScalarLoss(m, lossOutput), false);
+    return open(onnx, new Objective.ScalarLoss(lossOutput), selection, threads);
+  }
+
+  /** @return the objective this model was opened with */
+  public Objective objective() {
+    return objective;
+  }
+
+  /** @return the number of labels of a classification objective, 0 otherwise */
+  public int labelCount() {
+    return objective.labelCount();
+  }
+
+  /**
+   * @return the rows of the token-embedding table that {@code input_ids} index (a Gather over an
+   *     initializer), or -1 if the graph has none; a tokenizer with more ids than this cannot be used
+   */
+  public int embeddingRows() {
+    return embeddingRows;
   }
 
   public ParameterSet parameters() {
@@ -163,8 +262,15 @@ public final class LossModel implements AutoCloseable {
     return baseModelHash;
   }
 
-  /** One forward pass at the current parameter values. */
+  /**
+   * One forward pass at the current parameter values.
+   *
+   * @throws IllegalArgumentException if a classification batch has no labels
+   */
   public Loss loss(Batch batch) {
+    if (labelCount() > 0 && batch instanceof TokenBatch t && t.labels() == null) {
+      throw new IllegalArgumentException("a classification loss needs a label per row: build the batch with TokenBatch.classification(prompts, labels)");
+    }
     NDList out = forward(batch);
     try {
       return new Loss(out.get(ModelRewriter.LOSS).getFloat(), out.get(ModelRewriter.TOKEN_COUNT).getFloat());
@@ -174,25 +280,54 @@ public final class LossModel implements AutoCloseable {
   }
 
   /**
-   * @return per row, the index of the label word with the highest score (prompt classifiers only)
+   * @return per row, the index of the label with the highest score (classification objectives
+   *     only); the batch needs no labels
    */
   public int[] predict(TokenBatch batch) {
-    if (!classifier) {
-      throw new IllegalStateException("predict needs a prompt classifier");
+    float[] scores = labelScores(batch);
+    int k = labelCount();
+    int[] best = new int[batch.size()];
+    for (int r = 0; r < best.length; r++) {
+      for (int j = 1; j < k; j++) {
+        if (scores[r * k + j] > scores[r * k + best[r]]) {
+          best[r] = j;
+        }
+      }
+    }
+    return best;
+  }
+
+  /**
+   * @return per row, the softmax of the label scores: the model's probability of each label
+   *     (classification objectives only); the batch needs no labels, so unlabelled events are scored
+   */
+  public float[][] labelProbabilities(TokenBatch batch) {
+    float[] scores = labelScores(batch);
+    int k = labelCount();
+    float[][] probs = new float[batch.size()][k];
+    for (int r = 0; r < probs.length; r++) {
+      double max = Double.NEGATIVE_INFINITY;
+      for (int j = 0; j < k; j++) {
+        max = Math.max(max, scores[r * k + j]);
+      }
+      double sum = 0;
+      for (int j = 0; j < k; j++) {
+        sum += Math.exp(scores[r * k + j] - max);
+      }
+      for (int j = 0; j < k; j++) {
+        probs[r][j] = (float) (Math.exp(scores[r * k + j] - max) / sum);
+      }
+    }
+    return probs;
+  }
+
+  private float[] labelScores(TokenBatch batch) {
+    if (labelCount() == 0) {
+      throw new IllegalStateException("label scores need a classification objective, not " + objective);
     }
     NDList out = forward(batch);
     try {
-      float[] scores = out.get(ModelRewriter.LABEL_SCORES).toFloatArray();
-      int k = scores.length / batch.size();
-      int[] best = new int[batch.size()];
-      for (int r = 0; r < best.length; r++) {
-        for (int j = 1; j < k; j++) {
-          if (scores[r * k + j] > scores[r * k + best[r]]) {
-            best[r] = j;
-          }
-        }
-      }
-      return best;
+      return out.get(ModelRewriter.LABEL_SCORES).toFloatArray();
     } finally {
       out.close();
     }
@@ -203,16 +338,25 @@ public final class LossModel implements AutoCloseable {
     NDList owned = new NDList();
     try {
       if (batch instanceof TokenBatch t) {
+        checkTokens(t);
         Shape shape = new Shape(t.size(), t.length());
         owned.add(named(manager.create(longs(t.ids()), shape, DataType.INT64), "input_ids"));
-        owned.add(named(manager.create(longs(t.mask()), shape, DataType.INT64), "attention_mask"));
-        if (classifier) {
-          if (t.labels() == null) {
-            throw new IllegalArgumentException("a prompt classifier needs answer positions and labels in the batch");
-          }
+        if (feedsMask) {
+          owned.add(named(manager.create(longs(t.mask()), shape, DataType.INT64), "attention_mask"));
+        }
+        int k = labelCount();
+        if (k > 0) {
           Shape rows = new Shape(t.size());
-          owned.add(named(manager.create(longs(t.answerPositions()), rows, DataType.INT64), ModelRewriter.ANSWER_POSITION));
-          owned.add(named(manager.create(longs(t.labels()), rows, DataType.INT64), ModelRewriter.LABEL));
+          long[] labels = t.labels() == null ? new long[t.size()] : t.labels();
+          for (long l : labels) {
+            if (l < 0 || l >= k) {
+              throw new IllegalArgumentException("label " + l + " is outside 0.." + (k - 1) + " of this " + k + "-label objective");
+            }
+          }
+          if (objective instanceof Objective.PromptClassification) {
+            owned.add(named(manager.create(longs(answerPositions(t)), rows, DataType.INT64), ModelRewriter.ANSWER_POSITION));
+          }
+          owned.add(named(manager.create(longs(labels), rows, DataType.INT64), ModelRewriter.LABEL));
         }
       } else if (batch instanceof TensorBatch tb) {
         for (TensorBatch.Tensor x : tb.tensors()) {
@@ -234,6 +378,35 @@ public final class LossModel implements AutoCloseable {
     } finally {
       owned.close();
     }
+  }
+
+  /** Ids outside the embedding table come from a tokenizer that is not the model's. */
+  private void checkTokens(TokenBatch t) {
+    if (embeddingRows < 0) {
+      return;
+    }
+    for (long id : t.ids()) {
+      if (id < 0 || id >= embeddingRows) {
+        throw new ModelException("token id " + id + " is beyond the model's " + embeddingRows
+            + " embedding rows: use the tokenizer that belongs to the model");
+      }
+    }
+  }
+
+  /** The batch's answer positions, or per row its last real token. */
+  private static long[] answerPositions(TokenBatch t) {
+    if (t.answerPositions() != null) {
+      return t.answerPositions();
+    }
+    long[] last = new long[t.size()];
+    for (int r = 0; r < last.length; r++) {
+      for (int i = 0; i < t.length(); i++) {
+        if (t.mask()[r * t.length() + i] != 0) {
+          last[r] = i;
+        }
+      }
+    }
+    return last;
   }
 
   private static NDArray named(NDArray a, String name) {

@@ -3,6 +3,7 @@ package io.pockettune.trainer;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import org.apache.kafka.common.utils.Time;
 
 /**
  * Memory-efficient zeroth-order optimization (MeZO, Malladi et al. 2023, arXiv 2305.17333): SGD
@@ -31,6 +32,9 @@ import java.util.List;
  * estimates, as in n-SPSA, except that the evaluation point moves by O(lr) between directions; in
  * exchange every direction is an ordinary, independently replayable step record.
  *
+ * <p>The time stamped on each {@link StepRecord} (provenance only; replay never reads it) comes from
+ * a Kafka {@link Time}, the project's one time seam, so tests pin it with a fixed clock.
+ *
  * <p>Not thread-safe.
  */
 public final class MezoTrainer {
@@ -39,6 +43,7 @@ public final class MezoTrainer {
   private final PerturbationKernel kernel;
   private final FloatBuffer params;
   private final PerturbationKernel.Ranges decayed;
+  private final Time time;
   private long step;
 
   /**
@@ -48,6 +53,15 @@ public final class MezoTrainer {
    * @param stepsDone steps already applied to the model's parameters (0 for a fresh run)
    */
   public MezoTrainer(LossModel model, MezoConfig config, PerturbationKernel kernel, long stepsDone) {
+    this(model, config, kernel, stepsDone, Time.SYSTEM);
+  }
+
+  /**
+   * Like {@link #MezoTrainer(LossModel, MezoConfig, PerturbationKernel, long)}, with the clock whose
+   * {@link Time#milliseconds()} stamps each step record.
+   */
+  public MezoTrainer(LossModel model, MezoConfig config, PerturbationKernel kernel, long stepsDone, Time time) {
+    this.time = time;
     this.model = model;
     this.config = config;
     this.kernel = kernel;
@@ -98,7 +112,7 @@ public final class MezoTrainer {
     kernel.axpy(params, seed, updateAlpha(eps, lr, g), d, decayed, keep(lr));
 
     step = n;
-    return new StepRecord(n, seed, g, lr, eps, lossPlus, lossMinus, batch.size(), System.currentTimeMillis());
+    return new StepRecord(n, seed, g, lr, eps, lossPlus, lossMinus, batch.size(), time.milliseconds());
   }
 
   /**

@@ -58,13 +58,59 @@ public final class ModelExport {
    */
   public static byte[] withTrainedValues(byte[] baseOnnx, ParameterSet params,
       TrainableSelection selection, Adapters adapters, Map<String, String> metadata) {
-    if (selection.kind() != TrainableSelection.Kind.LORA) {
-      return withTrainedValues(baseOnnx, params, metadata);
+    return withTrainedValues(baseOnnx, params, selection, adapters, null, metadata);
+  }
+
+  /**
+   * Exports a model trained with {@code selection} for {@code objective}. For an
+   * {@link Objective.EmbeddingClassification}, the trained head ({@link LossModel#HEAD}) becomes an
+   * initializer and the scoring the trainer ran is appended: the model keeps its outputs and gains
+   * {@code label_scores} ({@code [batch, labels]}, {@code temperature * cos(pooled, head_j)}), so
+   * plain ONNX Runtime classifies with it.
+   *
+   * @param objective the objective trained, or null for one without tensors of its own
+   */
+  public static byte[] withTrainedValues(byte[] baseOnnx, ParameterSet params,
+      TrainableSelection selection, Adapters adapters, Objective objective, Map<String, String> metadata) {
+    ParameterSet.Tensor head = params.tensors().stream().filter(t -> t.name().equals(LossModel.HEAD)).findFirst().orElse(null);
+    if (head != null && !(objective instanceof Objective.EmbeddingClassification)) {
+      throw new IllegalArgumentException("the parameters hold an embedding classifier's head: export with its objective");
     }
-    ModelProto model = adapters == Adapters.KEEP
-        ? keptAdapters(baseOnnx, params, selection)
-        : mergedAdapters(baseOnnx, params, selection);
+    ModelProto model;
+    if (selection.kind() != TrainableSelection.Kind.LORA) {
+      model = fullParameters(ModelRewriter.parse(baseOnnx), params);
+    } else {
+      model = adapters == Adapters.KEEP
+          ? keptAdapters(baseOnnx, params, selection)
+          : mergedAdapters(baseOnnx, params, selection);
+    }
+    if (head != null) {
+      model = withScores(model, params, head, (Objective.EmbeddingClassification) objective);
+    }
     return withMetadata(model, baseOnnx, metadata);
+  }
+
+  /** The trained head as an initializer, and {@code label_scores} computed from it as an output. */
+  private static ModelProto withScores(ModelProto model, ParameterSet params, ParameterSet.Tensor head,
+      Objective.EmbeddingClassification objective) {
+    GraphProto.Builder graph = model.getGraph().toBuilder();
+    TensorProto.Builder init = TensorProto.newBuilder().setName(head.name())
+        .setDataType(DataType.FLOAT.getNumber()).setRawData(new FloatBufferView(params).littleEndian(head));
+    for (long d : head.dims()) {
+      init.addDims(d);
+    }
+    graph.addInitializer(init);
+    GraphBuilder g = new GraphBuilder(graph, "pockettune_emb/", GraphBuilder.opsetOf(model));
+    ModelRewriter.appendEmbeddingScores(g, objective.pooling(), objective.temperature(), head.name());
+    g.output(ModelRewriter.LABEL_SCORES, DataType.FLOAT.getNumber(), "batch", head.dims()[0]);
+    return model.toBuilder().setGraph(graph).build();
+  }
+
+  /** Trained tensors except the objective's own (the head), by name. */
+  private static Map<String, ParameterSet.Tensor> baseTensors(ParameterSet params) {
+    Map<String, ParameterSet.Tensor> trained = new HashMap<>();
+    params.tensors().stream().filter(t -> !t.name().equals(LossModel.HEAD)).forEach(t -> trained.put(t.name(), t));
+    return trained;
   }
 
   /** The graph the trainer ran (without the loss head), adapter inputs turned into initializers. */
@@ -72,14 +118,13 @@ public final class ModelExport {
     ModelProto injected = ModelRewriter.injectLora(ModelRewriter.parse(baseOnnx), selection).model();
     GraphProto.Builder graph = injected.getGraph().toBuilder();
     FloatBufferView values = new FloatBufferView(params);
-    Map<String, ParameterSet.Tensor> trained = new HashMap<>();
-    params.tensors().forEach(t -> trained.put(t.name(), t));
+    Map<String, ParameterSet.Tensor> trained = baseTensors(params);
     for (int i = graph.getInputCount() - 1; i >= 0; i--) {
       if (trained.containsKey(graph.getInput(i).getName())) {
         graph.removeInput(i);
       }
     }
-    for (ParameterSet.Tensor t : params.tensors()) {
+    for (ParameterSet.Tensor t : trained.values().stream().sorted(java.util.Comparator.comparingInt(ParameterSet.Tensor::offset)).toList()) {
       TensorProto.Builder init = TensorProto.newBuilder().setName(t.name())
           .setDataType(DataType.FLOAT.getNumber()).setRawData(values.littleEndian(t));
       for (long d : t.dims()) {
@@ -94,8 +139,7 @@ public final class ModelExport {
   private static ModelProto mergedAdapters(byte[] baseOnnx, ParameterSet params, TrainableSelection selection) {
     ModelProto base = ModelRewriter.parse(baseOnnx);
     GraphProto.Builder graph = base.getGraph().toBuilder();
-    Map<String, ParameterSet.Tensor> trained = new HashMap<>();
-    params.tensors().forEach(t -> trained.put(t.name(), t));
+    Map<String, ParameterSet.Tensor> trained = baseTensors(params);
     Map<String, Boolean> transposed = new HashMap<>();
     for (ai.onnx.proto.OnnxMl.NodeProto node : graph.getNodeList()) {
       boolean gemm = node.getOpType().equals("Gemm");
@@ -158,11 +202,14 @@ public final class ModelExport {
    */
   public static byte[] withTrainedValues(
       byte[] baseOnnx, ParameterSet params, Map<String, String> metadata) {
-    ModelProto base = ModelRewriter.parse(baseOnnx);
-    Map<String, ParameterSet.Tensor> trained = new HashMap<>();
-    for (ParameterSet.Tensor t : params.tensors()) {
-      trained.put(t.name(), t);
+    if (params.tensors().stream().anyMatch(t -> t.name().equals(LossModel.HEAD))) {
+      throw new IllegalArgumentException("the parameters hold an embedding classifier's head: export with its objective");
     }
+    return withMetadata(fullParameters(ModelRewriter.parse(baseOnnx), params), baseOnnx, metadata);
+  }
+
+  private static ModelProto fullParameters(ModelProto base, ParameterSet params) {
+    Map<String, ParameterSet.Tensor> trained = baseTensors(params);
     FloatBufferView values = new FloatBufferView(params);
     GraphProto.Builder graph = base.getGraph().toBuilder();
     int written = 0;
@@ -189,7 +236,7 @@ public final class ModelExport {
       throw new ModelException("the base model lacks " + (trained.size() - written) + " of the "
           + trained.size() + " trained tensors: export with the base model that was trained");
     }
-    return withMetadata(base.toBuilder().setGraph(graph).build(), baseOnnx, metadata);
+    return base.toBuilder().setGraph(graph).build();
   }
 
   private static byte[] withMetadata(ModelProto model, byte[] baseOnnx, Map<String, String> metadata) {

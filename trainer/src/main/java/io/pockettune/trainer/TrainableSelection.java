@@ -7,7 +7,10 @@ import java.util.regex.Pattern;
  * adapters injected beside chosen MatMul/Gemm weights (the weights themselves stay frozen).
  *
  * @param kind        how {@code pattern} is used
- * @param pattern     initializer names (full match) that train, or whose MatMul/Gemm get adapters
+ * @param pattern     initializer names (full match) that train; for LoRA, weight names or MatMul/Gemm
+ *                    node names (full match) whose nodes get adapters, since optimum exports often
+ *                    name weights anonymously ({@code onnx::MatMul_787}) while node names keep the
+ *                    module path (e.g. {@code .*attention/self/(query|value)/MatMul} for BERT)
  * @param rank        LoRA rank r (LoRA only)
  * @param alpha       LoRA scale numerator: the adapter adds {@code (alpha / r) x A B} (LoRA only)
  * @param description human-readable form, recorded with a run's layout

@@ -6,9 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Supplier;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 class MezoTrainerTest {
@@ -70,9 +72,21 @@ class MezoTrainerTest {
     }
   }
 
-  @Test
-  void replay_fromBaseIsBitExact() {
-    try (LossModel model = TinyModels.tinyLm(1);
+  /** The models every replay must reproduce: the plain decoder, and optimum's with-past signature fully and with LoRA. */
+  static Stream<Arguments> models() {
+    byte[] withPast = DecoderLmBuilder.build(TinyModels.TINY, DecoderLmBuilder.Signature.WITH_PAST);
+    return Stream.of(
+        Arguments.of("plain decoder, all", (Supplier<LossModel>) () -> TinyModels.tinyLm(1)),
+        Arguments.of("with-past decoder, all", (Supplier<LossModel>) () ->
+            LossModel.open(withPast, new Objective.CausalLm(), TrainableSelection.all(), 1)),
+        Arguments.of("with-past decoder, LoRA", (Supplier<LossModel>) () ->
+            LossModel.open(withPast, new Objective.CausalLm(), TrainableSelection.lora(4, 8f, TrainableSelection.DEFAULT_LORA_TARGETS), 1)));
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("models")
+  void replay_fromBaseIsBitExact(String name, Supplier<LossModel> factory) {
+    try (LossModel model = factory.get();
         PerturbationKernel kernel = new PerturbationKernel(2)) {
       float[] base = model.parameters().toArray();
       MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-3f, 3L), kernel, 0);
@@ -149,6 +163,40 @@ class MezoTrainerTest {
       s += (double) v[i] * v[i];
     }
     return Math.sqrt(s);
+  }
+
+  /** A clock that stands still at a given time: step records must carry exactly it. */
+  private static org.apache.kafka.common.utils.Time fixedAt(long millis) {
+    return new org.apache.kafka.common.utils.Time() {
+      @Override
+      public long milliseconds() {
+        return millis;
+      }
+
+      @Override
+      public long nanoseconds() {
+        return millis * 1_000_000L;
+      }
+
+      @Override
+      public void sleep(long ms) {
+        throw new AssertionError("the trainer never sleeps");
+      }
+
+      @Override
+      public void waitObject(Object obj, java.util.function.Supplier<Boolean> condition, long timeoutMs) {
+        throw new AssertionError("the trainer never waits");
+      }
+    };
+  }
+
+  @Test
+  void step_stampsTheRecordWithTheGivenTime() {
+    try (LossModel model = TinyModels.tinyLm(1);
+        PerturbationKernel kernel = new PerturbationKernel(1)) {
+      MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-3f, 3L), kernel, 0, fixedAt(1_764_547_200_000L));
+      assertEquals(1_764_547_200_000L, trainer.step(BATCH).timeMillis());
+    }
   }
 
   @Test
