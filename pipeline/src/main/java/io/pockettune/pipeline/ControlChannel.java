@@ -41,7 +41,7 @@ final class ControlChannel implements AutoCloseable {
   }
 
   static Path socketOf(Path dataDir) {
-    return dataDir.resolve("control.sock");
+    return DataDirectory.at(dataDir).controlSocket();
   }
 
   private final Path socket;
@@ -70,7 +70,7 @@ final class ControlChannel implements AutoCloseable {
           String line = in.readLine();
           response = line == null ? error("empty request") : handler.handle(EventJson.parseObject(line), in);
         } catch (Exception e) {
-          response = error(Main.oneLine(e));
+          response = error(PocketTune.message(e));
         }
         out.write(response);
         out.write('\n');

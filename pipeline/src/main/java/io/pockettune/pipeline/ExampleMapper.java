@@ -40,16 +40,21 @@ interface ExampleMapper {
   }
 
   /**
-   * Prompt classification: the text as {@link #defaults()}, the label from the event attribute
-   * {@code attribute}, which must name one of {@code labels} (its index is the label).
+   * Classification: the text as {@link #defaults()} (put into {@code template} at {@code {text}}
+   * when one is given), the label from the event attribute {@code attribute}, whose value must be
+   * one of {@code labels} (its index is the label). An event without the attribute maps to an
+   * unlabelled example, which classification does not train on; an unknown label is refused.
    */
-  static ExampleMapper labelled(String attribute, List<String> labels) {
+  static ExampleMapper labelled(String attribute, List<String> labels, String template) {
     return event -> {
       String text = textOf(event);
+      if (template != null) {
+        text = template.replace("{text}", text);
+      }
       Map<String, String> attrs = attrsOf(event);
       String value = attrs == null ? null : attrs.get(attribute);
       if (value == null) {
-        throw new IllegalArgumentException("no '" + attribute + "' attribute to take the label from");
+        return TrainingExample.text(text);
       }
       int label = labels.indexOf(value);
       if (label < 0) {

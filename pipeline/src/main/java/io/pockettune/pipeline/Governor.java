@@ -14,20 +14,14 @@ import java.util.function.LongSupplier;
  *   <li>Pause and resume, from {@code pockettune status --pause/--resume}.
  *   <li>Memory ceiling: while the resident set is above it, training waits (state {@code throttled}).
  * </ul>
- * Rests go through a {@link Sleeper}, so tests never sleep. Thread-safe.
+ * The governor only decides; the service does the waiting (through its {@code Time}, woken early
+ * when it stops), so tests never sleep. Thread-safe.
  */
 final class Governor {
-
-  /** Waits; the service's sleeper wakes early when it stops. */
-  @FunctionalInterface
-  interface Sleeper {
-    void sleep(long nanos) throws InterruptedException;
-  }
 
   private final double dutyCycle;
   private final long maxResidentBytes;
   private final LongSupplier residentBytes;
-  private final Sleeper sleeper;
   private volatile boolean paused;
   private volatile boolean throttled;
 
@@ -36,7 +30,7 @@ final class Governor {
    * @param maxResidentBytes memory ceiling; 0 for none
    * @param residentBytes    the process's resident set now
    */
-  Governor(double dutyCycle, long maxResidentBytes, LongSupplier residentBytes, Sleeper sleeper) {
+  Governor(double dutyCycle, long maxResidentBytes, LongSupplier residentBytes) {
     if (!(dutyCycle > 0 && dutyCycle <= 1)) {
       throw new IllegalArgumentException("--duty-cycle must be in (0, 1], e.g. 0.5 to train at most half the time; was " + dutyCycle);
     }
@@ -46,7 +40,6 @@ final class Governor {
     this.dutyCycle = dutyCycle;
     this.maxResidentBytes = maxResidentBytes;
     this.residentBytes = residentBytes;
-    this.sleeper = sleeper;
   }
 
   /** @return whether a step may start now (not paused, memory under the ceiling) */
@@ -55,11 +48,9 @@ final class Governor {
     return !paused && !throttled;
   }
 
-  /** Rests after {@code workedNanos} of training so the duty cycle holds. */
-  void rest(long workedNanos) throws InterruptedException {
-    if (dutyCycle < 1 && workedNanos > 0) {
-      sleeper.sleep((long) (workedNanos * (1 - dutyCycle) / dutyCycle));
-    }
+  /** @return how long to rest after {@code workedNanos} of training so the duty cycle holds */
+  long restNanos(long workedNanos) {
+    return dutyCycle < 1 && workedNanos > 0 ? (long) (workedNanos * (1 - dutyCycle) / dutyCycle) : 0;
   }
 
   void pause(boolean pause) {

@@ -7,14 +7,33 @@ import java.util.Map;
 /**
  * Writes one JSON object on one line, for the {@code --json} contract: the last line of standard
  * output is a machine-readable summary. Values are numbers, booleans, strings, null, nested
- * {@link JsonLine}s, maps and collections of those. Not thread-safe.
+ * {@link JsonLine}s, maps and collections of those. The runtime reports figures in this form (the
+ * command line prints them as they are). Not thread-safe.
  */
-final class JsonLine {
+public final class JsonLine {
   private final Map<String, Object> fields = new LinkedHashMap<>();
 
-  JsonLine put(String key, Object value) {
+  /** @return a JSON object with the entries of {@code map}, in its order */
+  public static JsonLine of(Map<String, ?> map) {
+    JsonLine j = new JsonLine();
+    j.fields.putAll(map);
+    return j;
+  }
+
+  /** Sets a field (replacing one of the same name); @return this */
+  public JsonLine put(String key, Object value) {
     fields.put(key, value);
     return this;
+  }
+
+  /** @return the value of a field, or null */
+  public Object get(String key) {
+    return fields.get(key);
+  }
+
+  /** @return the fields, in order (unmodifiable) */
+  public Map<String, Object> fields() {
+    return java.util.Collections.unmodifiableMap(fields);
   }
 
   @Override

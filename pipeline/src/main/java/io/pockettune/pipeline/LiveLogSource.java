@@ -11,6 +11,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.utils.Time;
 
 /**
  * An unbounded source over partitions of the embedded log, for the service: it polls for records
@@ -30,7 +31,7 @@ import org.apache.kafka.common.TopicPartition;
  * can never lose or repeat a record (offsets are committed per partition) but is no longer a
  * function of the contents alone.
  *
- * <p>Time comes from a {@link Clock}, so tests drive the idle timeout without sleeping.
+ * <p>Time comes from a Kafka {@link Time}, so tests drive the idle timeout without sleeping.
  *
  * <p>Not thread-safe.
  */
@@ -45,25 +46,25 @@ final class LiveLogSource implements RecordSource {
   private final EmbeddedLog log;
   private final List<Cursor> cursors = new ArrayList<>();
   private final long maxIdleNanos;
-  private final Clock clock;
+  private final Time time;
 
   /**
    * @param start        first offset to read, per partition
    * @param maxIdleNanos how long a partition with nothing to read may hold back the others
    */
-  LiveLogSource(EmbeddedLog log, Map<TopicPartition, Long> start, long maxIdleNanos, Clock clock) {
+  LiveLogSource(EmbeddedLog log, Map<TopicPartition, Long> start, long maxIdleNanos, Time time) {
     if (maxIdleNanos < 0) {
       throw new IllegalArgumentException("the idle timeout must not be negative, was " + maxIdleNanos);
     }
     this.log = log;
     this.maxIdleNanos = maxIdleNanos;
-    this.clock = clock;
+    this.time = time;
     start.forEach((tp, offset) -> cursors.add(new Cursor(tp, offset)));
   }
 
   @Override
   public LogSource.SourceRecord next() {
-    long now = clock.nanoTime();
+    long now = time.nanoseconds();
     Cursor best = null;
     for (Cursor c : cursors) {
       if (c.fill()) {

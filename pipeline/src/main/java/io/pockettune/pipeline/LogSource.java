@@ -1,7 +1,7 @@
 package io.pockettune.pipeline;
 
-import io.pockettune.ingest.LogReader;
 import io.pockettune.ingest.LogEntry;
+import io.pockettune.ingest.LogReader;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayDeque;

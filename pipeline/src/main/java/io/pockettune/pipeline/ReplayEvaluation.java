@@ -1,16 +1,16 @@
 package io.pockettune.pipeline;
 
-import io.pockettune.ingest.LogReader;
 import io.pockettune.ingest.LogEntry;
+import io.pockettune.ingest.LogReader;
 import io.pockettune.schemas.EventDecodingException;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
-import io.pockettune.trainer.ByteTokenizer;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.TextTokenizer;
 import io.pockettune.trainer.TokenBatch;
 import java.io.IOException;
 import java.time.Instant;
@@ -20,6 +20,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.function.Function;
 import org.apache.kafka.common.TopicPartition;
 
 /**
@@ -39,14 +40,15 @@ import org.apache.kafka.common.TopicPartition;
 final class ReplayEvaluation {
 
   /** The figures of one checkpoint. */
-  record Result(long id, long step, String label, double loss, double perplexity, Double accuracy) {}
+  record Result(long id, long step, String label, double loss, double perplexity, Double accuracy,
+      long[] unlabelledPredicted) {}
 
   /** One batch of a prequential run: the loss before training on it. */
   record PrequentialPoint(int batch, long step, int events, double lossBefore) {}
 
   /** A slice read and tokenized. */
-  record Slice(Map<TopicPartition, Long> from, Map<TopicPartition, Long> to, List<TokenBatch> batches, long events,
-      long skipped) {}
+  record Slice(Map<TopicPartition, Long> from, Map<TopicPartition, Long> to, List<TokenBatch> batches,
+      List<TokenBatch> unlabelledBatches, long events, long unlabelled, long skipped) {}
 
   private ReplayEvaluation() {}
 
@@ -90,13 +92,24 @@ final class ReplayEvaluation {
   }
 
   /** Reads the slice [from, to) and cuts it into batches. */
-  static Slice read(LogReader log, EventSerde serde, ExampleMapper mapper, int maxTokens, int batchSize,
-      Map<TopicPartition, Long> from, Map<TopicPartition, Long> to) {
+  static Slice read(LogReader log, EventSerde serde, ExampleMapper mapper, TextTokenizer tokenizer, int maxTokens,
+      int batchSize, Map<TopicPartition, Long> from, Map<TopicPartition, Long> to) {
+    return read(log, serde, mapper, tokenizer, maxTokens, batchSize, from, to, false);
+  }
+
+  /**
+   * @param classification whether examples without a label are kept apart (classification
+   *     objectives: they are scored by their predictions, not by a loss)
+   */
+  static Slice read(LogReader log, EventSerde serde, ExampleMapper mapper, TextTokenizer tokenizer, int maxTokens,
+      int batchSize, Map<TopicPartition, Long> from, Map<TopicPartition, Long> to, boolean classification) {
     LogSource source = new LogSource(log, from, to);
-    ByteTokenizer tokenizer = new ByteTokenizer();
     MicroBatcher batcher = MicroBatcher.byCount(batchSize);
+    MicroBatcher unlabelledBatcher = MicroBatcher.byCount(batchSize);
     List<TokenBatch> batches = new ArrayList<>();
+    List<TokenBatch> unlabelledBatches = new ArrayList<>();
     long events = 0;
+    long unlabelled = 0;
     long skipped = 0;
     for (LogSource.SourceRecord r = source.next(); r != null; r = source.next()) {
       ExampleMapper.TrainingExample example;
@@ -109,7 +122,16 @@ final class ReplayEvaluation {
         skipped++;
         continue;
       }
-      batcher.add(tokenizer.encode(example.text(), maxTokens), example.label());
+      long[] tokens = tokenizer.encode(example.text(), maxTokens);
+      if (classification && !example.labelled()) {
+        unlabelledBatcher.add(tokens);
+        unlabelled++;
+        if (unlabelledBatcher.ready()) {
+          unlabelledBatches.add(unlabelledBatcher.drain());
+        }
+        continue;
+      }
+      batcher.add(tokens, example.label());
       events++;
       if (batcher.ready()) {
         batches.add(batcher.drain());
@@ -118,30 +140,70 @@ final class ReplayEvaluation {
     if (batcher.pendingExamples() > 0) {
       batches.add(batcher.drain());
     }
-    return new Slice(from, to, batches, events, skipped);
+    if (unlabelledBatcher.pendingExamples() > 0) {
+      unlabelledBatches.add(unlabelledBatcher.drain());
+    }
+    return new Slice(from, to, batches, unlabelledBatches, events, unlabelled, skipped);
   }
 
   /** Evaluates each checkpoint on the batches; {@code model} must hold the base values. */
-  static List<Result> evaluate(ModelStore store, LossModel model, MezoConfig config, PerturbationKernel kernel,
+  static List<Result> evaluate(ModelStore store, LossModel model, Function<String, MezoConfig> configOf, PerturbationKernel kernel,
       List<Checkpoint> checkpoints, List<TokenBatch> batches) {
+    return evaluate(store, model, configOf, kernel, checkpoints, batches, List.of());
+  }
+
+  /** As above; each checkpoint also predicts the {@code unlabelled} batches (counts per label). */
+  static List<Result> evaluate(ModelStore store, LossModel model, Function<String, MezoConfig> configOf, PerturbationKernel kernel,
+      List<Checkpoint> checkpoints, List<TokenBatch> batches, List<TokenBatch> unlabelled) {
     float[] base = model.parameters().toArray();
     List<Result> results = new ArrayList<>();
     Map<Long, Result> byStep = new java.util.HashMap<>();
     for (Checkpoint c : checkpoints) {
       Result same = byStep.get(c.step());
       if (same != null) {
-        results.add(new Result(c.id(), c.step(), c.label(), same.loss(), same.perplexity(), same.accuracy()));
+        results.add(new Result(c.id(), c.step(), c.label(), same.loss(), same.perplexity(), same.accuracy(),
+            same.unlabelledPredicted()));
         continue;
       }
       model.parameters().load(base);
-      MezoTrainer trainer = store.restore(c.step(), model, config, kernel).trainer();
-      double loss = trainer.evaluate(batches);
-      Result r = new Result(c.id(), c.step(), c.label(), loss, Math.exp(loss), accuracy(model, batches));
+      Result r = evaluateAt(store, model, configOf, kernel, c.id(), c.step(), c.label(), batches, unlabelled);
       byStep.put(c.step(), r);
       results.add(r);
     }
     model.parameters().load(base);
     return results;
+  }
+
+  /**
+   * Evaluates the model restored at {@code step} ({@code model} must hold the base values, and is
+   * left at that step).
+   */
+  static Result evaluateAt(ModelStore store, LossModel model, Function<String, MezoConfig> configOf, PerturbationKernel kernel, long id,
+      long step, String label, List<TokenBatch> batches, List<TokenBatch> unlabelled) {
+    MezoTrainer trainer = store.restore(step, model, configOf, kernel).trainer();
+    double loss = batches.isEmpty() ? Double.NaN : trainer.evaluate(batches);
+    return new Result(id, step, label, loss, Math.exp(loss), accuracy(model, batches), predictions(model, unlabelled));
+  }
+
+  /** Per label, how many of the unlabelled examples the model predicts it for; null when there are none. */
+  private static long[] predictions(LossModel model, List<TokenBatch> unlabelled) {
+    if (unlabelled.isEmpty()) {
+      return null;
+    }
+    long[] counts = null;
+    for (TokenBatch b : unlabelled) {
+      for (float[] row : model.labelProbabilities(b)) {
+        if (counts == null) {
+          counts = new long[row.length];
+        }
+        int best = 0;
+        for (int j = 1; j < row.length; j++) {
+          best = row[j] > row[best] ? j : best;
+        }
+        counts[best]++;
+      }
+    }
+    return counts;
   }
 
   private static Double accuracy(LossModel model, List<TokenBatch> batches) {
@@ -161,9 +223,9 @@ final class ReplayEvaluation {
   }
 
   /** Test-then-train from {@code startStep}: each batch's loss before the trainer steps on it. */
-  static List<PrequentialPoint> prequential(ModelStore store, LossModel model, MezoConfig config,
+  static List<PrequentialPoint> prequential(ModelStore store, LossModel model, Function<String, MezoConfig> configOf,
       PerturbationKernel kernel, long startStep, List<TokenBatch> batches) {
-    MezoTrainer trainer = store.restore(startStep, model, config, kernel).trainer();
+    MezoTrainer trainer = store.restore(startStep, model, configOf, kernel).trainer();
     List<PrequentialPoint> points = new ArrayList<>();
     for (int i = 0; i < batches.size(); i++) {
       TokenBatch b = batches.get(i);

@@ -3,25 +3,17 @@ package io.pockettune.pipeline;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.pockettune.ingest.EmbeddedLog;
 import io.pockettune.schemas.EventSerde;
-import io.pockettune.schemas.SchemaStore;
 import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.Restored;
-import io.pockettune.store.RunIdentity;
 import io.pockettune.store.SourcePartition;
-import io.pockettune.trainer.ByteTokenizer;
-import io.pockettune.trainer.DecoderLmConfig;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
-import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.StepRecord;
-import io.pockettune.trainer.TrainableSelection;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -31,6 +23,7 @@ import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.utils.Time;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -59,16 +52,25 @@ final class Service implements AutoCloseable {
   /** Everything {@code serve} can set. */
   record Settings(int threads, int batch, long batchTokens, long maxWaitMillis, int maxTokens, double dutyCycle,
       long maxMemoryMb, int checkpointEvery, int snapshotEvery, float learningRate, float eps, long seed,
-      long maxIdleMillis, long pollMillis, boolean exitWhenIdle, boolean reportMetrics) {}
+      long maxIdleMillis, long pollMillis, boolean exitWhenIdle, boolean reportMetrics, boolean controlSocket) {
 
-  private final Path dir;
+    /** These settings with the card's defaults where none was given (0 tokens, NaN lr or eps). */
+    Settings withDefaults(ModelCard card) {
+      return new Settings(threads, batch, batchTokens, maxWaitMillis, maxTokens > 0 ? maxTokens : card.maxTokens(),
+          dutyCycle, maxMemoryMb, checkpointEvery, snapshotEvery,
+          Float.isNaN(learningRate) ? card.lr() : learningRate, Float.isNaN(eps) ? card.eps() : eps, seed,
+          maxIdleMillis, pollMillis, exitWhenIdle, reportMetrics, controlSocket);
+    }
+  }
+
+  private final DataDirectory dir;
   private final Settings settings;
-  private final Clock clock;
+  private final Time time;
   private final PrintWriter progress;
   private volatile PrintWriter stepLog;
   private final EmbeddedLog log;
   private final LossModel model;
-  private final PerturbationKernel kernel;
+  private final StoreSession session;
   private final ModelStore store;
   private final LiveLogSource source;
   private final TrainingJob job;
@@ -84,6 +86,10 @@ final class Service implements AutoCloseable {
   private final long startedNanos;
 
   private volatile boolean stopping;
+  /** Whether the last advance found nothing to train and the source caught up with the log. */
+  private volatile boolean idle;
+  /** Bumped (under {@link #wake}) to end a rest early. */
+  private volatile long wakeups;
   private volatile Throwable failure;
   private volatile long lastStep;
   private volatile double recentLoss = Double.NaN;
@@ -91,32 +97,21 @@ final class Service implements AutoCloseable {
   private volatile Checkpoint lastCheckpoint;
   private boolean closed;
 
-  private Service(Path dir, Settings s, Clock clock, Governor.Sleeper sleeper, PrintWriter progress) throws IOException {
+  private Service(DataDirectory dir, ModelPackage pkg, EmbeddedLog log, EventSerde serde, Settings s, Time time,
+      PrintWriter progress) throws IOException {
     this.dir = dir;
     this.settings = s;
-    this.clock = clock;
+    this.time = time;
     this.progress = progress;
-    governor = new Governor(s.dutyCycle(), s.maxMemoryMb() * 1024 * 1024, Governor::residentSetBytes, sleeper);
-    Files.createDirectories(dir);
-    byte[] onnx = DemoCommand.baseModel(dir.resolve("model").resolve("base.onnx"), DecoderLmConfig.demo());
-    log = EmbeddedLog.open(dir.resolve("log"));
-    LossModel m = null;
-    PerturbationKernel k = null;
-    ModelStore st = null;
+    this.log = log;
+    governor = new Governor(s.dutyCycle(), s.maxMemoryMb() * 1024 * 1024, Governor::residentSetBytes);
+    StoreSession session = null;
     try {
-      Topics.create(log);
-      EventSerde serde = new EventSerde(SchemaStore.open(dir.resolve("schemas")));
       events = new EventJson(log, serde);
-      m = LossModel.causalLm(onnx, TrainableSelection.all(), s.threads());
-      k = new PerturbationKernel(s.threads());
       MezoConfig mezo = new MezoConfig(s.eps(), s.learningRate(), s.seed());
-      String runConfig = new JsonLine().put("model", "model/base.onnx").put("trainable", "all")
-          .put("eps", s.eps()).put("lr", s.learningRate()).put("seed", s.seed()).put("batch", s.batch())
-          .put("max_tokens", s.maxTokens()).put("distribution", mezo.distribution().name())
-          .put("weight_decay", mezo.weightDecay()).toString();
-      st = ModelStore.open(dir.resolve("store"), new RunIdentity(m.baseModelHash(), PerturbationKernel.VERSION,
-          m.parameters().layout(), runConfig));
-      Restored restored = st.restore(st.lastStep(), m, mezo, k);
+      session = StoreSession.forTraining(dir, pkg, mezo, s.batch(), s.maxTokens(), s.threads());
+      ModelStore st = session.store();
+      Restored restored = session.restore(st.lastStep());
       MezoTrainer mezoTrainer = restored.trainer();
       startStep = restored.step();
       lastStep = startStep;
@@ -130,57 +125,62 @@ final class Service implements AutoCloseable {
             log.startOffset(tp.topic(), tp.partition())));
       }
       consumed = start;
-      source = new LiveLogSource(log, start, TimeUnit.MILLISECONDS.toNanos(s.maxIdleMillis()), clock);
+      source = new LiveLogSource(log, start, TimeUnit.MILLISECONDS.toNanos(s.maxIdleMillis()), time);
       MicroBatcher batcher = new MicroBatcher(s.batch(), s.batchTokens(),
-          s.maxWaitMillis() == Long.MAX_VALUE ? Long.MAX_VALUE : TimeUnit.MILLISECONDS.toNanos(s.maxWaitMillis()), clock);
-      job = new TrainingJob(source, serde, ExampleMapper.defaults(), new ByteTokenizer(), s.maxTokens(), batcher,
-          mezoTrainer, st, new DeadLetters(log), s.checkpointEvery(), m.parameters(), s.snapshotEvery());
+          s.maxWaitMillis() == Long.MAX_VALUE ? Long.MAX_VALUE : TimeUnit.MILLISECONDS.toNanos(s.maxWaitMillis()), time);
+      TrainingJob j = new TrainingJob(source, serde, pkg.mapper(), pkg.exampleTokenizer(), s.maxTokens(), batcher,
+          mezoTrainer, st, new DeadLetters(log), s.checkpointEvery(), session.model().parameters(), s.snapshotEvery());
+      job = pkg.card().classification() ? j.labelsOnly() : j;
       metrics = new ServiceMetrics(this::lagTotal, () -> recentLoss);
       if (s.reportMetrics()) {
-        metrics.report(dir.resolve("metrics"));
+        metrics.report(dir.metrics());
       }
-      model = m;
-      kernel = k;
+      model = session.model();
+      this.session = session;
       store = st;
-      control = new ControlChannel(ControlChannel.socketOf(dir), this::handle);
+      control = s.controlSocket() ? new ControlChannel(dir.controlSocket(), this::handle) : null;
     } catch (RuntimeException | IOException e) {
-      if (st != null) {
-        st.close();
+      if (session != null) {
+        session.close();
       }
-      if (k != null) {
-        k.close();
-      }
-      if (m != null) {
-        m.close();
-      }
-      log.close();
       throw e;
     }
-    startedNanos = clock.nanoTime();
+    startedNanos = time.nanoseconds();
     trainer = new Thread(this::loop, "pockettune-trainer");
   }
 
-  /** Opens the data directory (creating it and the demo's model when new), restores the model and starts training. */
-  static Service start(Path dir, Settings settings, PrintWriter progress) throws IOException {
-    return start(dir, settings, progress, null);
-  }
-
-  /** {@link #start(Path, Settings, PrintWriter)}, printing "committed N" to {@code stepLog} after every commit. */
-  static Service start(Path dir, Settings settings, PrintWriter progress, PrintWriter stepLog) throws IOException {
-    Service[] self = new Service[1];
-    Governor.Sleeper sleeper = nanos -> self[0].sleep(nanos);
-    Service s = new Service(dir, settings, Clock.SYSTEM, sleeper, progress);
-    self[0] = s;
+  /**
+   * Restores the package's model from the data directory's store and starts training from the
+   * open {@code log} (which the caller owns and closes after this service).
+   *
+   * @param stepLog where "committed N" is printed after every commit, or null
+   */
+  static Service start(DataDirectory dir, ModelPackage pkg, EmbeddedLog log, EventSerde serde, Settings settings,
+      PrintWriter progress, PrintWriter stepLog) throws IOException {
+    Service s = new Service(dir, pkg, log, serde, settings.withDefaults(pkg.card()), Time.SYSTEM, progress);
     s.stepLog = stepLog;
     s.trainer.start();
     return s;
   }
 
+  /** Waits up to {@code nanos}, returning early when woken (new events, pause or resume) or stopping. */
   private void sleep(long nanos) throws InterruptedException {
+    if (nanos <= 0) {
+      return;
+    }
+    long seen = wakeups;
+    try {
+      time.waitObject(wake, () -> stopping || wakeups != seen,
+          time.milliseconds() + Math.max(1, TimeUnit.NANOSECONDS.toMillis(nanos)));
+    } catch (org.apache.kafka.common.errors.TimeoutException rested) {
+      // the whole rest passed
+    }
+  }
+
+  private void wakeUp() {
     synchronized (wake) {
-      if (!stopping) {
-        TimeUnit.NANOSECONDS.timedWait(wake, nanos);
-      }
+      wakeups++;
+      wake.notifyAll();
     }
   }
 
@@ -191,26 +191,28 @@ final class Service implements AutoCloseable {
           sleep(TimeUnit.MILLISECONDS.toNanos(settings.pollMillis()));
           continue;
         }
-        long t0 = clock.nanoTime();
+        long t0 = time.nanoseconds();
         long forwardsBefore = model.forwards();
         long forwardNanosBefore = model.forwardNanos();
         TrainingJob.Advance a = job.advance(this::stepCommitted);
         metrics.deadLetters.mark(job.deadLetters() - metrics.deadLetters.getCount());
         consumed = source.positions();
         if (a == TrainingJob.Advance.IDLE) {
-          if (settings.exitWhenIdle() && source.caughtUp()) {
+          idle = source.caughtUp();
+          if (settings.exitWhenIdle() && idle) {
             break;
           }
           sleep(TimeUnit.MILLISECONDS.toNanos(settings.pollMillis()));
           continue;
         }
-        long took = clock.nanoTime() - t0;
+        idle = false;
+        long took = time.nanoseconds() - t0;
         metrics.stepTook(took, model.forwards() - forwardsBefore, model.forwardNanos() - forwardNanosBefore);
-        governor.rest(took);
+        sleep(governor.restNanos(took));
       }
     } catch (Throwable t) {
       failure = t;
-      LOG.error("training stopped: {}", Main.oneLine(t), t);
+      LOG.error("training stopped: {}", PocketTune.message(t), t);
     } finally {
       stopped.countDown();
     }
@@ -248,7 +250,7 @@ final class Service implements AutoCloseable {
       case "status":
         return status().toString();
       case "pause", "resume":
-        governor.pause(op.equals("pause"));
+        pause(op.equals("pause"));
         return status().toString();
       case "produce":
         String topic = request.path("topic").asText("");
@@ -260,9 +262,7 @@ final class Service implements AutoCloseable {
         }
         Map<String, List<Long>> offsets = lines.isEmpty() ? Map.of() : events.append(topic, lines, 1);
         metrics.eventsIn.mark(lines.size());
-        synchronized (wake) {
-          wake.notifyAll();
-        }
+        wakeUp();
         return new JsonLine().put("appended", lines.size()).put("topic", topic).put("offsets", offsets).toString();
       default:
         return ControlChannel.error("unknown request '" + op + "': use status, pause, resume or produce");
@@ -292,11 +292,12 @@ final class Service implements AutoCloseable {
         .put("lag_by_partition", lag)
         .put("last_checkpoint", checkpointJson(lastCheckpoint))
         .put("duty_cycle", governor.dutyCycle())
-        .put("uptime_s", Math.round((clock.nanoTime() - startedNanos) / 1e8) / 10.0)
-        .put("data_dir", dir.toString());
+        .put("uptime_s", Math.round((time.nanoseconds() - startedNanos) / 1e8) / 10.0)
+        .put("data_dir", dir.toString())
+        .put("unlabelled", job.unlabelled());
     metrics.figures().forEach(j::put);
     if (failure != null) {
-      j.put("error", Main.oneLine(failure));
+      j.put("error", PocketTune.message(failure));
     }
     return j;
   }
@@ -304,6 +305,39 @@ final class Service implements AutoCloseable {
   static JsonLine checkpointJson(Checkpoint c) {
     return c == null ? null : new JsonLine().put("id", c.id()).put("step", c.step()).put("label", c.label())
         .put("time", c.time().toString());
+  }
+
+  /**
+   * Waits until every event appended before this call has been consumed (trained, dead-lettered
+   * or skipped as unlabelled; a partial batch may stay open) or training stopped.
+   *
+   * @return whether that happened within {@code timeoutNanos}
+   */
+  boolean awaitIdle(long timeoutNanos) throws InterruptedException {
+    long deadline = System.nanoTime() + timeoutNanos;
+    long seen = wakeups;
+    while (System.nanoTime() < deadline) {
+      if (stopped.getCount() == 0 || (idle && wakeups == seen && lagTotal() == 0)) {
+        return true;
+      }
+      seen = wakeups;
+      Thread.sleep(5);
+    }
+    return false;
+  }
+
+  void pause(boolean pause) {
+    governor.pause(pause);
+    wakeUp();
+  }
+
+  /** Wakes a resting trainer (new events were appended). */
+  void eventsAppended() {
+    wakeUp();
+  }
+
+  ModelStore store() {
+    return store;
   }
 
   /** Waits until training stops by itself (idle with exit-when-idle, or a failure). */
@@ -321,7 +355,7 @@ final class Service implements AutoCloseable {
     return failure;
   }
 
-  /** Stops after the step in flight, commits, and closes the store and the log cleanly. Idempotent. */
+  /** Stops after the step in flight, commits, and closes the store (not the log). Idempotent. */
   @Override
   public synchronized void close() throws IOException {
     if (closed) {
@@ -329,25 +363,19 @@ final class Service implements AutoCloseable {
     }
     closed = true;
     stopping = true;
-    synchronized (wake) {
-      wake.notifyAll();
-    }
+    wakeUp();
     try {
       stopped.await();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
     try {
-      control.close();
+      if (control != null) {
+        control.close();
+      }
       metrics.close();
     } finally {
-      try {
-        store.close();
-        kernel.close();
-        model.close();
-      } finally {
-        log.close();
-      }
+      session.close();
     }
   }
 }

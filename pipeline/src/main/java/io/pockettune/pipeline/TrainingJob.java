@@ -4,10 +4,10 @@ import io.pockettune.schemas.EventDecodingException;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.SourcePartition;
-import io.pockettune.trainer.ByteTokenizer;
 import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.StepRecord;
+import io.pockettune.trainer.TextTokenizer;
 import io.pockettune.trainer.TokenBatch;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -37,12 +37,13 @@ final class TrainingJob {
   }
 
   /** What a run did. */
-  record Result(long steps, long eventsTrained, long deadLetters, int checkpoints, boolean sourceExhausted) {}
+  record Result(long steps, long eventsTrained, long deadLetters, long unlabelled, int checkpoints,
+      boolean sourceExhausted) {}
 
   private final RecordSource source;
   private final EventSerde serde;
   private final ExampleMapper mapper;
-  private final ByteTokenizer tokenizer;
+  private final TextTokenizer tokenizer;
   private final int maxTokens;
   private final MicroBatcher batcher;
   private final MezoTrainer trainer;
@@ -57,7 +58,7 @@ final class TrainingJob {
    * @param parameters      the trained parameters, snapshotted every {@code snapshotEvery} steps
    *                        so that restore and rollback replay at most that many steps (0: never)
    */
-  TrainingJob(RecordSource source, EventSerde serde, ExampleMapper mapper, ByteTokenizer tokenizer, int maxTokens,
+  TrainingJob(RecordSource source, EventSerde serde, ExampleMapper mapper, TextTokenizer tokenizer, int maxTokens,
       MicroBatcher batcher, MezoTrainer trainer, ModelStore store, DeadLetters deadLetters, int checkpointEvery,
       ParameterSet parameters, int snapshotEvery) {
     this.source = source;
@@ -80,6 +81,8 @@ final class TrainingJob {
   private double recentLoss;
   private int recentSteps;
   private int maxEventBytes = DEFAULT_MAX_EVENT_BYTES;
+  private boolean labelsOnly;
+  private long unlabelled;
   /** Next offsets after the last event that is in the open batch or was dead-lettered. */
   private Map<TopicPartition, Long> before;
 
@@ -98,15 +101,30 @@ final class TrainingJob {
     return this;
   }
 
+  /**
+   * Trains only on labelled examples (classification objectives): an event whose mapping has no
+   * label is counted as unlabelled and skipped, its offset committed with the next step like a
+   * dead letter's, but it is not a dead letter (replay still scores it).
+   */
+  TrainingJob labelsOnly() {
+    this.labelsOnly = true;
+    return this;
+  }
+
+  /** @return events skipped for having no label (see {@link #labelsOnly}) */
+  long unlabelled() {
+    return unlabelled;
+  }
+
   /** Runs until {@code maxSteps} more steps are committed or the source has nothing more. */
   Result run(long maxSteps, Listener listener) {
     long target = steps + maxSteps;
     while (steps < target) {
       if (advance(listener) == Advance.IDLE) {
-        return new Result(steps, trained, deadLetters.count(), checkpoints, true);
+        return new Result(steps, trained, deadLetters.count(), unlabelled, checkpoints, true);
       }
     }
-    return new Result(steps, trained, deadLetters.count(), checkpoints, false);
+    return new Result(steps, trained, deadLetters.count(), unlabelled, checkpoints, false);
   }
 
   /**
@@ -142,6 +160,11 @@ final class TrainingJob {
         }
         SpecificRecord event = serde.deserialize(r.value());
         ExampleMapper.TrainingExample example = mapper.map(event);
+        if (labelsOnly && !example.labelled()) {
+          unlabelled++;
+          before = source.positions();
+          continue;
+        }
         tokens = tokenizer.encode(example.text(), maxTokens);
         label = example.label();
       } catch (EventDecodingException | IllegalArgumentException e) {

@@ -14,7 +14,7 @@ record CliRun(int exit, String out, String err) {
   static CliRun of(String... args) {
     StringWriter out = new StringWriter();
     StringWriter err = new StringWriter();
-    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
+    int exit = io.pockettune.pipeline.cli.Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args);
     return new CliRun(exit, out.toString(), err.toString());
   }
 

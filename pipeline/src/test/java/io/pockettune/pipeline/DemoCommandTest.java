@@ -30,7 +30,7 @@ class DemoCommandTest {
     CliRun again = CliRun.of("demo", "--data-dir", data.toString(), "--steps", "10", "--json");
     assertEquals(0, again.exit(), again.err());
     assertEquals(50, again.number("total_steps"), "a second run continues the first");
-    assertTrue(again.err().contains("restoring the model to step 40"), again.err());
+    assertTrue(again.err().contains("restored the model to step 40 first"), again.err());
 
     Path report = dir.resolve("replay.html");
     CliRun replay;
@@ -61,7 +61,7 @@ class DemoCommandTest {
   void main_helpListsEveryCommandOfTheContract() {
     CliRun help = CliRun.of("--help");
     assertEquals(0, help.exit());
-    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "bench"}) {
+    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "bench"}) {
       assertTrue(help.out().contains(c), "help lists " + c);
     }
   }

@@ -12,8 +12,8 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.utils.MockTime;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -22,7 +22,11 @@ class LiveLogSourceTest {
   private static final TopicPartition P1 = new TopicPartition("t", 1);
 
   @TempDir Path dir;
-  private final AtomicLong now = new AtomicLong();
+  private final MockTime now = new MockTime(0, 0, 0);
+
+  private static long ms(long millis) {
+    return java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(millis);
+  }
 
   private static LogRecord at(long time) {
     return new LogRecord(time, null, Long.toString(time).getBytes(StandardCharsets.UTF_8));
@@ -44,7 +48,7 @@ class LiveLogSourceTest {
       log.append("t", 1, List.of(at(2), at(3), at(8)));
       Map<TopicPartition, Long> start = new LinkedHashMap<>(Map.of(P0, 1L, P1, 0L));
       List<Long> bounded = drain(new LogSource(log, start, Map.of(P0, 4L, P1, 3L)));
-      List<Long> live = drain(new LiveLogSource(log, start, 0, now::get));
+      List<Long> live = drain(new LiveLogSource(log, start, 0, now));
       assertEquals(bounded, live);
       assertEquals(List.of(2L, 3L, 4L, 5L, 8L, 9L), live);
     }
@@ -55,16 +59,16 @@ class LiveLogSourceTest {
     try (EmbeddedLog log = EmbeddedLog.open(dir)) {
       log.createTopic("t", 2);
       log.append("t", 0, List.of(at(10), at(30)));
-      LiveLogSource source = new LiveLogSource(log, new LinkedHashMap<>(Map.of(P0, 0L, P1, 0L)), 100, now::get);
+      LiveLogSource source = new LiveLogSource(log, new LinkedHashMap<>(Map.of(P0, 0L, P1, 0L)), ms(100), now);
       assertNull(source.next(), "partition 1 may still receive an earlier record");
-      now.set(99);
+      now.setCurrentTimeMs(99);
       assertNull(source.next());
       log.append("t", 1, List.of(at(20)));
       assertEquals(10, source.next().timestamp());
       assertEquals(20, source.next().timestamp(), "the late record keeps its place in time order");
-      now.set(150);
+      now.setCurrentTimeMs(150);
       assertNull(source.next(), "partition 1 is empty again: a new idle period starts");
-      now.set(250);
+      now.setCurrentTimeMs(250);
       assertEquals(30, source.next().timestamp(), "idle for the timeout: the others go on");
       assertTrue(source.caughtUp());
       assertEquals(Map.of(P0, 2L, P1, 1L), source.positions());

@@ -5,12 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pockettune.trainer.TokenBatch;
-import java.util.concurrent.atomic.AtomicLong;
+import org.apache.kafka.common.utils.MockTime;
 import org.junit.jupiter.api.Test;
 
 class MicroBatcherTest {
-  private final AtomicLong now = new AtomicLong();
-  private final Clock clock = now::get;
+  private final MockTime clock = new MockTime(0, 0, 0);
 
   private static long[] tokens(int n) {
     long[] t = new long[n];
@@ -43,13 +42,13 @@ class MicroBatcherTest {
 
   @Test
   void ready_afterMaxWaitOnInjectedClock() {
-    MicroBatcher b = new MicroBatcher(100, Long.MAX_VALUE, 1_000, clock);
+    MicroBatcher b = new MicroBatcher(100, Long.MAX_VALUE, java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(1_000), clock);
     assertFalse(b.ready(), "an empty batch is never ready");
-    now.set(500);
+    clock.setCurrentTimeMs(500);
     b.add(tokens(3));
-    now.set(1_499);
+    clock.setCurrentTimeMs(1_499);
     assertFalse(b.ready());
-    now.set(1_500);
+    clock.setCurrentTimeMs(1_500);
     assertTrue(b.ready());
     assertEquals(1, b.drain().size());
   }

@@ -1,6 +1,7 @@
 package io.pockettune.pipeline;
 
 import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.pipeline.cli.PersonaStream;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.schemas.SchemaStore;
 import io.pockettune.store.ModelStore;
@@ -57,6 +58,29 @@ final class PipelineFixture implements AutoCloseable {
     return new TrainingJob(new LogSource(log, start, end), serde, ExampleMapper.defaults(), new ByteTokenizer(),
         TINY.maxPositions(), MicroBatcher.byCount(batch), trainer, store, new DeadLetters(log), 5,
         model.parameters(), 4);
+  }
+
+  /** Appends persona events straight to the log, messages keyed by conversation, as the demo's producer does. */
+  static void appendPersona(EmbeddedLog log, EventSerde serde, PersonaStream persona, int count) throws IOException {
+    for (PersonaStream.Event e : persona.next(count)) {
+      org.apache.avro.specific.SpecificRecord record;
+      TopicPartition tp;
+      String key;
+      if (e instanceof PersonaStream.ChatMessage m) {
+        record = io.pockettune.events.Message.newBuilder().setId(m.id()).setConversation(m.conversation())
+            .setSender(m.sender()).setText(m.text()).setEventTime(m.time()).setAttrs(m.attrs()).build();
+        key = m.conversation();
+        tp = new TopicPartition(Topics.MESSAGES, Topics.partitionOf(key, Topics.MESSAGE_PARTITIONS));
+      } else {
+        PersonaStream.NoteEvent n = (PersonaStream.NoteEvent) e;
+        record = io.pockettune.events.Note.newBuilder().setId(n.id()).setTitle(n.title()).setBody(n.body())
+            .setEventTime(n.time()).setAttrs(n.attrs()).build();
+        key = "maya";
+        tp = new TopicPartition(Topics.NOTES, 0);
+      }
+      log.append(tp.topic(), tp.partition(), java.util.List.of(new io.pockettune.ingest.LogRecord(
+          e.time().toEpochMilli(), key.getBytes(java.nio.charset.StandardCharsets.UTF_8), serde.serialize(record))));
+    }
   }
 
   @Override

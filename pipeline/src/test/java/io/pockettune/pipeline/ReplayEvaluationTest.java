@@ -28,7 +28,7 @@ class ReplayEvaluationTest {
 
   /** Classification events labelled by attribute, batched as the pipeline batches them. */
   private static List<TokenBatch> labelledBatches() {
-    ExampleMapper mapper = ExampleMapper.labelled("label", List.of("work", "home"));
+    ExampleMapper mapper = ExampleMapper.labelled("label", List.of("work", "home"), null);
     ByteTokenizer tokenizer = new ByteTokenizer();
     MicroBatcher batcher = MicroBatcher.byCount(4);
     List<TokenBatch> batches = new ArrayList<>();
@@ -77,7 +77,7 @@ class ReplayEvaluationTest {
       model.parameters().load(base);
       List<Checkpoint> checkpoints = store.checkpoints();
       List<ReplayEvaluation.Result> results =
-          ReplayEvaluation.evaluate(store, model, PipelineFixture.MEZO, kernel, checkpoints, batches);
+          ReplayEvaluation.evaluate(store, model, text -> PipelineFixture.MEZO, kernel, checkpoints, batches);
       for (int i = 0; i < 2; i++) {
         assertEquals(expectedLoss.get(i), results.get(i).loss(), 0.0);
         assertEquals(Math.exp(expectedLoss.get(i)), results.get(i).perplexity(), 0.0);

@@ -33,9 +33,10 @@ class ServiceCommandsTest {
 
 
 
-  private static Service.Settings settings() {
-    return new Service.Settings(1, 4, Long.MAX_VALUE, Long.MAX_VALUE, 64, 1.0, 0, 5, 8, 1e-3f, 1e-3f, 7L, 0, 10,
-        false, true);
+  private static PocketTune.Builder settings(Path data) {
+    return PocketTune.builder(data).threads(1).batch(4).maxTokens(64).checkpointEvery(5).snapshotEvery(8)
+        .learningRate(1e-3f).eps(1e-3f).seed(7).maxIdle(java.time.Duration.ZERO)
+        .pollInterval(java.time.Duration.ofMillis(10)).metricsCsv(true).controlSocket(true);
   }
 
   @Test
@@ -55,7 +56,8 @@ class ServiceCommandsTest {
     Path bad = dir.resolve("bad.jsonl");
     Files.writeString(bad, "{\"text\":\"fine\"}\n{\"no_text\":1}\n");
 
-    Service service = Service.start(data, settings(), null);
+    PocketTune service = settings(data).open();
+    service.startTraining();
     try {
       CliRun paused = CliRun.of("status", "--data-dir", data.toString(), "--pause", "--json");
       assertEquals(0, paused.exit(), paused.err());
@@ -129,7 +131,7 @@ class ServiceCommandsTest {
         try (LossModel model = LossModel.causalLm(PipelineFixture.MODEL, TrainableSelection.all(), 1);
             PerturbationKernel kernel = new PerturbationKernel(1)) {
           MezoTrainer trainer = store.restore(checkpoints.get(i).step(), model,
-              ReplayCommand.config(store.identity()), kernel).trainer();
+              RunConfig::replayConfig, kernel).trainer();
           double loss = trainer.evaluate(batches);
           JsonNode reported = json.path("checkpoints").get(i);
           assertEquals(checkpoints.get(i).id(), reported.path("id").asLong());

@@ -7,6 +7,7 @@ import io.pockettune.events.Message;
 import io.pockettune.ingest.EmbeddedLog;
 import io.pockettune.ingest.LogEntry;
 import io.pockettune.ingest.LogRecord;
+import io.pockettune.pipeline.cli.PersonaStream;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.schemas.SchemaStore;
 import io.pockettune.store.ModelStore;
@@ -62,7 +63,7 @@ class ServiceKillTest {
     try (EmbeddedLog log = EmbeddedLog.open(seed.resolve("log"))) {
       Topics.create(log);
       EventSerde serde = new EventSerde(SchemaStore.open(seed.resolve("schemas")));
-      DemoCommand.append(log, serde, new PersonaStream(3, T0), EVENTS / 2);
+      PipelineFixture.appendPersona(log, serde, new PersonaStream(3, T0), EVENTS / 2);
       long t = T0.plusSeconds(3600).toEpochMilli();
       byte[] good = serde.serialize(Message.newBuilder().setId("x").setConversation("ada").setSender("maya")
           .setText("back at 6 x").setEventTime(T0).build());
@@ -74,7 +75,7 @@ class ServiceKillTest {
           .setText("y".repeat(TrainingJob.DEFAULT_MAX_EVENT_BYTES)).setEventTime(T0).build());
       log.append(Topics.MESSAGES, 1, List.of(new LogRecord(t, null, "corrupt".getBytes(StandardCharsets.UTF_8)),
           new LogRecord(t + 1, null, unknown), new LogRecord(t + 2, null, empty), new LogRecord(t + 3, null, oversize)));
-      DemoCommand.append(log, serde, new PersonaStream(4, T0.plusSeconds(3000)), EVENTS / 2);
+      PipelineFixture.appendPersona(log, serde, new PersonaStream(4, T0.plusSeconds(3000)), EVENTS / 2);
     }
   }
 
@@ -143,7 +144,7 @@ class ServiceKillTest {
       long last = store.lastStep();
       assertTrue(last >= 3, "trained " + last + " steps before SIGTERM");
       assertEquals(store.committedOffsets(), store.offsetsAt(last), "the last step is whole");
-      store.restore(last, model, ReplayCommand.config(store.identity()), kernel);
+      store.restore(last, model, RunConfig::replayConfig, kernel);
     }
     assertTiles(data, -1);
   }
@@ -199,7 +200,7 @@ class ServiceKillTest {
     StringWriter err = new StringWriter();
     List<String> args = new ArrayList<>(List.of("serve", "--data-dir", data.toString(), "--exit-when-idle", "--json"));
     args.addAll(List.of(SERVE));
-    int exit = Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args.toArray(String[]::new));
+    int exit = io.pockettune.pipeline.cli.Main.run(new PrintWriter(out, true), new PrintWriter(err, true), args.toArray(String[]::new));
     assertEquals(0, exit, err.toString());
   }
 
@@ -207,7 +208,7 @@ class ServiceKillTest {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     String classpath = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
     List<String> command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "-DOPT_OUT_TRACKING=true",
-        "-Dai.djl.offline=true", "-cp", classpath, Main.class.getName(), "serve", "--data-dir", data.toString()));
+        "-Dai.djl.offline=true", "-cp", classpath, io.pockettune.pipeline.cli.Main.class.getName(), "serve", "--data-dir", data.toString()));
     command.addAll(List.of(SERVE));
     command.addAll(List.of(more));
     return new ProcessBuilder(command).redirectError(dir.resolve("child.err").toFile()).start();
@@ -216,10 +217,8 @@ class ServiceKillTest {
   private static String digest(ModelStore store) {
     try (LossModel model = LossModel.causalLm(PipelineFixture.MODEL, TrainableSelection.all(), 1);
         PerturbationKernel kernel = new PerturbationKernel(1)) {
-      store.restore(store.lastStep(), model, ReplayCommand.config(store.identity()), kernel);
+      store.restore(store.lastStep(), model, RunConfig::replayConfig, kernel);
       return model.parameters().digest();
-    } catch (IOException e) {
-      throw new AssertionError(e);
     }
   }
 

@@ -1,7 +1,6 @@
 package io.pockettune.pipeline;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -90,27 +89,18 @@ class StoreCommandsTest {
   @Test
   void replayConfig_readsDistributionAndDecayFromRunConfig() {
     RunIdentity plain = new RunIdentity("h", 1, "w[2];", "{\"lr\":0.001}");
-    assertEquals(PerturbationKernel.Distribution.GAUSSIAN, StoreCommands.replayConfig(plain).distribution());
-    assertEquals(0f, StoreCommands.replayConfig(plain).weightDecay());
+    assertEquals(PerturbationKernel.Distribution.GAUSSIAN, RunConfig.replayConfig(plain.runConfig()).distribution());
+    assertEquals(0f, RunConfig.replayConfig(plain.runConfig()).weightDecay());
     RunIdentity tuned = new RunIdentity("h", 1, "w[2];", "{\"distribution\":\"rademacher\",\"weight_decay\":0.01}");
-    assertEquals(PerturbationKernel.Distribution.RADEMACHER, StoreCommands.replayConfig(tuned).distribution());
-    assertEquals(0.01f, StoreCommands.replayConfig(tuned).weightDecay());
-  }
-
-  @Test
-  void selection_matchesExactlyTheLayoutsTensors() {
-    TrainableSelection s = StoreCommands.selection("blocks.0.w[128, 384];ln.b+x[128];");
-    assertTrue(s.pattern().matcher("blocks.0.w").matches());
-    assertTrue(s.pattern().matcher("ln.b+x").matches());
-    assertFalse(s.pattern().matcher("blocks.0.wx").matches());
-    assertFalse(s.pattern().matcher("blocksX0.w").matches());
+    assertEquals(PerturbationKernel.Distribution.RADEMACHER, RunConfig.replayConfig(tuned.runConfig()).distribution());
+    assertEquals(0.01f, RunConfig.replayConfig(tuned.runConfig()).weightDecay());
   }
 
   @Test
   void rollback_badTarget_oneLineMessage() {
     CliRun r = CliRun.of("rollback", "--data-dir", dir.resolve("nothing").toString(), "--to", "step:x");
     assertEquals(1, r.exit());
-    assertTrue(r.err().contains("there is no base model"), r.err());
+    assertTrue(r.err().contains("there is no model store"), r.err());
     CliRun missing = CliRun.of("checkpoints", "--data-dir", dir.resolve("nothing").toString());
     assertEquals(1, missing.exit());
     assertTrue(missing.err().contains("there is no model store"), missing.err());

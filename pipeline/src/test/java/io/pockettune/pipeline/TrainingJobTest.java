@@ -1,11 +1,13 @@
 package io.pockettune.pipeline;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pockettune.events.Message;
 import io.pockettune.ingest.LogEntry;
 import io.pockettune.ingest.LogRecord;
+import io.pockettune.pipeline.cli.PersonaStream;
 import io.pockettune.store.SourcePartition;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -22,7 +24,7 @@ class TrainingJobTest {
   @TempDir Path dir;
 
   private static void appendPersona(PipelineFixture f, int events) throws Exception {
-    DemoCommand.append(f.log, f.serde, new PersonaStream(5, T0), events);
+    PipelineFixture.appendPersona(f.log, f.serde, new PersonaStream(5, T0), events);
   }
 
   @Test
@@ -109,7 +111,7 @@ class TrainingJobTest {
       TrainingJob job = new TrainingJob(new LogSource(f.log, Map.of(new org.apache.kafka.common.TopicPartition(
           Topics.MESSAGES, 0), 0L), Map.of(new org.apache.kafka.common.TopicPartition(Topics.MESSAGES, 0), 5L)),
           f.serde, ExampleMapper.defaults(), new io.pockettune.trainer.ByteTokenizer(), PipelineFixture.TINY.maxPositions(),
-          new MicroBatcher(100, 2 * tokens, Long.MAX_VALUE, Clock.SYSTEM), f.trainer, f.store, new DeadLetters(f.log), 0,
+          new MicroBatcher(100, 2 * tokens, Long.MAX_VALUE, org.apache.kafka.common.utils.Time.SYSTEM), f.trainer, f.store, new DeadLetters(f.log), 0,
           f.model.parameters(), 0).maxEventBytes(300);
       TrainingJob.Result r = job.run(10, QUIET);
       assertEquals(1, r.steps(), "events 3 and 4 stay in the open batch");
@@ -123,8 +125,8 @@ class TrainingJobTest {
   }
 
   @Test
-  void labelled_takesLabelFromAttributeOrRefuses() {
-    ExampleMapper mapper = ExampleMapper.labelled("label", List.of("work", "home"));
+  void labelled_takesLabelFromAttributeRefusesUnknownAndLeavesMissingUnlabelled() {
+    ExampleMapper mapper = ExampleMapper.labelled("label", List.of("work", "home"), null);
     Message.Builder m = Message.newBuilder().setId("1").setConversation("ada").setSender("maya").setText("shift swap?")
         .setEventTime(T0);
     ExampleMapper.TrainingExample e = mapper.map(m.setAttrs(Map.of("label", "home")).build());
@@ -133,6 +135,12 @@ class TrainingJobTest {
     IllegalArgumentException unknown = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
         () -> mapper.map(m.setAttrs(Map.of("label", "gym")).build()));
     assertTrue(unknown.getMessage().contains("gym"), unknown.getMessage());
+    ExampleMapper.TrainingExample none = mapper.map(m.setAttrs(Map.of()).build());
+    assertFalse(none.labelled(), "an event without the attribute is unlabelled, not refused");
+    ExampleMapper.TrainingExample prompted = ExampleMapper.labelled("label", List.of("work", "home"), "{text} It was")
+        .map(m.setAttrs(Map.of("label", "work")).build());
+    assertEquals("shift swap? It was", prompted.text());
+    assertEquals(0, prompted.label());
     MicroBatcher batcher = MicroBatcher.byCount(2);
     batcher.add(new long[] {1, 5, 2}, 0);
     batcher.add(new long[] {1, 6, 7, 2}, 1);
@@ -144,17 +152,17 @@ class TrainingJobTest {
   void advance_liveSource_maxWaitClosesPartialBatchOnInjectedClock() throws Exception {
     try (PipelineFixture f = new PipelineFixture(dir.resolve("log"), dir.resolve("store"))) {
       appendPersona(f, 3);
-      java.util.concurrent.atomic.AtomicLong now = new java.util.concurrent.atomic.AtomicLong();
+      org.apache.kafka.common.utils.MockTime now = new org.apache.kafka.common.utils.MockTime(0, 0, 0);
       Map<org.apache.kafka.common.TopicPartition, Long> start = new java.util.LinkedHashMap<>();
       Topics.sources().forEach(tp -> start.put(tp, 0L));
-      LiveLogSource source = new LiveLogSource(f.log, start, 0, now::get);
+      LiveLogSource source = new LiveLogSource(f.log, start, 0, now);
       TrainingJob job = new TrainingJob(source, f.serde, ExampleMapper.defaults(), new io.pockettune.trainer.ByteTokenizer(),
-          PipelineFixture.TINY.maxPositions(), new MicroBatcher(100, Long.MAX_VALUE, 1_000, now::get), f.trainer, f.store,
+          PipelineFixture.TINY.maxPositions(), new MicroBatcher(100, Long.MAX_VALUE, java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(1_000), now), f.trainer, f.store,
           new DeadLetters(f.log), 0, f.model.parameters(), 0);
       assertEquals(TrainingJob.Advance.IDLE, job.advance(QUIET), "three events wait for more");
-      now.set(999);
+      now.setCurrentTimeMs(999);
       assertEquals(TrainingJob.Advance.IDLE, job.advance(QUIET));
-      now.set(1_000);
+      now.setCurrentTimeMs(1_000);
       assertEquals(TrainingJob.Advance.COMMITTED, job.advance(QUIET), "the oldest waited its maximum");
       assertEquals(3, f.store.step(1).orElseThrow().batchSize());
       assertEquals(3L, f.store.committedOffsets().values().stream().mapToLong(Long::longValue).sum());

@@ -1,5 +1,6 @@
 package io.pockettune.trainer;
 
+import ai.onnx.proto.OnnxMl;
 import ai.onnx.proto.OnnxMl.GraphProto;
 import ai.onnx.proto.OnnxMl.ModelProto;
 import ai.onnx.proto.OnnxMl.NodeProto;
@@ -190,6 +191,24 @@ public final class ModelGraph {
    */
   public int embeddingRows() {
     return tokenEmbedding == null ? -1 : (int) tokenEmbedding.getDims(0);
+  }
+
+  /**
+   * @return the files, relative to the model's folder, that hold initializers as ONNX external
+   *     data (models over 2 GB must), in order of first use; empty for a self-contained model
+   */
+  public List<String> externalDataLocations() {
+    java.util.LinkedHashSet<String> files = new java.util.LinkedHashSet<>();
+    for (TensorProto t : graph.getInitializerList()) {
+      if (t.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
+        for (OnnxMl.StringStringEntryProto e : t.getExternalDataList()) {
+          if (e.getKey().equals("location")) {
+            files.add(e.getValue());
+          }
+        }
+      }
+    }
+    return List.copyOf(files);
   }
 
   /** @return the number of layers, from the {@code past_key_values.N.key} inputs, if there are any */

@@ -1,9 +1,11 @@
-package io.pockettune.pipeline;
+package io.pockettune.pipeline.cli;
 
+import io.pockettune.pipeline.JsonLine;
+import io.pockettune.pipeline.PocketTune;
 import io.pockettune.store.Branch;
 import io.pockettune.store.Checkpoint;
-import io.pockettune.store.ModelStore;
 import io.pockettune.store.Prune;
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -39,22 +41,21 @@ final class CheckpointsCommand implements Callable<Integer> {
   boolean thinSnapshots;
 
   @Override
-  public Integer call() {
+  public Integer call() throws IOException {
     if (thinSnapshots && !prune) {
       throw new IllegalArgumentException("--thin-snapshots goes with --prune: add --prune");
     }
     PrintWriter out = spec.commandLine().getOut();
     Prune pruned = null;
-    if (prune) {
-      try (ModelStore store = ModelStore.openExisting(StoreCommands.storeDir(common.dataDir))) {
-        pruned = store.prune(thinSnapshots);
+    try (PocketTune tune = common.builder().open()) {
+      if (prune) {
+        pruned = tune.prune(thinSnapshots);
       }
-    }
-    try (ModelStore store = StoreCommands.openReadOnly(common.dataDir)) {
-      List<Checkpoint> checkpoints = store.checkpoints();
-      List<Branch> branches = store.branches();
+      List<Checkpoint> checkpoints = tune.checkpoints();
+      List<Branch> branches = tune.branches();
+      long lastStep = tune.lastStep();
       out.printf(Locale.ROOT, "%d checkpoints, %d steps on the live trajectory, %d abandoned branches%n",
-          checkpoints.size(), store.lastStep(), branches.size());
+          checkpoints.size(), lastStep, branches.size());
       if (!checkpoints.isEmpty()) {
         out.printf(Locale.ROOT, "%5s %9s  %-20s  %-16s  %s%n", "id", "step", "time (UTC)", "label", "metrics");
       }
@@ -74,7 +75,7 @@ final class CheckpointsCommand implements Callable<Integer> {
         row.put("live", c.live());
         row.put("branch", c.branch());
         row.put("metrics", c.metrics());
-        row.put("offsets", StoreCommands.offsetsJson(c.offsets()));
+        row.put("offsets", PocketTune.offsetsJson(c.offsets()));
         rows.add(row);
       }
       List<Object> branchRows = new ArrayList<>();
@@ -90,7 +91,7 @@ final class CheckpointsCommand implements Callable<Integer> {
             pruned.bytesReclaimed());
       }
       if (common.json) {
-        JsonLine json = new JsonLine().put("last_step", store.lastStep()).put("checkpoints", rows)
+        JsonLine json = new JsonLine().put("last_step", lastStep).put("checkpoints", rows)
             .put("branches", branchRows);
         if (pruned != null) {
           json.put("pruned", new JsonLine().put("branches", pruned.branches()).put("steps", pruned.steps())

@@ -1,4 +1,4 @@
-package io.pockettune.pipeline;
+package io.pockettune.pipeline.cli;
 
 import java.time.Duration;
 import java.time.Instant;
@@ -19,17 +19,17 @@ import java.util.SplittableRandom;
  *
  * <p>Deterministic for a seed. Not thread-safe.
  */
-final class PersonaStream {
+public final class PersonaStream {
 
   /** One generated event: a message or a note, before Avro encoding. */
-  sealed interface Event permits ChatMessage, NoteEvent {
+  public sealed interface Event permits ChatMessage, NoteEvent {
     Instant time();
   }
 
-  record ChatMessage(String id, String conversation, String sender, String text, Instant time, Map<String, String> attrs)
+  public record ChatMessage(String id, String conversation, String sender, String text, Instant time, Map<String, String> attrs)
       implements Event {}
 
-  record NoteEvent(String id, String title, String body, Instant time, Map<String, String> attrs) implements Event {}
+  public record NoteEvent(String id, String title, String body, Instant time, Map<String, String> attrs) implements Event {}
 
   private static final String[] CONTACTS = {"ada", "tom", "ward7-group", "priya", "club-rides"};
   private static final String[] PLACES = {"the co-op", "kirkstall", "the bakery on call lane", "roundhay park", "the ward", "otley", "headingley", "the market"};
@@ -75,13 +75,13 @@ final class PersonaStream {
    * @param seed  seed of the stream
    * @param start event time of the first event
    */
-  PersonaStream(long seed, Instant start) {
+  public PersonaStream(long seed, Instant start) {
     this.random = new SplittableRandom(seed);
     this.clock = start;
   }
 
   /** @return the next {@code n} events, in event-time order */
-  List<Event> next(int n) {
+  public List<Event> next(int n) {
     List<Event> out = new ArrayList<>(n);
     for (int i = 0; i < n; i++) {
       out.add(next());

@@ -1,9 +1,7 @@
-package io.pockettune.pipeline;
+package io.pockettune.pipeline.cli;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import io.pockettune.ingest.EmbeddedLog;
-import io.pockettune.schemas.EventSerde;
-import io.pockettune.schemas.SchemaStore;
+import io.pockettune.pipeline.JsonLine;
+import io.pockettune.pipeline.PocketTune;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -12,10 +10,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
-import java.util.Optional;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -26,10 +21,9 @@ import picocli.CommandLine.Spec;
 
 /**
  * {@code pockettune produce --topic T (--file F.jsonl | -)}: appends events, one JSON object per
- * line (see {@link EventJson} for the fields), durably. When a service runs on the data directory
- * the lines go to it over the {@link ControlChannel} (it holds the log); otherwise this command
- * opens the log itself. Either way the command returns once the events are acknowledged, and a bad
- * line fails the whole command before anything is appended.
+ * line, durably ({@link PocketTune#appendJson}: through a running service's control socket, or to
+ * the log directly, creating a new data directory's log). The command returns once the events are
+ * acknowledged, and a bad line fails the whole command before anything is appended.
  */
 @Command(name = "produce", mixinStandardHelpOptions = true,
     description = "Append events from JSON lines (a file, or - for standard input) to a topic.")
@@ -66,31 +60,14 @@ final class ProduceCommand implements Callable<Integer> {
       }
     }
     PrintWriter out = spec.commandLine().getOut();
-    Path dir = common.dataDir.toAbsolutePath();
-    long appended;
-    Map<String, List<Long>> offsets = new LinkedHashMap<>();
-    String via;
-    Optional<JsonNode> answer = ControlChannel.call(dir, new JsonLine().put("op", "produce").put("topic", topic).toString(), lines);
-    if (answer.isPresent()) {
-      appended = answer.get().path("appended").asLong();
-      answer.get().path("offsets").properties().forEach(e ->
-          offsets.put(e.getKey(), List.of(e.getValue().get(0).asLong(), e.getValue().get(1).asLong())));
-      via = "service";
-    } else {
-      if (!Files.isDirectory(dir.resolve("log"))) {
-        throw new IllegalArgumentException("there is no log in " + dir + ": start 'pockettune serve' or run 'pockettune demo' there first, or check --data-dir");
-      }
-      try (EmbeddedLog log = EmbeddedLog.open(dir.resolve("log"))) {
-        Map<String, List<Long>> ranges = lines.isEmpty() ? Map.of()
-            : new EventJson(log, new EventSerde(SchemaStore.open(dir.resolve("schemas")))).append(topic, lines, 1);
-        appended = lines.size();
-        offsets.putAll(ranges);
-      }
-      via = "log";
+    PocketTune.Appended a;
+    try (PocketTune tune = common.builder().open()) {
+      a = tune.appendJson(topic, lines);
     }
-    out.printf("appended %d events to %s at offsets %s (acknowledged by the %s)%n", appended, topic, offsets, via);
+    out.printf("appended %d events to %s at offsets %s (acknowledged by the %s)%n", a.events(), topic, a.offsets(), a.via());
     if (common.json) {
-      out.println(new JsonLine().put("appended", appended).put("topic", topic).put("offsets", offsets).put("via", via));
+      out.println(new JsonLine().put("appended", a.events()).put("topic", topic).put("offsets", a.offsets())
+          .put("via", a.via()));
     }
     return 0;
   }

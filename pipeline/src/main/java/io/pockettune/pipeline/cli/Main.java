@@ -1,18 +1,22 @@
-package io.pockettune.pipeline;
+package io.pockettune.pipeline.cli;
 
+import io.pockettune.pipeline.PocketTune;
 import java.io.PrintWriter;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
-/** The {@code pockettune} command line. */
+/**
+ * The {@code pockettune} command line: a client of the runtime's one entry type, {@link
+ * PocketTune}, and of nothing else (this package sees only the runtime's public API).
+ */
 @Command(
     name = "pockettune",
     mixinStandardHelpOptions = true,
     version = "pockettune 0.1.0",
     description = "Personalizes a language model on this device, from the events its apps produce.",
-    footer = "%nBenchmarks: ./pockettune bench trainer|store|ingest (see ./pockettune bench -h)",
+    footer = "%nBenchmarks: ./pockettune bench trainer|store|ingest (see ./pockettune bench -h), from the bench module.",
     subcommands = {
       DemoCommand.class,
       ServeCommand.class,
@@ -21,7 +25,8 @@ import picocli.CommandLine.Spec;
       CheckpointsCommand.class,
       RollbackCommand.class,
       ReplayCommand.class,
-      ExportCommand.class
+      ExportCommand.class,
+      ModelCommand.class
     })
 public final class Main implements Runnable {
 
@@ -41,10 +46,10 @@ public final class Main implements Runnable {
   }
 
   /** Runs a command line with the given standard output and error; returns the exit code. */
-  static int run(PrintWriter out, PrintWriter err, String... args) {
+  public static int run(PrintWriter out, PrintWriter err, String... args) {
     CommandLine cl = new CommandLine(new Main()).setOut(out).setErr(err);
     cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
-      cmd.getErr().println("pockettune " + cmd.getCommandName() + ": " + oneLine(e));
+      cmd.getErr().println("pockettune " + cmd.getCommandName() + ": " + PocketTune.message(e));
       return 1;
     });
     cl.setParameterExceptionHandler((e, parsedArgs) -> {
@@ -53,15 +58,5 @@ public final class Main implements Runnable {
       return 2;
     });
     return cl.execute(args);
-  }
-
-  /** The first message in the cause chain, on one line. */
-  static String oneLine(Throwable e) {
-    Throwable t = e;
-    while (t.getMessage() == null && t.getCause() != null) {
-      t = t.getCause();
-    }
-    String message = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
-    return message.replace('\n', ' ');
   }
 }

@@ -1,10 +1,12 @@
-package io.pockettune.pipeline;
+package io.pockettune.pipeline.cli;
 
+import io.pockettune.pipeline.PocketTune;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -14,10 +16,10 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code pockettune serve}: runs the {@link Service} in the foreground of this process until
- * SIGTERM (or Ctrl-C), which stops it cleanly through a shutdown hook. {@code --config FILE} is a
- * properties file whose keys are the long option names without dashes ({@code batch=16},
- * {@code duty-cycle=0.5}); options given on the command line win.
+ * {@code pockettune serve}: trains in the background of this process until SIGTERM (or Ctrl-C),
+ * which stops it cleanly through a shutdown hook, serving other processes on the data directory's
+ * control socket. {@code --config FILE} is a properties file whose keys are the long option names
+ * without dashes ({@code batch=16}, {@code duty-cycle=0.5}); options given on the command line win.
  */
 @Command(name = "serve", mixinStandardHelpOptions = true,
     description = "Run ingestion and training in the background: train on every event appended, exactly once.")
@@ -25,6 +27,8 @@ final class ServeCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
   @Mixin CommonOptions common;
+
+  @Mixin ModelOption modelOption;
 
   @Option(names = "--config", paramLabel = "FILE", description = "properties file with option defaults")
   Path config;
@@ -41,7 +45,7 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--max-wait-ms", description = "longest a partial batch waits before it trains (default: none)")
   Long maxWaitMs;
 
-  @Option(names = "--max-tokens", description = "tokens per example, the model's context (default: 128)")
+  @Option(names = "--max-tokens", description = "tokens per example (default: the model card's max_tokens)")
   Integer maxTokens;
 
   @Option(names = "--duty-cycle", description = "largest fraction of time spent training, in (0, 1] (default: 1)")
@@ -56,10 +60,10 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--snapshot-every", description = "steps between parameter snapshots (default: 500)")
   Integer snapshotEvery;
 
-  @Option(names = "--lr", description = "learning rate (default: 1e-3)")
+  @Option(names = "--lr", description = "learning rate (default: the model card's lr)")
   Float lr;
 
-  @Option(names = "--eps", description = "perturbation scale (default: 1e-3)")
+  @Option(names = "--eps", description = "perturbation scale (default: the model card's eps)")
   Float eps;
 
   @Option(names = "--seed", description = "run seed (default: 42)")
@@ -85,63 +89,76 @@ final class ServeCommand implements Callable<Integer> {
         p.load(in);
       }
     }
-    Service.Settings s = new Service.Settings(
-        pick(threads, p, "threads", Runtime.getRuntime().availableProcessors()),
-        pick(batch, p, "batch", 16),
-        pick(batchTokens, p, "batch-tokens", Long.MAX_VALUE),
-        pick(maxWaitMs, p, "max-wait-ms", Long.MAX_VALUE),
-        pick(maxTokens, p, "max-tokens", 128),
-        pick(dutyCycle, p, "duty-cycle", 1.0),
-        pick(maxMemoryMb, p, "max-memory-mb", 0L),
-        pick(checkpointEvery, p, "checkpoint-every", 500),
-        pick(snapshotEvery, p, "snapshot-every", 500),
-        pick(lr, p, "lr", 1e-3f),
-        pick(eps, p, "eps", 1e-3f),
-        pick(seed, p, "seed", 42L),
-        pick(maxIdleMs, p, "max-idle-ms", 200L),
-        50,
-        exitWhenIdle || Boolean.parseBoolean(p.getProperty("exit-when-idle", "false")),
-        true);
-    if (s.threads() < 1 || s.batch() < 1 || s.maxTokens() < 2 || s.checkpointEvery() < 0 || s.snapshotEvery() < 0
-        || s.maxIdleMillis() < 0 || s.batchTokens() < 2 || s.maxWaitMillis() < 0) {
-      throw new IllegalArgumentException("--threads and --batch must be positive, --max-tokens and --batch-tokens at"
-          + " least 2, and --checkpoint-every, --snapshot-every, --max-idle-ms and --max-wait-ms not negative");
-    }
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    Path dir = common.dataDir.toAbsolutePath();
-    Service service = Service.start(dir, s, err, printSteps ? out : null);
+    PocketTune.Builder b = common.builder().model(modelOption.model)
+        .threads(pick(threads, p, "threads", Runtime.getRuntime().availableProcessors()))
+        .batch(pick(batch, p, "batch", 16))
+        .batchTokens(pick(batchTokens, p, "batch-tokens", Long.MAX_VALUE))
+        .dutyCycle(pick(dutyCycle, p, "duty-cycle", 1.0))
+        .maxMemoryMb(pick(maxMemoryMb, p, "max-memory-mb", 0L))
+        .checkpointEvery(pick(checkpointEvery, p, "checkpoint-every", 500))
+        .snapshotEvery(pick(snapshotEvery, p, "snapshot-every", 500))
+        .seed(pick(seed, p, "seed", 42L))
+        .maxIdle(Duration.ofMillis(pick(maxIdleMs, p, "max-idle-ms", 200L)))
+        .exitWhenIdle(exitWhenIdle || Boolean.parseBoolean(p.getProperty("exit-when-idle", "false")))
+        .metricsCsv(true)
+        .controlSocket(true)
+        .progress(err)
+        .stepLog(printSteps ? out : null);
+    long wait = pick(maxWaitMs, p, "max-wait-ms", Long.MAX_VALUE);
+    if (wait != Long.MAX_VALUE) {
+      b.maxWait(Duration.ofMillis(wait));
+    }
+    Integer tokens = pick(maxTokens, p, "max-tokens", (Integer) null);
+    if (tokens != null) {
+      b.maxTokens(tokens);
+    }
+    Float rate = pick(lr, p, "lr", (Float) null);
+    if (rate != null) {
+      b.learningRate(rate);
+    }
+    Float scale = pick(eps, p, "eps", (Float) null);
+    if (scale != null) {
+      b.eps(scale);
+    }
+    PocketTune tune = b.open();
     Thread hook = new Thread(() -> {
       try {
-        service.close();
+        tune.close();
       } catch (IOException | RuntimeException e) {
-        err.println("pockettune serve: could not stop cleanly: " + Main.oneLine(e));
+        err.println("pockettune serve: could not stop cleanly: " + PocketTune.message(e));
       }
     }, "pockettune-shutdown");
-    Runtime.getRuntime().addShutdownHook(hook);
-    synchronized (out) {
-      out.println("serving " + dir + " (control socket " + ControlChannel.socketOf(dir) + ")");
-      out.flush();
+    try {
+      tune.startTraining();
+      Runtime.getRuntime().addShutdownHook(hook);
+      synchronized (out) {
+        out.println("serving " + tune.dataDirectory() + " with " + tune.model().get("package") + " (control socket "
+            + tune.dataDirectory().resolve("control.sock") + ")");
+        out.flush();
+      }
+      tune.awaitTrainingStopped();
+    } catch (IOException | RuntimeException e) {
+      tune.close();
+      throw e;
     }
-    service.awaitStop();
-    boolean signalled = service.stopRequested();
-    JsonLine last = null;
-    if (!signalled) {
-      last = service.status();
-    }
-    service.close();
+    boolean signalled = false;
     try {
       Runtime.getRuntime().removeShutdownHook(hook);
     } catch (IllegalStateException shuttingDown) {
-      // the hook is running or ran: it closed the service
-    }
-    if (service.failure() != null) {
-      throw new IllegalStateException("training stopped: " + Main.oneLine(service.failure()), service.failure());
+      signalled = true; // the hook is running or ran: it closes the runtime
     }
     if (signalled) {
       out.println("stopped on request: the step in flight committed, the store and the log closed cleanly");
       out.flush();
       return 0;
+    }
+    Throwable failure = tune.trainingFailure();
+    String last = failure == null ? tune.status().toString() : null;
+    tune.close();
+    if (failure != null) {
+      throw new IllegalStateException("training stopped: " + PocketTune.message(failure), failure);
     }
     out.println("stopped: every acknowledged event is consumed");
     if (common.json) {
@@ -161,7 +178,9 @@ final class ServeCommand implements Callable<Integer> {
     }
     try {
       String t = v.strip();
-      Object parsed = otherwise instanceof Integer ? Integer.valueOf(t)
+      Object parsed = key.equals("lr") || key.equals("eps") ? Float.valueOf(t)
+          : key.equals("max-tokens") ? Integer.valueOf(t)
+          : otherwise instanceof Integer ? Integer.valueOf(t)
           : otherwise instanceof Long ? Long.valueOf(t)
           : otherwise instanceof Double ? Double.valueOf(t)
           : otherwise instanceof Float ? (Object) Float.valueOf(t) : t;

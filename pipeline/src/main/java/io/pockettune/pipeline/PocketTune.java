@@ -1,0 +1,775 @@
+package io.pockettune.pipeline;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.pockettune.ingest.EmbeddedLog;
+import io.pockettune.ingest.EmbeddedProducer;
+import io.pockettune.ingest.EventSerializer;
+import io.pockettune.schemas.EventSerde;
+import io.pockettune.schemas.SchemaStore;
+import io.pockettune.store.Branch;
+import io.pockettune.store.Checkpoint;
+import io.pockettune.store.ModelStore;
+import io.pockettune.store.Prune;
+import io.pockettune.store.Rollback;
+import io.pockettune.store.SourcePartition;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import org.apache.avro.specific.SpecificRecord;
+import org.apache.kafka.clients.producer.Producer;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+/**
+ * PocketTune inside an app: one data directory, one model package, training in the background.
+ * This is the runtime's one entry type; the {@code pockettune} command line is a client of it and
+ * of nothing else. The design, the data flow and the formats are in {@code docs/DESIGN.md}.
+ *
+ * <pre>{@code
+ * try (PocketTune tune = PocketTune.builder(Path.of("pockettune-data"))
+ *     .model(Path.of("my-model"))         // a package from 'pockettune model init'; omit for the demo model
+ *     .batch(16)
+ *     .open()) {
+ *   tune.startTraining();
+ *   Producer<String, SpecificRecord> events = tune.producer();
+ *   events.send(new ProducerRecord<>("messages", "ada", Message.newBuilder()
+ *       .setId("m-1").setConversation("ada").setSender("me").setText("see you at the climbing wall at 7")
+ *       .setEventTime(Instant.now()).setAttrs(Map.of()).build())).get();   // durable once acknowledged
+ *   tune.awaitIdle(Duration.ofMinutes(1));
+ *   System.out.println(tune.status().get("last_step"));
+ * }
+ * }</pre>
+ *
+ * <p>What it holds open: the data directory's log (and its directory lock) from the first call
+ * that needs it ({@link #producer}, {@link #appendJson}, {@link #startTraining}); the store and the
+ * model's session while training runs. Read-side operations ({@link #checkpoints}, {@link
+ * #replay}, {@link #export}, {@link #status}) open the store read-only and work beside training,
+ * in this process or in another. {@link #rollback} and {@link #prune} need training stopped.
+ *
+ * <p>Thread-safe: operations that change what is open are serialized.
+ */
+public final class PocketTune implements AutoCloseable {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private final DataDirectory dir;
+  private final Path modelDir;
+  private final Service.Settings settings;
+  private final PrintWriter progress;
+  private final PrintWriter stepLog;
+  private ModelPackage pkg;
+  private EmbeddedLog log;
+  private EventSerde serde;
+  private EmbeddedProducer<String, SpecificRecord> producer;
+  private Service service;
+  private Foreground foreground;
+  private boolean closed;
+
+  private PocketTune(Builder b) {
+    this.dir = DataDirectory.at(b.dataDir);
+    this.modelDir = b.model;
+    this.settings = b.settings();
+    this.progress = b.progress;
+    this.stepLog = b.stepLog;
+  }
+
+  /** @return a builder for the data directory {@code dataDir} (created on first write) */
+  public static Builder builder(Path dataDir) {
+    return new Builder(dataDir);
+  }
+
+  /** @return the data directory, absolute */
+  public Path dataDirectory() {
+    return dir.root();
+  }
+
+  /**
+   * The model package in use (the built-in demo model when none was given): its folder, identity
+   * hash and card, as JSON.
+   */
+  public synchronized JsonLine model() throws IOException {
+    ModelPackage p = pkg();
+    return new JsonLine().put("package", p.isBuiltIn() ? "built-in" : p.directory().toString()).put("hash", p.hash())
+        .put("objective", p.card().objective()).put("trainable", p.card().trainable().toString());
+  }
+
+  /**
+   * A Kafka producer of the app's events ({@code Message}, {@code Note}) into the embedded log,
+   * working while training runs in this process. Records are acknowledged once durable; keys pick
+   * partitions as Kafka's default partitioner does. Closed by {@link #close}; do not close it.
+   */
+  public synchronized Producer<String, SpecificRecord> producer() throws IOException {
+    return producer(Map.of());
+  }
+
+  /**
+   * As {@link #producer()}, the first call choosing its Kafka producer configs (e.g. {@code
+   * linger.ms}, {@code batch.size}).
+   */
+  public synchronized Producer<String, SpecificRecord> producer(Map<String, Object> configs) throws IOException {
+    if (producer == null) {
+      openLog();
+      producer = new EmbeddedProducer<>(log, new HashMap<>(configs), new StringSerializer(), new EventSerializer(serde));
+    }
+    return producer;
+  }
+
+  /**
+   * Appends events given as JSON lines (the fields of {@code pockettune produce}), all or none: a
+   * bad line fails the call before anything is appended. When a service runs on this data directory
+   * in another process, the lines go to it over its control socket.
+   *
+   * @return per partition ("topic-p"), the first and last offset given to the events, and how
+   *     ("service" or "log")
+   */
+  public synchronized Appended appendJson(String topic, List<String> lines) throws IOException {
+    if (log == null) {
+      Optional<JsonNode> answer = ControlChannel.call(dir.root(),
+          new JsonLine().put("op", "produce").put("topic", topic).toString(), lines);
+      if (answer.isPresent()) {
+        Map<String, List<Long>> offsets = new LinkedHashMap<>();
+        answer.get().path("offsets").properties().forEach(e ->
+            offsets.put(e.getKey(), List.of(e.getValue().get(0).asLong(), e.getValue().get(1).asLong())));
+        return new Appended(answer.get().path("appended").asLong(), offsets, "service");
+      }
+      openLog();
+    }
+    Map<String, List<Long>> offsets = lines.isEmpty() ? Map.of() : new EventJson(log, serde).append(topic, lines, 1);
+    if (service != null) {
+      service.eventsAppended();
+    }
+    return new Appended(lines.size(), offsets, "log");
+  }
+
+  /** What {@link #appendJson} appended. */
+  public record Appended(long events, Map<String, List<Long>> offsets, String via) {}
+
+  /** @return the next offset of every event partition (what has been appended so far) */
+  public synchronized Map<TopicPartition, Long> endOffsets() throws IOException {
+    openLog();
+    Map<TopicPartition, Long> ends = new LinkedHashMap<>();
+    for (TopicPartition tp : Topics.sources()) {
+      ends.put(tp, log.endOffset(tp.topic(), tp.partition()));
+    }
+    return ends;
+  }
+
+  /**
+   * Starts training in the background: restores the model (nearest snapshot plus replay of the
+   * committed steps) and trains on every event from the committed offsets on, exactly once, under
+   * the governor. The first start binds the data directory to the model package.
+   */
+  public synchronized void startTraining() throws IOException {
+    checkOpen();
+    if (service != null) {
+      throw new IllegalStateException("training already runs on " + dir);
+    }
+    closeForeground();
+    openLog();
+    service = Service.start(dir, pkg(), log, serde, settings, progress, stepLog);
+  }
+
+  /** Pauses training after the step in flight (ingestion goes on); also a service in another process. */
+  public void pause() throws IOException {
+    control("pause", true);
+  }
+
+  /** Resumes paused training; also a service in another process. */
+  public void resume() throws IOException {
+    control("resume", false);
+  }
+
+  private synchronized void control(String op, boolean pause) throws IOException {
+    if (service != null) {
+      service.pause(pause);
+      return;
+    }
+    if (ControlChannel.call(dir.root(), new JsonLine().put("op", op).toString(), List.of()).isEmpty()) {
+      throw new IllegalArgumentException("no service runs on " + dir + ": start one with 'pockettune serve --data-dir "
+          + dir + "' or startTraining()");
+    }
+  }
+
+  /**
+   * Waits until training has consumed every event appended so far (a partial batch may stay open
+   * until more events, or its maximum wait, close it), or training stopped.
+   *
+   * @return false if that did not happen within {@code timeout}
+   */
+  public boolean awaitIdle(Duration timeout) throws InterruptedException {
+    Service s;
+    synchronized (this) {
+      s = service;
+    }
+    if (s == null) {
+      throw new IllegalStateException("training does not run: call startTraining() first");
+    }
+    return s.awaitIdle(timeout.toNanos());
+  }
+
+  /**
+   * Waits until training stops by itself: with {@link Builder#exitWhenIdle}, once every event is
+   * consumed; otherwise only on a failure or {@link #stopTraining} from another thread.
+   */
+  public void awaitTrainingStopped() throws InterruptedException {
+    Service s;
+    synchronized (this) {
+      s = service;
+    }
+    if (s != null) {
+      s.awaitStop();
+    }
+  }
+
+  /** @return why training stopped by itself, or null */
+  public synchronized Throwable trainingFailure() {
+    return service == null ? null : service.failure();
+  }
+
+  /** Stops training after the step in flight, which commits; the log stays open. */
+  public synchronized void stopTraining() throws IOException {
+    if (service != null) {
+      try {
+        service.close();
+      } finally {
+        service = null;
+      }
+    }
+  }
+
+  /**
+   * Status: state, steps, recent loss, lag, last checkpoint and the service's metrics, from
+   * training in this process, else from a service running in another, else from the files.
+   */
+  public synchronized JsonLine status() throws IOException {
+    if (service != null) {
+      return service.status();
+    }
+    Optional<JsonNode> answer = ControlChannel.call(dir.root(), new JsonLine().put("op", "status").toString(), List.of());
+    if (answer.isPresent()) {
+      @SuppressWarnings("unchecked")
+      Map<String, Object> m = JSON.convertValue(answer.get(), LinkedHashMap.class);
+      return JsonLine.of(m);
+    }
+    return OfflineStatus.of(dir);
+  }
+
+  /** @return the checkpoints, oldest first, abandoned ones included */
+  public synchronized List<Checkpoint> checkpoints() {
+    return readStore(ModelStore::checkpoints);
+  }
+
+  /** @return the branches rollbacks abandoned (until pruned) */
+  public synchronized List<Branch> branches() {
+    return readStore(ModelStore::branches);
+  }
+
+  /** @return the last committed step */
+  public synchronized long lastStep() {
+    return readStore(ModelStore::lastStep);
+  }
+
+  private <T> T readStore(java.util.function.Function<ModelStore, T> read) {
+    if (service != null) {
+      return read.apply(service.store());
+    }
+    if (foreground != null) {
+      return read.apply(foreground.store());
+    }
+    StoreSession.requireStore(dir);
+    try (ModelStore store = ModelStore.openReadOnly(dir.store())) {
+      return read.apply(store);
+    }
+  }
+
+  /** Deletes abandoned branches (and with {@code thinSnapshots} unneeded snapshots); training must be stopped. */
+  public synchronized Prune prune(boolean thinSnapshots) {
+    requireStopped("prune");
+    closeForeground();
+    StoreSession.requireStore(dir);
+    try (ModelStore store = ModelStore.openExisting(dir.store())) {
+      return store.prune(thinSnapshots);
+    }
+  }
+
+  /**
+   * Makes an earlier point of the trajectory the live model: {@code target} is a checkpoint id or
+   * {@code step:N}. Later steps become an abandoned branch and the source offsets move back in the
+   * same write; training must be stopped.
+   */
+  public synchronized RollbackResult rollback(String target) throws IOException {
+    requireStopped("rollback");
+    closeForeground();
+    StoreSession.requireStore(dir);
+    try (StoreSession session = StoreSession.writable(dir, pkg(), settings.threads())) {
+      return Rollbacks.rollback(session, target);
+    }
+  }
+
+  /**
+   * What a rollback did.
+   *
+   * @param rollback        the store's account (step, abandoned steps and checkpoints, branch, offsets)
+   * @param checkpoint      the checkpoint rolled back to, or null for a step
+   * @param snapshotStep    the snapshot the restore started from (0: the base model)
+   * @param replayed        steps replayed from it
+   * @param digest          SHA-256 of the restored parameters
+   * @param verified        whether replaying on to the next snapshot reproduced it (null: no later snapshot)
+   * @param verifiedAgainst the step of that snapshot (0 when none)
+   * @param millis          time taken
+   */
+  public record RollbackResult(Rollback rollback, Checkpoint checkpoint, long snapshotStep, long replayed, String digest,
+      Boolean verified, long verifiedAgainst, long millis) {
+
+    public JsonLine json() {
+      return new JsonLine()
+          .put("step", rollback.step())
+          .put("checkpoint", checkpoint == null ? null : checkpoint.id())
+          .put("steps_abandoned", rollback.stepsAbandoned())
+          .put("branch", rollback.branch().map(b -> (Object) b.id()).orElse(null))
+          .put("checkpoints_abandoned", rollback.checkpointsAbandoned())
+          .put("snapshots_dropped", rollback.snapshotsDropped())
+          .put("offsets", offsetsJson(rollback.offsets()))
+          .put("parameters_sha256", digest)
+          .put("verified", verified)
+          .put("snapshot_step", snapshotStep)
+          .put("replayed", replayed)
+          .put("rollback_ms", millis);
+    }
+  }
+
+  /**
+   * Writes the model at a live checkpoint as a standalone ONNX file (the base graph with the
+   * trained values; LoRA adapters merged, or kept as nodes with {@code keepAdapters}).
+   */
+  public synchronized ExportResult export(long checkpointId, Path out, boolean keepAdapters) throws IOException {
+    StoreSession.requireStore(dir);
+    return Exports.export(dir, pkg(), settings.threads(), checkpointId, out, keepAdapters);
+  }
+
+  /** What an export wrote. */
+  public record ExportResult(long checkpoint, long step, Path out, long bytes, List<String> outputs, String digest,
+      long replayed, long restoreMillis) {
+
+    public JsonLine json() {
+      return new JsonLine().put("checkpoint", checkpoint).put("step", step).put("out", out.toString())
+          .put("bytes", bytes).put("parameters_sha256", digest).put("replayed", replayed)
+          .put("restore_ms", restoreMillis);
+    }
+  }
+
+  /**
+   * Evaluates checkpoints on a slice of the log without training (or, prequential, tests then
+   * trains in memory), and writes a JSON, CSV and HTML report.
+   */
+  public synchronized ReplayResult replay(ReplayOptions options) throws IOException {
+    StoreSession.requireStore(dir);
+    return ReplayRun.run(dir, pkg(), options);
+  }
+
+  /**
+   * What to replay.
+   *
+   * @param from        first offset (every partition) or ISO-8601 instant; null for the start
+   * @param to          offset or instant to stop before; null for the end
+   * @param topic       one topic, or null for messages and notes
+   * @param checkpoints {@code all}, or checkpoint ids such as {@code 1,3}
+   * @param report      the HTML report to write (CSV and JSON beside it); null for {@code reports/replay.html}
+   * @param batch       events per forward pass
+   * @param prequential test-then-train from the first chosen checkpoint instead
+   * @param baseline    also evaluate the base model (step 0)
+   * @param threads     worker threads
+   */
+  public record ReplayOptions(String from, String to, String topic, String checkpoints, Path report, int batch,
+      boolean prequential, boolean baseline, int threads) {
+    public ReplayOptions {
+      Objects.requireNonNull(checkpoints, "checkpoints");
+      if (batch < 1 || threads < 1) {
+        throw new IllegalArgumentException("--batch and --threads must be positive");
+      }
+    }
+  }
+
+  /** A replay's summary lines (for people) and its figures (the JSON document the report holds). */
+  public record ReplayResult(List<String> lines, JsonLine json) {}
+
+  /**
+   * Trains in the foreground: up to {@code maxSteps} steps on the events before {@code until}
+   * (per partition), from the committed offsets, each step committed. Training must not run in the
+   * background meanwhile.
+   *
+   * @param listener called after every committed step with (step, mean loss of its two passes)
+   */
+  public synchronized TrainResult train(long maxSteps, Map<TopicPartition, Long> until, StepListener listener)
+      throws IOException {
+    return foreground("train").train(maxSteps, until, listener);
+  }
+
+  /**
+   * The loss (per target token, or per example for classification) of the latest committed model
+   * on the events in [{@code from}, {@code to}), in batches of {@code batch}. Training must not run.
+   */
+  public synchronized double evaluate(Map<TopicPartition, Long> from, Map<TopicPartition, Long> to, int batch)
+      throws IOException {
+    return foreground("evaluate").evaluate(from, to, batch);
+  }
+
+  /** Marks a checkpoint at the last committed step with a label and figures. */
+  public synchronized Checkpoint markCheckpoint(String label, Map<String, Double> metrics) {
+    if (service != null) {
+      return service.store().markCheckpoint(label, metrics);
+    }
+    if (foreground != null) {
+      return foreground.store().markCheckpoint(label, metrics);
+    }
+    StoreSession.requireStore(dir);
+    try (ModelStore store = ModelStore.openExisting(dir.store())) {
+      return store.markCheckpoint(label, metrics);
+    }
+  }
+
+  /** Called after every committed step of {@link #train}. */
+  @FunctionalInterface
+  public interface StepListener {
+    void stepCommitted(long step, double loss);
+  }
+
+  /** What {@link #train} did. */
+  public record TrainResult(long steps, long lastStep, long eventsTrained, long deadLetters, long unlabelled,
+      long parameters, long restoredFrom, long replayed) {}
+
+  private Foreground foreground(String what) throws IOException {
+    requireStopped(what);
+    if (foreground == null) {
+      openLog();
+      foreground = Foreground.open(dir, pkg(), log, serde, settings);
+    }
+    return foreground;
+  }
+
+  /** Closes foreground training's store and model, so that another user of the store can open it. */
+  private void closeForeground() {
+    if (foreground != null) {
+      try {
+        foreground.close();
+      } finally {
+        foreground = null;
+      }
+    }
+  }
+
+  private void requireStopped(String what) {
+    checkOpen();
+    if (service != null) {
+      throw new IllegalStateException(what + " needs training stopped: call stopTraining() first");
+    }
+  }
+
+  private ModelPackage pkg() throws IOException {
+    checkOpen();
+    if (pkg == null) {
+      pkg = ModelPackage.resolve(modelDir, dir);
+    }
+    return pkg;
+  }
+
+  private void openLog() throws IOException {
+    checkOpen();
+    if (log == null) {
+      Files.createDirectories(dir.root());
+      EmbeddedLog l = EmbeddedLog.open(dir.log());
+      try {
+        Topics.create(l);
+        serde = new EventSerde(SchemaStore.open(dir.schemas()));
+      } catch (IOException | RuntimeException e) {
+        l.close();
+        throw e;
+      }
+      log = l;
+    }
+  }
+
+  private void checkOpen() {
+    if (closed) {
+      throw new IllegalStateException("this PocketTune is closed");
+    }
+  }
+
+  /**
+   * Makes a model package from an ONNX export ({@code pockettune model init}): inspects the graph,
+   * writes {@code model.onnx} (hard-linked or copied, with its external data), the tokenizer and a
+   * card that fits, then loads it as training will.
+   *
+   * @return the package's description, as {@link #inspectModel} gives it, plus {@code out}
+   */
+  public static JsonLine initModel(ModelInit init) throws IOException {
+    return ModelPackages.init(init);
+  }
+
+  /**
+   * Validates a model package with one forward pass on a dummy batch and describes it: inputs,
+   * outputs, parameter counts per group, the trainable count under its card, memory.
+   */
+  public static JsonLine inspectModel(Path packageDir, int threads) throws IOException {
+    return ModelPackages.inspect(packageDir, threads);
+  }
+
+  /**
+   * What {@link #initModel} makes; null fields take defaults (the objective from the graph: a
+   * decoder gets causal-lm, an encoder embedding-classification).
+   *
+   * @param onnx           the ONNX export
+   * @param tokenizer      its tokenizer.json, or null for byte tokens
+   * @param objective      causal-lm, prompt-classification, embedding-classification or scalar-loss
+   * @param labels         label names (classification)
+   * @param labelPrompts   one prompt per label (embedding-classification)
+   * @param labelWords     one word per label (prompt-classification)
+   * @param template       prompt around {@code {text}} (prompt-classification)
+   * @param pooling        mean or cls (embedding-classification; default mean)
+   * @param temperature    cosine scale (embedding-classification; default 20)
+   * @param lossOutput     the loss output (scalar-loss)
+   * @param trainable      all, norms, lora[:R:ALPHA[:TARGETS]] or name patterns (default all)
+   * @param labelAttribute the event attribute holding the label (default label)
+   * @param maxTokens      tokens per example (default 128)
+   * @param lr             suggested learning rate (default by trainable choice)
+   * @param eps            suggested perturbation scale (default by trainable choice)
+   * @param out            the package folder to write
+   */
+  public record ModelInit(Path onnx, Path tokenizer, String objective, List<String> labels, List<String> labelPrompts,
+      List<String> labelWords, String template, String pooling, Float temperature, String lossOutput, String trainable,
+      String labelAttribute, Integer maxTokens, Float lr, Float eps, Path out) {
+    public ModelInit {
+      Objects.requireNonNull(out, "out");
+    }
+  }
+
+  /** @return the first message in the cause chain of {@code e}, on one line: what a user should read */
+  public static String message(Throwable e) {
+    Throwable t = e;
+    while (t.getMessage() == null && t.getCause() != null) {
+      t = t.getCause();
+    }
+    String message = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+    return message.replace('\n', ' ');
+  }
+
+  /** @return offsets keyed by "topic-partition", for JSON */
+  public static Map<String, Long> offsetsJson(Map<SourcePartition, Long> offsets) {
+    Map<String, Long> out = new LinkedHashMap<>();
+    offsets.forEach((p, o) -> out.put(p.toString(), o));
+    return out;
+  }
+
+  /** Stops training (the step in flight commits), closes the producer, the store and the log. */
+  @Override
+  public synchronized void close() throws IOException {
+    if (closed) {
+      return;
+    }
+    try {
+      stopTraining();
+      closeForeground();
+    } finally {
+      closed = true;
+      try {
+        if (producer != null) {
+          producer.close();
+        }
+      } finally {
+        try {
+          if (pkg != null) {
+            pkg.close();
+          }
+        } finally {
+          if (log != null) {
+            log.close();
+          }
+        }
+      }
+    }
+  }
+
+  /** Settings of a {@link PocketTune}; every value has a default. */
+  public static final class Builder {
+    private final Path dataDir;
+    private Path model;
+    private int threads = Runtime.getRuntime().availableProcessors();
+    private int batch = 16;
+    private long batchTokens = Long.MAX_VALUE;
+    private long maxWaitMillis = Long.MAX_VALUE;
+    private Integer maxTokens;
+    private double dutyCycle = 1.0;
+    private long maxMemoryMb;
+    private int checkpointEvery = 500;
+    private int snapshotEvery = 500;
+    private Float learningRate;
+    private Float eps;
+    private long seed = 42;
+    private long maxIdleMillis = 200;
+    private long pollMillis = 50;
+    private boolean exitWhenIdle;
+    private boolean metricsCsv;
+    private boolean controlSocket;
+    private PrintWriter progress;
+    private PrintWriter stepLog;
+
+    private Builder(Path dataDir) {
+      this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
+    }
+
+    /** The model package (a folder made by {@code pockettune model init}); default: the built-in demo model. */
+    public Builder model(Path packageDir) {
+      this.model = packageDir;
+      return this;
+    }
+
+    /** Worker threads of ONNX Runtime and the perturbation kernel (default: all cores). */
+    public Builder threads(int n) {
+      this.threads = n;
+      return this;
+    }
+
+    /** Examples per step, the count trigger (default 16). */
+    public Builder batch(int examples) {
+      this.batch = examples;
+      return this;
+    }
+
+    /** Token budget per step (default: none). */
+    public Builder batchTokens(long tokens) {
+      this.batchTokens = tokens;
+      return this;
+    }
+
+    /** Longest a partial batch waits before it trains (default: until full). */
+    public Builder maxWait(Duration wait) {
+      this.maxWaitMillis = wait.toMillis();
+      return this;
+    }
+
+    /** Tokens per example (default: the model card's {@code max_tokens}). */
+    public Builder maxTokens(int tokens) {
+      this.maxTokens = tokens;
+      return this;
+    }
+
+    /** Largest fraction of wall time spent training, in (0, 1] (default 1). */
+    public Builder dutyCycle(double fraction) {
+      this.dutyCycle = fraction;
+      return this;
+    }
+
+    /** Pause training while the resident set is above this (default: no ceiling). */
+    public Builder maxMemoryMb(long mb) {
+      this.maxMemoryMb = mb;
+      return this;
+    }
+
+    /** Steps between periodic checkpoints (default 500; 0: none). */
+    public Builder checkpointEvery(int steps) {
+      this.checkpointEvery = steps;
+      return this;
+    }
+
+    /** Steps between parameter snapshots (default 500; 0: never). */
+    public Builder snapshotEvery(int steps) {
+      this.snapshotEvery = steps;
+      return this;
+    }
+
+    /** Learning rate (default: the model card's {@code lr}). */
+    public Builder learningRate(float lr) {
+      this.learningRate = lr;
+      return this;
+    }
+
+    /** Perturbation scale (default: the model card's {@code eps}). */
+    public Builder eps(float eps) {
+      this.eps = eps;
+      return this;
+    }
+
+    /** Run seed, from which every step's direction derives (default 42). */
+    public Builder seed(long seed) {
+      this.seed = seed;
+      return this;
+    }
+
+    /** How long an empty partition holds back the time order (default 200 ms). */
+    public Builder maxIdle(Duration idle) {
+      this.maxIdleMillis = idle.toMillis();
+      return this;
+    }
+
+    /** How often an idle trainer looks for new events (default 50 ms). */
+    public Builder pollInterval(Duration interval) {
+      this.pollMillis = interval.toMillis();
+      return this;
+    }
+
+    /** Stop training once every acknowledged event is consumed (for scripts). */
+    public Builder exitWhenIdle(boolean exit) {
+      this.exitWhenIdle = exit;
+      return this;
+    }
+
+    /** Write the Dropwizard metrics as CSV under {@code metrics/} every 10 s (default: off). */
+    public Builder metricsCsv(boolean on) {
+      this.metricsCsv = on;
+      return this;
+    }
+
+    /**
+     * While training runs, serve other processes (produce, status, pause, resume) on the data
+     * directory's Unix-domain control socket (default: off; nothing listens unless asked).
+     */
+    public Builder controlSocket(boolean on) {
+      this.controlSocket = on;
+      return this;
+    }
+
+    /** Where progress lines go (default: nowhere). */
+    public Builder progress(PrintWriter out) {
+      this.progress = out;
+      return this;
+    }
+
+    /** Prints "committed N" after every commit of background training (for tests and scripts). */
+    public Builder stepLog(PrintWriter out) {
+      this.stepLog = out;
+      return this;
+    }
+
+    /**
+     * Opens the runtime. Cheap: the log, the store and the model open when first needed.
+     *
+     * @throws IllegalArgumentException for a setting out of range, or a model package that is wrong
+     */
+    public PocketTune open() throws IOException {
+      PocketTune t = new PocketTune(this);
+      if (model != null) {
+        t.pkg();
+      }
+      return t;
+    }
+
+    private Service.Settings settings() {
+      if (threads < 1 || batch < 1 || (maxTokens != null && maxTokens < 2) || checkpointEvery < 0 || snapshotEvery < 0
+          || maxIdleMillis < 0 || batchTokens < 2 || maxWaitMillis < 0 || pollMillis < 1) {
+        throw new IllegalArgumentException("--threads and --batch must be positive, --max-tokens and --batch-tokens at"
+            + " least 2, and --checkpoint-every, --snapshot-every, --max-idle-ms and --max-wait-ms not negative");
+      }
+      return new Service.Settings(threads, batch, batchTokens, maxWaitMillis, maxTokens == null ? 0 : maxTokens,
+          dutyCycle, maxMemoryMb, checkpointEvery, snapshotEvery, learningRate == null ? Float.NaN : learningRate,
+          eps == null ? Float.NaN : eps, seed, maxIdleMillis, pollMillis, exitWhenIdle, metricsCsv, controlSocket);
+    }
+  }
+}

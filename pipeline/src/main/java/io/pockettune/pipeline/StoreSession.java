@@ -1,0 +1,141 @@
+package io.pockettune.pipeline;
+
+import io.pockettune.store.ModelStore;
+import io.pockettune.store.Restored;
+import io.pockettune.store.RunIdentity;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
+import io.pockettune.trainer.PerturbationKernel;
+import java.io.IOException;
+import java.nio.file.Files;
+
+/**
+ * A model package's loss model opened against a data directory's store: what training, restore,
+ * rollback, replay and export all start from. Opening checks the directory's binding to the
+ * package (a training open binds an unbound directory); the store then checks the base model's
+ * hash, the trainable layout and the kernel version against its trajectory.
+ *
+ * <p>Not thread-safe; closes the model, the kernel and the store it opened.
+ */
+final class StoreSession implements AutoCloseable {
+  private final ModelPackage pkg;
+  private final LossModel model;
+  private final PerturbationKernel kernel;
+  private final ModelStore store;
+
+  private StoreSession(ModelPackage pkg, LossModel model, PerturbationKernel kernel, ModelStore store) {
+    this.pkg = pkg;
+    this.model = model;
+    this.kernel = kernel;
+    this.store = store;
+  }
+
+  /**
+   * Opens for training: binds the directory to the package, creates the store if it is new, and
+   * records {@code config} as the run config in force from the next step.
+   */
+  static StoreSession forTraining(DataDirectory data, ModelPackage pkg, MezoConfig mezo, int batch, int maxTokens,
+      int threads) throws IOException {
+    pkg.bind(data);
+    LossModel model = pkg.open(threads);
+    PerturbationKernel kernel = null;
+    try {
+      kernel = new PerturbationKernel(threads);
+      String runConfig = RunConfig.of(pkg, mezo, batch, maxTokens).toJson();
+      ModelStore store = ModelStore.open(data.store(), new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
+          model.parameters().layout(), runConfig));
+      return new StoreSession(pkg, model, kernel, store);
+    } catch (RuntimeException e) {
+      if (kernel != null) {
+        kernel.close();
+      }
+      model.close();
+      throw e;
+    }
+  }
+
+  /** Opens an existing store read-only (another process may be training into it). */
+  static StoreSession readOnly(DataDirectory data, ModelPackage pkg, int threads) throws IOException {
+    return existing(data, pkg, threads, false);
+  }
+
+  /** Opens an existing store for writing (rollback), without recording a run config. */
+  static StoreSession writable(DataDirectory data, ModelPackage pkg, int threads) throws IOException {
+    return existing(data, pkg, threads, true);
+  }
+
+  /** Refuses a data directory without a model store, in one sentence. */
+  static void requireStore(DataDirectory data) {
+    if (!Files.isDirectory(data.store())) {
+      throw new IllegalArgumentException("there is no model store in " + data
+          + ": check --data-dir (it must be a directory that demo or serve trained in)");
+    }
+  }
+
+  private static StoreSession existing(DataDirectory data, ModelPackage pkg, int threads, boolean write) throws IOException {
+    requireStore(data);
+    if (Files.exists(data.binding())) {
+      pkg.bind(data);
+    }
+    ModelStore store = write ? ModelStore.openExisting(data.store()) : ModelStore.openReadOnly(data.store());
+    LossModel model = null;
+    try {
+      if (!store.identity().baseModelHash().equals(pkg.graphHash())) {
+        throw new IllegalArgumentException("the store in " + data + " was trained from base model "
+            + store.identity().baseModelHash() + ", but " + pkg.describe() + " has " + pkg.graphHash()
+            + ": pass the package it was trained with as --model");
+      }
+      model = pkg.open(threads);
+      return new StoreSession(pkg, model, new PerturbationKernel(threads), store);
+    } catch (RuntimeException e) {
+      if (model != null) {
+        model.close();
+      }
+      store.close();
+      throw e;
+    }
+  }
+
+  ModelPackage modelPackage() {
+    return pkg;
+  }
+
+  LossModel model() {
+    return model;
+  }
+
+  PerturbationKernel kernel() {
+    return kernel;
+  }
+
+  ModelStore store() {
+    return store;
+  }
+
+  /** The run config in force now (the latest recorded). */
+  RunConfig runConfig() {
+    return RunConfig.parse(store.identity().runConfig());
+  }
+
+  /**
+   * Restores the model's parameters (which must hold the base values) to {@code step}, each step
+   * replayed under the run config in force when it trained; the trainer returned trains on under
+   * the store's current run config (for a training session, the one it recorded on opening).
+   */
+  Restored restore(long step) {
+    return store.restore(step, model, RunConfig::replayConfig, kernel);
+  }
+
+  @Override
+  public void close() {
+    try {
+      store.close();
+    } finally {
+      try {
+        kernel.close();
+      } finally {
+        model.close();
+      }
+    }
+  }
+}
