@@ -42,7 +42,8 @@ final class Exports {
         meta.put("pockettune.label", c.label());
       }
       byte[] exported = ModelExport.withTrainedValues(Files.readAllBytes(pkg.graph()), session.model().parameters(),
-          pkg.selection(), keepAdapters ? ModelExport.Adapters.KEEP : ModelExport.Adapters.MERGE, meta);
+          pkg.selection(), keepAdapters ? ModelExport.Adapters.KEEP : ModelExport.Adapters.MERGE,
+          session.model().objective(), meta);
       Path target = out.toAbsolutePath();
       ModelPackage.writeAtomically(target, exported);
       return new PocketTune.ExportResult(c.id(), c.step(), target, exported.length, ModelExport.outputs(exported), digest,
