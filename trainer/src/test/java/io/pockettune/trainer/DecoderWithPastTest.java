@@ -17,7 +17,13 @@ import org.junit.jupiter.api.Test;
 /** The with-past signature of {@link DecoderLmBuilder}, run by plain ONNX Runtime. */
 class DecoderWithPastTest {
   private static final DecoderLmConfig C = TinyModels.TINY;
-  private static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
+  private static final OrtEnvironment ENV = environment();
+
+  /** DJL's engine creates the ONNX Runtime environment with its own thread pool: let it go first. */
+  private static OrtEnvironment environment() {
+    ai.djl.engine.Engine.getEngine("OnnxRuntime");
+    return OrtEnvironment.getEnvironment();
+  }
 
   private static long[] ids(String text) {
     return new ByteTokenizer().encode(text, C.maxPositions());
@@ -123,6 +129,24 @@ class DecoderWithPastTest {
       assertEquals(plain, m.loss(batch).loss(), 1e-5f);
       assertEquals(C.parameterCount(), m.parameters().size());
     }
+  }
+
+  @Test
+  void lossGraph_hasNoPresentOrPastAndNoDeadNodes() {
+    ai.onnx.proto.OnnxMl.ModelProto loss = ModelRewriter.appendCausalLmLoss(ModelRewriter.feedStandardInputs(
+        DecoderLmBuilder.buildProto(C, DecoderLmBuilder.Signature.WITH_PAST)));
+    assertEquals(List.of(ModelRewriter.LOSS, ModelRewriter.TOKEN_COUNT),
+        loss.getGraph().getOutputList().stream().map(o -> o.getName()).toList());
+    assertEquals(List.of("input_ids", "attention_mask"), loss.getGraph().getInputList().stream().map(i -> i.getName()).toList());
+
+    // An output the loss does not read (a pooler, say) takes the nodes only it needed with it.
+    ai.onnx.proto.OnnxMl.ModelProto plain = DecoderLmBuilder.buildProto(C);
+    ai.onnx.proto.OnnxMl.GraphProto.Builder g = plain.getGraph().toBuilder();
+    g.addNode(ai.onnx.proto.OnnxMl.NodeProto.newBuilder().setOpType("Tanh").setName("pooler").addInput("logits").addOutput("pooler_output"));
+    g.addOutput(GraphBuilder.valueInfo("pooler_output", ai.onnx.proto.OnnxMl.TensorProto.DataType.FLOAT.getNumber(), "batch", "sequence", (long) C.vocabSize()));
+    ai.onnx.proto.OnnxMl.ModelProto pruned = ModelRewriter.appendCausalLmLoss(plain.toBuilder().setGraph(g).build());
+    assertEquals(ModelRewriter.appendCausalLmLoss(plain).getGraph().getNodeCount(), pruned.getGraph().getNodeCount());
+    assertTrue(pruned.getGraph().getNodeList().stream().noneMatch(n -> n.getName().equals("pooler")));
   }
 
   @Test

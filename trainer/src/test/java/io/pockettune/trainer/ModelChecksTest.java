@@ -137,6 +137,22 @@ class ModelChecksTest {
   }
 
   @Test
+  void objective_comparesArraysByContentAndCopiesThem() {
+    long[] words = {4, 5};
+    Objective.PromptClassification p = new Objective.PromptClassification(words);
+    words[0] = 9;
+    assertEquals(new Objective.PromptClassification(new long[] {4, 5}), p);
+    assertEquals(new Objective.PromptClassification(new long[] {4, 5}).hashCode(), p.hashCode());
+    p.labelTokens()[1] = 9;
+    assertEquals(5, p.labelTokens()[1]);
+    assertEquals(TWO_PROMPTS, new Objective.EmbeddingClassification(
+        Objective.Pooling.MEAN, List.of(new long[] {1, 5, 2}, new long[] {1, 6, 2}), 10f));
+    assertEquals(0, new Objective.CausalLm().labelCount());
+    assertEquals(2, TWO_PROMPTS.labelCount());
+    assertThrows(IllegalArgumentException.class, () -> new Objective.PromptClassification(new long[] {4}));
+  }
+
+  @Test
   void build_demoModelBytesAreStable() {
     // Data directories are bound to the base model's hash: the demo decoder must never change.
     assertEquals("9e32d17f6b8a89efbc984300ae2bde8f6c0e05fc38baa65d0471de42f9fa27a9",
