@@ -35,19 +35,23 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * of nothing else. The design, the data flow and the formats are in {@code docs/DESIGN.md}.
  *
  * <pre>{@code
- * try (PocketTune tune = PocketTune.builder(Path.of("pockettune-data"))
- *     .model(Path.of("my-model"))         // a package from 'pockettune model init'; omit for the demo model
- *     .batch(16)
+ * try (PocketTune tune = PocketTune.builder(dataDir)   // the app's folder for PocketTune
+ *     .model(modelDir)                                  // a package from 'pockettune model init'
+ *     .batch(2)
  *     .open()) {
  *   tune.startTraining();
  *   Producer<String, SpecificRecord> events = tune.producer();
- *   events.send(new ProducerRecord<>("messages", "ada", Message.newBuilder()
- *       .setId("m-1").setConversation("ada").setSender("me").setText("see you at the climbing wall at 7")
- *       .setEventTime(Instant.now()).setAttrs(Map.of()).build())).get();   // durable once acknowledged
+ *   for (String text : List.of("see you at the climbing wall at 7", "running late, save me a rope")) {
+ *     events.send(new ProducerRecord<>("messages", "ada", Message.newBuilder()
+ *         .setId(UUID.randomUUID().toString()).setConversation("ada").setSender("me").setText(text)
+ *         .setEventTime(Instant.now()).setAttrs(Map.of()).build())).get();   // durable once acknowledged
+ *   }
  *   tune.awaitIdle(Duration.ofMinutes(1));
- *   System.out.println(tune.status().get("last_step"));
+ *   System.out.println("trained to step " + tune.status().get("last_step"));
  * }
  * }</pre>
+ *
+ * <p>{@code EmbeddingExampleTest} compiles and runs exactly this example.
  *
  * <p>What it holds open: the data directory's log (and its directory lock) from the first call
  * that needs it ({@link #producer}, {@link #appendJson}, {@link #startTraining}); the store and the
