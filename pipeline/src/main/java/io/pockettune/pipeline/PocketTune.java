@@ -344,6 +344,7 @@ public final class PocketTune implements AutoCloseable {
           .put("offsets", offsetsJson(rollback.offsets()))
           .put("parameters_sha256", digest)
           .put("verified", verified)
+          .put("verified_against", verified == null ? null : verifiedAgainst)
           .put("snapshot_step", snapshotStep)
           .put("replayed", replayed)
           .put("rollback_ms", millis);

