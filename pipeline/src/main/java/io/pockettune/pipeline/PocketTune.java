@@ -28,6 +28,7 @@ import org.apache.avro.specific.SpecificRecord;
 import org.apache.kafka.clients.producer.Producer;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.common.utils.Time;
 
 /**
  * PocketTune inside an app: one data directory, one model package, training in the background.
@@ -69,6 +70,7 @@ public final class PocketTune implements AutoCloseable {
   private final Service.Settings settings;
   private final PrintWriter progress;
   private final PrintWriter stepLog;
+  private final Time time;
   private ModelPackage pkg;
   private EmbeddedLog log;
   private EventSerde serde;
@@ -83,6 +85,7 @@ public final class PocketTune implements AutoCloseable {
     this.settings = b.settings();
     this.progress = b.progress;
     this.stepLog = b.stepLog;
+    this.time = b.time;
   }
 
   /** @return a builder for the data directory {@code dataDir} (created on first write) */
@@ -178,7 +181,7 @@ public final class PocketTune implements AutoCloseable {
     }
     closeForeground();
     openLog();
-    service = Service.start(dir, pkg(), log, serde, settings, progress, stepLog);
+    service = Service.start(dir, pkg(), log, serde, settings, time, progress, stepLog);
   }
 
   /** Pauses training after the step in flight (ingestion goes on); also a service in another process. */
@@ -625,6 +628,7 @@ public final class PocketTune implements AutoCloseable {
     private boolean controlSocket;
     private PrintWriter progress;
     private PrintWriter stepLog;
+    private Time time = Time.SYSTEM;
 
     private Builder(Path dataDir) {
       this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
@@ -738,6 +742,15 @@ public final class PocketTune implements AutoCloseable {
      */
     public Builder controlSocket(boolean on) {
       this.controlSocket = on;
+      return this;
+    }
+
+    /**
+     * The clock of batch waits, idle timeouts and rests (Kafka's {@code Time}, the project's one
+     * time seam; default the system clock). Tests pass Kafka's {@code MockTime}.
+     */
+    public Builder time(Time clock) {
+      this.time = Objects.requireNonNull(clock, "time");
       return this;
     }
 

@@ -156,8 +156,8 @@ final class Service implements AutoCloseable {
    * @param stepLog where "committed N" is printed after every commit, or null
    */
   static Service start(DataDirectory dir, ModelPackage pkg, EmbeddedLog log, EventSerde serde, Settings settings,
-      PrintWriter progress, PrintWriter stepLog) throws IOException {
-    Service s = new Service(dir, pkg, log, serde, settings.withDefaults(pkg.card()), Time.SYSTEM, progress);
+      Time time, PrintWriter progress, PrintWriter stepLog) throws IOException {
+    Service s = new Service(dir, pkg, log, serde, settings.withDefaults(pkg.card()), time, progress);
     s.stepLog = stepLog;
     s.trainer.start();
     return s;

@@ -140,6 +140,18 @@ class ModelPackageTest {
     assertEquals(6, serve.json().path("last_step").asLong());
     assertTrue(serve.json().path("recent_loss").asDouble() < Math.log(259) + 0.1, serve.lastLine());
 
+    CliRun replay = CliRun.of("replay", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoints", "all",
+        "--threads", "1", "--report", dir.resolve("r").resolve("replay.html").toString(), "--json");
+    assertEquals(0, replay.exit(), replay.err());
+    assertEquals(2, replay.json().path("checkpoints_evaluated").asLong());
+    assertTrue(replay.json().path("checkpoints").get(1).path("loss").asDouble()
+        < replay.json().path("baseline").path("loss").asDouble(), replay.lastLine());
+    for (String adapters : List.of("merge", "keep")) {
+      CliRun export = CliRun.of("export", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
+          "--adapters", adapters, "--out", dir.resolve(adapters + ".onnx").toString(), "--threads", "1");
+      assertEquals(0, export.exit(), export.err());
+    }
+
     // From the base model, replaying steps 1..4 must reproduce the snapshot the trainer wrote at step 4.
     CliRun rollback = CliRun.of("rollback", "--data-dir", data.toString(), "--model", pkg.toString(), "--to", "step:0",
         "--threads", "1", "--json");
@@ -148,8 +160,8 @@ class ModelPackageTest {
     assertEquals(0, rollback.json().path("replayed").asLong(), "step 0 is the base model itself");
     assertEquals(4, rollback.json().path("verified_against").asLong(), rollback.lastLine());
 
-    CliRun export = CliRun.of("export", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "1",
+    CliRun abandoned = CliRun.of("export", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "1",
         "--out", dir.resolve("out.onnx").toString(), "--threads", "1");
-    assertEquals(1, export.exit(), "checkpoint 1 (step 3) was abandoned by the rollback to step 0");
+    assertEquals(1, abandoned.exit(), "checkpoint 1 (step 3) was abandoned by the rollback to step 0");
   }
 }
