@@ -5,6 +5,7 @@
 # checkpoints, rollback, export and replay on held-out test sentences.
 #
 #   scripts/byom-minilm.sh [WORK_DIR] [EPOCHS]     (needs ../shared/data/sst2-kshot)
+#   INIT_OPTS="--trainable norms --lr 1e-3 --eps 1e-2" SERVE_OPTS="--batch 16" scripts/byom-minilm.sh ...
 #
 # Training events are the 512-shot training split (1,024 sentences) repeated EPOCHS times (default
 # 2), event times in January; the 872 test sentences are appended after training stops, in June,
@@ -26,7 +27,7 @@ fi
 
 # SST-2 TSV (sentence, 0|1) -> JSON lines of messages with a label attribute.
 to_jsonl() { # file month repeat
-  awk -F'\t' -v month="$2" -v repeat="$3" 'NR > 1 {
+  awk -F'\t' -v month="$2" -v repeat="$3" 'BEGIN { n = 0 } NR > 1 {
       s = $1; gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); sub(/[ \t\r]+$/, "", s)
       line[n] = s; label[n++] = ($2 + 0 == 1) ? "positive" : "negative" }
     END { t = 0; for (r = 0; r < repeat; r++) for (i = 0; i < n; i++) {
@@ -40,7 +41,7 @@ to_jsonl "$data/test.tsv" 06 1 > "$work/test.jsonl"
 rm -rf "$work/M" "$work/data"
 "$pt" model init --onnx "$work/all-minilm-l6-v2.onnx" --tokenizer "$work/all-minilm-l6-v2-tokenizer.json" \
   --objective embedding-classification --labels negative,positive --label-prompts "It was terrible.|It was great." \
-  --out "$work/M"
+  --out "$work/M" ${INIT_OPTS:-}
 "$pt" model inspect "$work/M" --json | tail -n 1 > "$work/inspect.json"
 "$pt" produce --data-dir "$work/data" --topic messages --file "$work/train.jsonl"
 "$pt" serve --data-dir "$work/data" --model "$work/M" --exit-when-idle --checkpoint-every 32 --json ${SERVE_OPTS:-} \

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import org.apache.kafka.common.utils.MockTime;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -53,7 +54,7 @@ class RetentionTest {
 
     @Test
     void enforceRetention_byAge_usesNewestTimestampAndNeverDeletesActiveSegment() throws IOException {
-        ManualTime time = new ManualTime(1_000_000);
+        MockTime time = new MockTime(0, 1_000_000, 0);
         LogConfig config = LogConfig.defaults().withSegmentBytes(1000).withRetention(10_000, -1);
         try (EmbeddedLog log = EmbeddedLog.open(dir, config, time)) {
             log.createTopic("t", 1);

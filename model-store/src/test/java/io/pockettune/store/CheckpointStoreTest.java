@@ -10,6 +10,7 @@ import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import org.apache.kafka.common.utils.MockTime;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -21,7 +22,7 @@ class CheckpointStoreTest {
   void markCheckpoint_sequentialIdsCarryStateAndSurviveReopen() {
     Checkpoint first;
     Checkpoint second;
-    try (ModelStore store = ModelStore.open(dir, IDENTITY, new ManualTime(1_000))) {
+    try (ModelStore store = ModelStore.open(dir, IDENTITY, new MockTime(0, 1_000, 0))) {
       first = store.markCheckpoint(null, Map.of());
       commitUpTo(store, 7);
       second = store.markCheckpoint("week 1", Map.of("eval.loss", 2.5, "ppl", 12.25));
@@ -40,7 +41,7 @@ class CheckpointStoreTest {
     assertEquals(IDENTITY, second.identity());
 
     RunIdentity changed = IDENTITY.withRunConfig("{\"lr\":1e-7}");
-    try (ModelStore store = ModelStore.open(dir, changed, new ManualTime(2_000))) {
+    try (ModelStore store = ModelStore.open(dir, changed, new MockTime(0, 2_000, 0))) {
       assertEquals(List.of(first, second), store.checkpoints());
       assertEquals(Optional.of(second), store.checkpoint(2));
       assertEquals(Optional.empty(), store.checkpoint(3));

@@ -21,6 +21,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import org.apache.kafka.common.utils.MockTime;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -225,7 +226,7 @@ class RollbackTest {
     try (ModelStore store = ModelStore.open(dir, ModelStoreTest.IDENTITY)) {
       ModelStoreTest.commitUpTo(store, 3);
     }
-    try (ModelStore store = ModelStore.openExisting(dir, new ManualTime(7_000))) {
+    try (ModelStore store = ModelStore.openExisting(dir, new MockTime(0, 7_000, 0))) {
       assertEquals(Instant.ofEpochMilli(7_000), store.rollbackTo(1).branch().orElseThrow().time());
       assertEquals(Instant.ofEpochMilli(7_000), store.markCheckpoint(null, Map.of()).time());
     }
