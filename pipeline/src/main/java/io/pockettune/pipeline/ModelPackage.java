@@ -184,16 +184,7 @@ final class ModelPackage implements AutoCloseable {
    * @throws IllegalArgumentException when the directory is bound to another package
    */
   void bind(DataDirectory data) throws IOException {
-    Path file = data.binding();
-    if (Files.exists(file)) {
-      JsonNode bound = JSON.readTree(file.toFile());
-      String hash = bound.path("package").asText("");
-      if (!hash.equals(hash())) {
-        String where = bound.path("path").asText("");
-        throw new IllegalArgumentException("the data directory " + data + " is bound to model package " + hash
-            + (where.isEmpty() ? "" : " (" + where + ")") + ", but " + describe() + " is " + hash()
-            + ": pass that package with --model, or use another --data-dir");
-      }
+    if (checkBinding(data)) {
       return;
     }
     ObjectNode b = JSON.createObjectNode();
@@ -203,7 +194,29 @@ final class ModelPackage implements AutoCloseable {
     b.put("path", builtIn ? "built-in" : dir.toString());
     b.put("objective", card.objective());
     b.put("bound_at", Instant.now().toString());
-    writeAtomically(file, (JSON.writerWithDefaultPrettyPrinter().writeValueAsString(b) + "\n").getBytes(StandardCharsets.UTF_8));
+    writeAtomically(data.binding(), (JSON.writerWithDefaultPrettyPrinter().writeValueAsString(b) + "\n").getBytes(StandardCharsets.UTF_8));
+  }
+
+  /**
+   * Checks that the data directory is bound to this package, if it is bound at all; writes nothing.
+   *
+   * @return whether it is bound (to this package)
+   * @throws IllegalArgumentException when it is bound to another package
+   */
+  boolean checkBinding(DataDirectory data) throws IOException {
+    Path file = data.binding();
+    if (!Files.exists(file)) {
+      return false;
+    }
+    JsonNode bound = JSON.readTree(file.toFile());
+    String hash = bound.path("package").asText("");
+    if (!hash.equals(hash())) {
+      String where = bound.path("path").asText("");
+      throw new IllegalArgumentException("the data directory " + data + " is bound to model package " + hash
+          + (where.isEmpty() ? "" : " (" + where + ")") + ", but " + describe() + " is " + hash()
+          + ": pass that package with --model, or use another --data-dir");
+    }
+    return true;
   }
 
   /** Which package the data directory is bound to, or null when it is not bound yet. */

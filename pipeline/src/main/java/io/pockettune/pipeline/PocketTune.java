@@ -767,14 +767,16 @@ public final class PocketTune implements AutoCloseable {
     }
 
     /**
-     * Opens the runtime. Cheap: the log, the store and the model open when first needed.
+     * Opens the runtime. Cheap: the log, the store and the model open when first needed. A model
+     * package given is checked now, and so is the data directory's binding to it.
      *
-     * @throws IllegalArgumentException for a setting out of range, or a model package that is wrong
+     * @throws IllegalArgumentException for a setting out of range, a model package that is wrong,
+     *     or a data directory bound to another package
      */
     public PocketTune open() throws IOException {
       PocketTune t = new PocketTune(this);
       if (model != null) {
-        t.pkg();
+        t.pkg().checkBinding(t.dir);
       }
       return t;
     }

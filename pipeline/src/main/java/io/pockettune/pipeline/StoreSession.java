@@ -74,9 +74,7 @@ final class StoreSession implements AutoCloseable {
 
   private static StoreSession existing(DataDirectory data, ModelPackage pkg, int threads, boolean write) throws IOException {
     requireStore(data);
-    if (Files.exists(data.binding())) {
-      pkg.bind(data);
-    }
+    pkg.checkBinding(data);
     ModelStore store = write ? ModelStore.openExisting(data.store()) : ModelStore.openReadOnly(data.store());
     LossModel model = null;
     try {

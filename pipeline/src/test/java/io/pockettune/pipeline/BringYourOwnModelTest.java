@@ -110,6 +110,10 @@ class BringYourOwnModelTest {
     CliRun checkpoints = CliRun.of("checkpoints", "--data-dir", data.toString(), "--json");
     assertEquals(0, checkpoints.exit(), checkpoints.err());
     assertEquals(2, checkpoints.json().path("checkpoints").size());
+    assertEquals(0, CliRun.of("checkpoints", "--data-dir", data.toString(), "--model", pkg.toString()).exit());
+    CliRun otherModel = CliRun.of("checkpoints", "--data-dir", data.toString(), "--model",
+        dir.resolve("other").toString());
+    assertEquals(1, otherModel.exit(), "a missing package is refused before the store is read");
 
     CliRun replay = CliRun.of("replay", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoints",
         "all", "--threads", "2", "--report", dir.resolve("r").resolve("replay.html").toString(), "--json");

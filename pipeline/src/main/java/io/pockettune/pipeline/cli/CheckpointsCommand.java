@@ -33,6 +33,8 @@ final class CheckpointsCommand implements Callable<Integer> {
 
   @Mixin CommonOptions common;
 
+  @Mixin ModelOption modelOption;
+
   @Option(names = "--prune", description = "delete the steps of abandoned branches and compact the store")
   boolean prune;
 
@@ -47,7 +49,7 @@ final class CheckpointsCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     Prune pruned = null;
-    try (PocketTune tune = common.builder().open()) {
+    try (PocketTune tune = common.builder().model(modelOption.model).open()) {
       if (prune) {
         pruned = tune.prune(thinSnapshots);
       }

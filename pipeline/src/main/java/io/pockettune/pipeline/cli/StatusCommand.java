@@ -28,6 +28,8 @@ final class StatusCommand implements Callable<Integer> {
 
   @Mixin CommonOptions common;
 
+  @Mixin ModelOption modelOption;
+
   @Option(names = "--pause", description = "pause training (ingestion goes on)")
   boolean pause;
 
@@ -41,7 +43,7 @@ final class StatusCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     JsonLine status;
-    try (PocketTune tune = common.builder().open()) {
+    try (PocketTune tune = common.builder().model(modelOption.model).open()) {
       if (pause) {
         tune.pause();
       } else if (resume) {
