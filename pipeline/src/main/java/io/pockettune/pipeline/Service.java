@@ -355,7 +355,21 @@ final class Service implements AutoCloseable {
     return failure;
   }
 
-  /** Stops after the step in flight, commits, and closes the store (not the log). Idempotent. */
+  /**
+   * A clean stop marks a checkpoint (label {@code stop}) at the last committed step, unless one is
+   * already there: the model a service ends with can always be replayed, exported or rolled back to.
+   */
+  private void checkpointOnStop() {
+    long last = store.lastStep();
+    long checkpointed = store.checkpoints().stream().filter(Checkpoint::live).mapToLong(Checkpoint::step).max()
+        .orElse(0);
+    if (last > checkpointed) {
+      lastCheckpoint = store.markCheckpoint("stop",
+          Double.isFinite(recentLoss) ? Map.of("train_loss", recentLoss) : Map.of());
+    }
+  }
+
+  /** Stops after the step in flight, commits, marks a checkpoint, and closes the store (not the log). Idempotent. */
   @Override
   public synchronized void close() throws IOException {
     if (closed) {
@@ -370,6 +384,9 @@ final class Service implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     try {
+      if (failure == null) {
+        checkpointOnStop();
+      }
       if (control != null) {
         control.close();
       }

@@ -113,6 +113,38 @@ class ModelPackageTest {
     assertTrue(e.getMessage().contains("last_hidden_state"), e.getMessage());
   }
 
+  @Test
+  void serve_promptClassification_trainsOnLabelledEventsAndCheckpointsWhenItStops() throws Exception {
+    CliRun init = CliRun.of("model", "init", "--onnx", decoder(DecoderLmBuilder.Signature.PLAIN).toString(),
+        "--objective", "prompt-classification", "--labels", "work,home", "--label-words", " work| home",
+        "--template", "{text} This is about", "--max-tokens", "32", "--lr", "1e-3", "--out", dir.resolve("m").toString());
+    assertEquals(0, init.exit(), init.err());
+    Path data = dir.resolve("data");
+    StringBuilder lines = new StringBuilder();
+    for (int i = 0; i < 10; i++) {
+      String label = i % 2 == 0 ? "work" : "home";
+      lines.append("{\"text\":\"" + (i % 2 == 0 ? "shift swap on ward 7" : "bake the sourdough") + " " + i
+          + "\",\"eventTime\":" + (1788246000000L + i * 60_000L) + ",\"attrs\":{\"label\":\"" + label + "\"}}\n");
+    }
+    Path events = dir.resolve("events.jsonl");
+    Files.writeString(events, lines.toString());
+    assertEquals(0, CliRun.of("produce", "--data-dir", data.toString(), "--topic", "messages", "--file",
+        events.toString()).exit());
+    CliRun serve = CliRun.of("serve", "--data-dir", data.toString(), "--model", dir.resolve("m").toString(),
+        "--exit-when-idle", "--batch", "2", "--threads", "1", "--max-idle-ms", "0", "--json");
+    assertEquals(0, serve.exit(), serve.err());
+    assertEquals(5, serve.json().path("last_step").asLong());
+    JsonNode checkpoints = CliRun.of("checkpoints", "--data-dir", data.toString(), "--json").json().path("checkpoints");
+    assertEquals(1, checkpoints.size(), "no periodic checkpoint within 500 steps: the clean stop marks one");
+    assertEquals("stop", checkpoints.get(0).path("label").asText());
+    assertEquals(5, checkpoints.get(0).path("step").asLong());
+    CliRun replay = CliRun.of("replay", "--data-dir", data.toString(), "--model", dir.resolve("m").toString(),
+        "--checkpoints", "all", "--threads", "1", "--report", dir.resolve("r").resolve("r.html").toString(), "--json");
+    assertEquals(0, replay.exit(), replay.err());
+    assertTrue(replay.json().path("checkpoints").get(0).path("accuracy").isNumber(), replay.lastLine());
+    assertTrue(replay.json().path("baseline").path("accuracy").isNumber(), replay.lastLine());
+  }
+
   @ParameterizedTest
   @ValueSource(strings = {"all", "lora:4:8:.*c_attn\\.weight"})
   void serve_withPastDecoder_trainsAndReplaysBitForBit(String trainable) throws Exception {
