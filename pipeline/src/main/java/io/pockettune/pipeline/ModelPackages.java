@@ -2,6 +2,7 @@ package io.pockettune.pipeline;
 
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.ModelGraph;
+import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.TokenBatch;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -117,9 +118,12 @@ final class ModelPackages {
       long forwardNanos;
       float loss;
       int trainable;
+      long head;
       long rssAfter;
       try (LossModel model = pkg.open(threads)) {
         trainable = model.parameters().size();
+        head = model.parameters().tensors().stream().filter(t -> t.name().equals(LossModel.HEAD))
+            .mapToLong(ParameterSet.Tensor::count).sum();
         TokenBatch batch = dummyBatch(pkg, 16);
         long t0 = System.nanoTime();
         loss = model.loss(batch).loss();
@@ -154,6 +158,7 @@ final class ModelPackages {
           .put("quantized_parameters", graph.quantizedParameters())
           .put("parameters_by_group", groups)
           .put("trainable_parameters", (long) trainable)
+          .put("head_parameters", head)
           .put("embedding_rows", graph.embeddingRows())
           .put("layers", graph.layers().isPresent() ? graph.layers().getAsInt() : null)
           .put("dummy_batch_loss", loss)

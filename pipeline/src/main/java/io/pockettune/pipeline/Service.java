@@ -210,6 +210,7 @@ final class Service implements AutoCloseable {
         metrics.stepTook(took, model.forwards() - forwardsBefore, model.forwardNanos() - forwardNanosBefore);
         sleep(governor.restNanos(took));
       }
+      checkpointOnStop();
     } catch (Throwable t) {
       failure = t;
       LOG.error("training stopped: {}", PocketTune.message(t), t);
@@ -384,9 +385,6 @@ final class Service implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     try {
-      if (failure == null) {
-        checkpointOnStop();
-      }
       if (control != null) {
         control.close();
       }

@@ -34,9 +34,11 @@ final class ModelCommand implements Runnable {
   /** Prints a package description for people. */
   static void describe(PrintWriter out, JsonLine report) throws IOException {
     JsonNode r = JSON.readTree(report.toString());
-    out.printf(Locale.ROOT, "%s: %s (%s), trainable %s: %,d of %,d parameters%n", r.path("package").asText(),
-        r.path("objective").asText(), r.path("kind").asText(), r.path("trainable").asText(),
-        r.path("trainable_parameters").asLong(), r.path("parameters").asLong());
+    long head = r.path("head_parameters").asLong();
+    out.printf(Locale.ROOT, "%s: %s (%s), trainable %s: %,d of the model's %,d parameters%s%n",
+        r.path("package").asText(), r.path("objective").asText(), r.path("kind").asText(), r.path("trainable").asText(),
+        r.path("trainable_parameters").asLong() - head, r.path("parameters").asLong(),
+        head > 0 ? String.format(Locale.ROOT, ", and the %,d of the classifier head", head) : "");
     StringBuilder in = new StringBuilder();
     r.path("inputs").forEach(p -> in.append(in.isEmpty() ? "" : ", ").append(p.path("name").asText()));
     StringBuilder outs = new StringBuilder();
