@@ -108,7 +108,24 @@ final class ModelPackage implements AutoCloseable {
 
   /** {@code --model DIR} when given, else the built-in package. */
   static ModelPackage resolve(Path modelDir, DataDirectory data) throws IOException {
-    return modelDir == null ? builtIn(data) : load(modelDir);
+    if (modelDir != null) {
+      return load(modelDir);
+    }
+    // Without --model the built-in model would be written into the directory; refuse first when the
+    // directory belongs to another package.
+    if (Files.exists(data.binding())) {
+      JsonNode bound = JSON.readTree(data.binding().toFile());
+      String path = bound.path("path").asText("");
+      if (!path.equals("built-in")) {
+        DecoderLmConfig demo = DecoderLmConfig.demo();
+        String demoHash = packageHash(sha256(DecoderLmBuilder.build(demo)),
+            sha256(ModelCard.demo(demo.maxPositions()).toJson().getBytes(StandardCharsets.UTF_8)));
+        throw new IllegalArgumentException("the data directory " + data + " is bound to model package "
+            + bound.path("package").asText() + " (" + path + "), but no --model was given and the built-in demo"
+            + " model is " + demoHash + ": pass --model " + path);
+      }
+    }
+    return builtIn(data);
   }
 
   Path directory() {
@@ -129,6 +146,10 @@ final class ModelPackage implements AutoCloseable {
 
   /** @return the package identity: SHA-256 over the graph's and the card's hashes */
   String hash() {
+    return packageHash(graphHash, cardHash);
+  }
+
+  private static String packageHash(String graphHash, String cardHash) {
     return sha256((graphHash + ":" + cardHash).getBytes(StandardCharsets.UTF_8));
   }
 

@@ -103,8 +103,10 @@ class BringYourOwnModelTest {
 
     CliRun wrong = CliRun.of("serve", "--data-dir", data.toString(), "--exit-when-idle");
     assertEquals(1, wrong.exit());
-    assertTrue(wrong.err().contains("is bound to model package") && wrong.err().contains("built-in demo model"),
-        wrong.err());
+    String bound = init.json().path("hash").asText();
+    assertTrue(wrong.err().contains("is bound to model package " + bound) && wrong.err().contains("but no --model was"
+        + " given and the built-in demo model is ") && wrong.err().endsWith(": pass --model " + pkg + "\n"), wrong.err());
+    assertTrue(!Files.exists(data.resolve("model")), "a refused command writes no built-in model into the directory");
     assertEquals(1, wrong.err().strip().lines().count(), wrong.err());
 
     CliRun checkpoints = CliRun.of("checkpoints", "--data-dir", data.toString(), "--json");
