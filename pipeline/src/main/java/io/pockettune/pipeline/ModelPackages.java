@@ -142,7 +142,8 @@ final class ModelPackages {
       }
       // MeZO keeps no gradients, optimizer state or activations between passes: training holds the
       // weights once (the trainable ones in PocketTune's buffer, lifted out of the session) plus one
-      // forward pass's working memory, which the resident set after a batch of 16 includes.
+      // forward pass's working memory. The estimate is therefore measured, not computed: this
+      // process's resident set after a forward pass of 16 examples at the card's max_tokens.
       return new JsonLine()
           .put("package", pkg.directory().toString())
           .put("hash", pkg.hash())
@@ -165,7 +166,6 @@ final class ModelPackages {
           .put("forward_ms_batch_16", Math.round(forwardNanos / 1e5) / 10.0)
           .put("weight_bytes", weightBytes)
           .put("trainable_buffer_bytes", (long) trainable * Float.BYTES)
-          .put("rss_after_forward_bytes", rssAfter)
           .put("estimated_training_bytes", rssAfter)
           .put("inspect_ms", (System.nanoTime() - started) / 1_000_000);
     }

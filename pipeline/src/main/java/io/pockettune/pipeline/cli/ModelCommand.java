@@ -50,7 +50,7 @@ final class ModelCommand implements Runnable {
     out.printf("parameters by group: %s%n", groups);
     out.printf(Locale.ROOT, "one forward pass, batch of 16: loss %.4f in %.1f ms; resident set %d MB (training needs"
         + " about this: MeZO keeps no gradients or optimizer state)%n", r.path("dummy_batch_loss").asDouble(),
-        r.path("forward_ms_batch_16").asDouble(), r.path("rss_after_forward_bytes").asLong() >> 20);
+        r.path("forward_ms_batch_16").asDouble(), r.path("estimated_training_bytes").asLong() >> 20);
   }
 
   @Command(name = "init", mixinStandardHelpOptions = true,
