@@ -430,6 +430,89 @@ public final class PocketTune implements AutoCloseable {
     return foreground("evaluate").evaluate(from, to, batch);
   }
 
+  /**
+   * The personalized model at {@code pin}: {@code base}, {@code latest} (following every new
+   * committed step of training in this process), a checkpoint id or {@code step:N}. Without a
+   * store, only {@code base} (the package alone). Close it when done.
+   */
+  public synchronized PersonalModel personalModel(String pin) throws IOException {
+    checkOpen();
+    if (service != null) {
+      return PersonalModel.open(pkg(), service.store(), false, pin, settings.threads());
+    }
+    if (foreground != null) {
+      return PersonalModel.open(pkg(), foreground.store(), false, pin, settings.threads());
+    }
+    if (pin.equals("base") && !Files.isDirectory(dir.store())) {
+      return PersonalModel.open(pkg(), null, false, pin, settings.threads());
+    }
+    StoreSession.requireStore(dir);
+    ModelPackage p = pkg();
+    p.checkBinding(dir);
+    ModelStore store = ModelStore.openReadOnly(dir.store());
+    try {
+      return PersonalModel.open(p, store, true, pin, settings.threads());
+    } catch (RuntimeException e) {
+      store.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Classifies texts at {@code pin} ({@link #personalModel}): through a service running on this
+   * data directory in another process when there is one (it holds the model), else in this process.
+   */
+  public synchronized List<PersonalModel.Classification> classify(String pin, List<String> texts) throws IOException {
+    Optional<JsonNode> remote = service == null ? remote("classify", pin, texts, null) : Optional.empty();
+    if (remote.isPresent()) {
+      List<PersonalModel.Classification> out = new java.util.ArrayList<>();
+      for (JsonNode r : remote.get().path("results")) {
+        Map<String, Double> p = new LinkedHashMap<>();
+        r.path("probabilities").properties().forEach(e -> p.put(e.getKey(), e.getValue().asDouble()));
+        out.add(new PersonalModel.Classification(r.path("label").asText(), p, r.path("step").asLong()));
+      }
+      return out;
+    }
+    try (PersonalModel m = personalModel(pin)) {
+      List<PersonalModel.Classification> out = new java.util.ArrayList<>();
+      for (String t : texts) {
+        out.add(m.classify(t));
+      }
+      return out;
+    }
+  }
+
+  /** Scores texts at {@code pin} (labels: per text, for a classifier; else null), as {@link #classify} routes. */
+  public synchronized List<PersonalModel.Score> score(String pin, List<String> texts, List<String> labels)
+      throws IOException {
+    Optional<JsonNode> remote = service == null ? remote("score", pin, texts, labels) : Optional.empty();
+    if (remote.isPresent()) {
+      List<PersonalModel.Score> out = new java.util.ArrayList<>();
+      for (JsonNode r : remote.get().path("results")) {
+        out.add(new PersonalModel.Score(r.path("loss").asDouble(), r.path("perplexity").asDouble(),
+            r.path("tokens").asLong(), r.path("label_probability").isNumber() ? r.path("label_probability").asDouble()
+            : null, r.path("step").asLong()));
+      }
+      return out;
+    }
+    try (PersonalModel m = personalModel(pin)) {
+      List<PersonalModel.Score> out = new java.util.ArrayList<>();
+      for (int i = 0; i < texts.size(); i++) {
+        out.add(m.score(texts.get(i), labels == null ? null : labels.get(i)));
+      }
+      return out;
+    }
+  }
+
+  /** Asks a service running in another process, if one listens on this data directory. */
+  private Optional<JsonNode> remote(String op, String pin, List<String> texts, List<String> labels) throws IOException {
+    List<String> body = new java.util.ArrayList<>();
+    for (int i = 0; i < texts.size(); i++) {
+      body.add(new JsonLine().put("text", texts.get(i)).put("label", labels == null ? null : labels.get(i)).toString());
+    }
+    return ControlChannel.call(dir.root(), new JsonLine().put("op", op).put("checkpoint", pin).toString(), body);
+  }
+
   /** Marks a checkpoint at the last committed step with a label and figures. */
   public synchronized Checkpoint markCheckpoint(String label, Map<String, Double> metrics) {
     if (service != null) {

@@ -71,6 +71,18 @@ final class Service implements AutoCloseable {
   private final EmbeddedLog log;
   private final LossModel model;
   private final StoreSession session;
+  private final ModelPackage pkg;
+  /** Personal models the control channel answers with, by pin ({@code latest} follows training). */
+  private final Map<String, PersonalModel> models = new LinkedHashMap<>(4, 0.75f, true) {
+    @Override
+    protected boolean removeEldestEntry(Map.Entry<String, PersonalModel> eldest) {
+      if (size() > 3) {
+        eldest.getValue().close();
+        return true;
+      }
+      return false;
+    }
+  };
   private final ModelStore store;
   private final LiveLogSource source;
   private final TrainingJob job;
@@ -104,6 +116,7 @@ final class Service implements AutoCloseable {
     this.time = time;
     this.progress = progress;
     this.log = log;
+    this.pkg = pkg;
     governor = new Governor(s.dutyCycle(), s.maxMemoryMb() * 1024 * 1024, Governor::residentSetBytes);
     StoreSession session = null;
     try {
@@ -265,8 +278,25 @@ final class Service implements AutoCloseable {
         metrics.eventsIn.mark(lines.size());
         wakeUp();
         return new JsonLine().put("appended", lines.size()).put("topic", topic).put("offsets", offsets).toString();
+      case "classify", "score":
+        List<Object> results = new ArrayList<>();
+        String pin = request.path("checkpoint").asText("latest");
+        synchronized (models) {
+          PersonalModel m = models.get(pin);
+          if (m == null) {
+            m = PersonalModel.open(pkg, store, false, pin, settings.threads());
+            models.put(pin, m);
+          }
+          for (String line; (line = body.readLine()) != null; ) {
+            JsonNode q = EventJson.parseObject(line);
+            String text = q.path("text").asText(null);
+            results.add(op.equals("classify") ? m.classify(text).json()
+                : m.score(text, q.path("label").isTextual() ? q.path("label").asText() : null).json());
+          }
+        }
+        return new JsonLine().put("results", results).toString();
       default:
-        return ControlChannel.error("unknown request '" + op + "': use status, pause, resume or produce");
+        return ControlChannel.error("unknown request '" + op + "': use status, pause, resume, produce, classify or score");
     }
   }
 
@@ -387,6 +417,10 @@ final class Service implements AutoCloseable {
     try {
       if (control != null) {
         control.close();
+      }
+      synchronized (models) {
+        models.values().forEach(PersonalModel::close);
+        models.clear();
       }
       metrics.close();
     } finally {

@@ -132,6 +132,22 @@ class BringYourOwnModelTest {
     double zeroShot = r.path("baseline").path("accuracy").asDouble();
     assertEquals(plainCosineAccuracy(), zeroShot, 1e-12, "the untrained head is plain cosine similarity");
 
+    // Classification through the API equals replay's prediction at the same checkpoint.
+    CliRun classify = CliRun.of("classify", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
+        "--text", "no label on this one", "--threads", "2", "--json");
+    assertEquals(0, classify.exit(), classify.err());
+    assertEquals(4, classify.json().path("step").asLong());
+    String predicted = classify.json().path("label").asText();
+    assertEquals(1, r.path("checkpoints").get(1).path("unlabelled_predicted").path(predicted).asLong(), r.toString());
+    CliRun base = CliRun.of("classify", "--model", pkg.toString(), "--data-dir", dir.resolve("none").toString(),
+        "--checkpoint", "base", "--text", LABELLED[0][0], "--threads", "2", "--json");
+    assertEquals(0, base.exit(), base.err());
+    assertEquals(0, base.json().path("step").asLong());
+    CliRun score = CliRun.of("score", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
+        "--text", LABELLED[0][0], "--label", LABELLED[0][1], "--threads", "2", "--json");
+    assertEquals(0, score.exit(), score.err());
+    assertTrue(score.json().path("label_probability").asDouble() > 0, score.lastLine());
+
     Path exported = dir.resolve("out").resolve("minilm.onnx");
     CliRun export = CliRun.of("export", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
         "--out", exported.toString(), "--threads", "2");

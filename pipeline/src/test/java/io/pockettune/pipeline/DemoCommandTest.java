@@ -61,7 +61,7 @@ class DemoCommandTest {
   void main_helpListsEveryCommandOfTheContract() {
     CliRun help = CliRun.of("--help");
     assertEquals(0, help.exit());
-    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "bench"}) {
+    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "classify", "score", "bench"}) {
       assertTrue(help.out().contains(c), "help lists " + c);
     }
   }

@@ -26,7 +26,9 @@ import picocli.CommandLine;
       RollbackCommand.class,
       ReplayCommand.class,
       ExportCommand.class,
-      ModelCommand.class
+      ModelCommand.class,
+      ClassifyCommand.class,
+      ScoreCommand.class
     })
 public final class Main implements Runnable {
 

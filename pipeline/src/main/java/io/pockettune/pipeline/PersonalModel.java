@@ -1,0 +1,262 @@
+package io.pockettune.pipeline;
+
+import io.pockettune.store.ModelStore;
+import io.pockettune.store.Restored;
+import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.PerturbationKernel;
+import io.pockettune.trainer.StepRecord;
+import io.pockettune.trainer.TokenBatch;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Map.Entry;
+import java.util.NavigableMap;
+import java.util.Objects;
+
+/**
+ * The personalized model, for the app to ask: {@link #classify} and {@link #score}, at one point
+ * of the trajectory or following the latest committed step.
+ *
+ * <h2>Consistency</h2>
+ * A personal model holds its own copy of the trainable values (its own ONNX Runtime session),
+ * restored at its step from the store. Pinned ({@code base}, a checkpoint, a step) it never
+ * changes. Following ({@code latest}), each call first brings the copy to the store's last
+ * committed step by replaying the step records committed since (the same three kernel passes the
+ * trainer ran, so the values are bit-identical to the trainer's), then answers: a new step is used
+ * from the next call on, and a call never sees a half-applied update, because updates and answers
+ * run under one lock. Many threads may call at once; they are served one at a time.
+ *
+ * <p>Thread-safe. Close it to free its session.
+ */
+public final class PersonalModel implements AutoCloseable {
+  private final ModelPackage pkg;
+  private final LossModel model;
+  private final PerturbationKernel kernel;
+  private final ModelStore store;
+  private final boolean ownsStore;
+  private final boolean following;
+  private MezoTrainer trainer;
+  private String configText;
+  private long step;
+  private boolean closed;
+
+  private PersonalModel(ModelPackage pkg, LossModel model, PerturbationKernel kernel, ModelStore store,
+      boolean ownsStore, boolean following) {
+    this.pkg = pkg;
+    this.model = model;
+    this.kernel = kernel;
+    this.store = store;
+    this.ownsStore = ownsStore;
+    this.following = following;
+  }
+
+  /**
+   * Opens the package's model at {@code pin}: {@code base}, {@code latest}, a checkpoint id or
+   * {@code step:N}. With {@code store} null (no trajectory), only {@code base} is possible.
+   *
+   * @param ownsStore whether closing this model closes {@code store}
+   */
+  static PersonalModel open(ModelPackage pkg, ModelStore store, boolean ownsStore, String pin, int threads) {
+    Objects.requireNonNull(pin, "pin");
+    boolean follow = pin.equals("latest");
+    long target = store == null ? -1 : target(store, pin);
+    if (store == null && !pin.equals("base")) {
+      throw new IllegalArgumentException("there is no model store to take '" + pin + "' from: give --checkpoint base,"
+          + " or a --data-dir that demo or serve trained in");
+    }
+    LossModel m = pkg.open(threads);
+    PerturbationKernel k = null;
+    try {
+      k = new PerturbationKernel(threads);
+      PersonalModel p = new PersonalModel(pkg, m, k, store, ownsStore, follow);
+      if (store != null) {
+        p.restore(target); // also checks that the store was trained from this model, kernel and layout
+      }
+      return p;
+    } catch (RuntimeException e) {
+      if (k != null) {
+        k.close();
+      }
+      m.close();
+      throw e;
+    }
+  }
+
+  private static long target(ModelStore store, String pin) {
+    if (pin.equals("base")) {
+      return 0;
+    }
+    if (pin.equals("latest")) {
+      return store.lastStep();
+    }
+    if (pin.startsWith("step:")) {
+      long s = number(pin.substring(5), pin);
+      if (s > store.lastStep()) {
+        throw new IllegalArgumentException("step " + s + " is after the last committed step " + store.lastStep()
+            + ": choose an earlier step, a checkpoint, base or latest");
+      }
+      return s;
+    }
+    long id = number(pin, pin);
+    return store.checkpoint(id)
+        .filter(io.pockettune.store.Checkpoint::live)
+        .orElseThrow(() -> new IllegalArgumentException("there is no live checkpoint " + id
+            + ": list them with 'pockettune checkpoints', or give base, latest or step:N"))
+        .step();
+  }
+
+  private static long number(String s, String pin) {
+    try {
+      long n = Long.parseLong(s.strip());
+      if (n >= 0) {
+        return n;
+      }
+    } catch (NumberFormatException e) {
+      // falls through to the message
+    }
+    throw new IllegalArgumentException("--checkpoint takes base, latest, a checkpoint id or step:N, not '" + pin + "'");
+  }
+
+  private void restore(long target) {
+    Restored r = store.restore(target, model, RunConfig::replayConfig, kernel);
+    trainer = r.trainer();
+    configText = store.identity().runConfig();
+    step = r.step();
+  }
+
+  /** Brings a following model to the store's last committed step. Caller holds the lock. */
+  private void catchUp() {
+    if (!following) {
+      return;
+    }
+    long last = store.lastStep();
+    if (last <= step) {
+      return;
+    }
+    NavigableMap<Long, String> configs = store.runConfigs();
+    for (StepRecord r : store.steps(step + 1, last)) {
+      Entry<Long, String> inForce = configs.floorEntry(r.step());
+      String text = inForce == null ? store.identity().runConfig() : inForce.getValue();
+      if (trainer == null || !text.equals(configText)) {
+        trainer = new MezoTrainer(model, RunConfig.replayConfig(text), kernel, step);
+        configText = text;
+      }
+      trainer.replay(r);
+      step = r.step();
+    }
+  }
+
+  /** @return the step this model answers at now (for a following model, as of its last call) */
+  public synchronized long step() {
+    return step;
+  }
+
+  /**
+   * @return each label with its probability, and the most probable, at one step
+   * @throws IllegalArgumentException for a model whose objective does not classify
+   */
+  public synchronized Classification classify(String text) {
+    checkOpen();
+    if (!pkg.card().classification()) {
+      throw new IllegalArgumentException(pkg.describe() + " is a " + pkg.card().objective()
+          + " model, which does not classify: use score or generate");
+    }
+    catchUp();
+    float[] p = model.labelProbabilities(TokenBatch.of(List.of(encode(text))))[0];
+    Map<String, Double> probabilities = new LinkedHashMap<>();
+    int best = 0;
+    for (int i = 0; i < p.length; i++) {
+      probabilities.put(pkg.card().labels().get(i), (double) p[i]);
+      best = p[i] > p[best] ? i : best;
+    }
+    return new Classification(pkg.card().labels().get(best), probabilities, step);
+  }
+
+  /**
+   * Scores a text: for a language model, the mean loss per predicted token and its perplexity; for
+   * a classifier, the loss of {@code label} (required) and that label's probability.
+   *
+   * @param label the text's label for a classifier, or null
+   */
+  public synchronized Score score(String text, String label) {
+    checkOpen();
+    catchUp();
+    TokenBatch batch = TokenBatch.of(List.of(encode(text)));
+    if (pkg.card().classification()) {
+      int index = label == null ? -1 : pkg.card().labels().indexOf(label);
+      if (index < 0) {
+        throw new IllegalArgumentException("a classifier scores a text against its label: give one of "
+            + pkg.card().labels() + (label == null ? "" : ", not '" + label + "'"));
+      }
+      float[] p = model.labelProbabilities(batch)[0];
+      LossModel.Loss loss = model.loss(batch.withLabels(new long[] {index}));
+      return new Score(loss.loss(), Math.exp(loss.loss()), 1, (double) p[index], step);
+    }
+    if (batch.targetTokens() == 0) {
+      throw new IllegalArgumentException("the text has no token to predict after the first: give a longer text");
+    }
+    LossModel.Loss loss = model.loss(batch);
+    return new Score(loss.loss(), Math.exp(loss.loss()), (long) loss.tokens(), null, step);
+  }
+
+  private long[] encode(String text) {
+    if (text == null || text.isBlank()) {
+      throw new IllegalArgumentException("the text is empty: give some text");
+    }
+    String t = pkg.card().objective().equals(ModelCard.PROMPT_CLASSIFICATION) ? pkg.card().template().replace("{text}", text)
+        : text;
+    return pkg.exampleTokenizer().encode(t, pkg.card().maxTokens());
+  }
+
+  private void checkOpen() {
+    if (closed) {
+      throw new IllegalStateException("this personal model is closed");
+    }
+  }
+
+  /**
+   * A classification.
+   *
+   * @param label         the most probable label
+   * @param probabilities each label's probability, in the card's order
+   * @param step          the step of the trajectory that answered (0: the base model)
+   */
+  public record Classification(String label, Map<String, Double> probabilities, long step) {
+    public JsonLine json() {
+      return new JsonLine().put("label", label).put("probabilities", probabilities).put("step", step);
+    }
+  }
+
+  /**
+   * A score.
+   *
+   * @param loss             mean loss per predicted token (a classifier: of the given label)
+   * @param perplexity       exp(loss)
+   * @param tokens           predicted tokens averaged over (1 for a classifier)
+   * @param labelProbability the given label's probability (classifiers), or null
+   * @param step             the step of the trajectory that answered
+   */
+  public record Score(double loss, double perplexity, long tokens, Double labelProbability, long step) {
+    public JsonLine json() {
+      return new JsonLine().put("loss", loss).put("perplexity", perplexity).put("tokens", tokens)
+          .put("label_probability", labelProbability).put("step", step);
+    }
+  }
+
+  @Override
+  public synchronized void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    try {
+      kernel.close();
+      model.close();
+    } finally {
+      if (ownsStore && store != null) {
+        store.close();
+      }
+    }
+  }
+}
