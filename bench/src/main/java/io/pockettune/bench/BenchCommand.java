@@ -15,8 +15,9 @@ import picocli.CommandLine.Spec;
  * repository root, e.g. {@code ./pockettune bench store --steps 2000 --json}.
  */
 @Command(name = "pockettune bench", mixinStandardHelpOptions = true, version = "pockettune bench 0.1.0",
-    description = "Measure the trainer, the log and the store against baselines in the same run.",
-    subcommands = {BenchTrainerCommand.class, BenchIngestCommand.class, BenchStoreCommand.class})
+    description = "Measure the trainer, the log, the store and inference against baselines in the same run.",
+    subcommands = {BenchTrainerCommand.class, BenchIngestCommand.class, BenchStoreCommand.class,
+        BenchInferenceCommand.class})
 public final class BenchCommand implements Runnable {
   @Spec CommandSpec spec;
 

@@ -40,7 +40,7 @@ class BenchCommandTest {
   void help_listsEveryArea() {
     Run help = Run.of("--help");
     assertEquals(0, help.exit());
-    for (String area : new String[] {"trainer", "store", "ingest"}) {
+    for (String area : new String[] {"trainer", "store", "ingest", "inference"}) {
       assertTrue(help.out().contains(area), "help lists " + area);
     }
   }
@@ -70,6 +70,17 @@ class BenchCommandTest {
     assertEquals(39, figures.get("rollback_end_step").asLong());
     assertEquals(9, figures.get("replayed_max").asLong());
     assertTrue(figures.get("bytes_per_step").asDouble() > 0, r.out());
+  }
+
+  @Test
+  void inference_smallRun_reportsClassifyRatioAndSwap() throws Exception {
+    Run r = Run.of("inference", "--repeats", "10", "--swap-steps", "4", "--json");
+    assertEquals(0, r.exit(), r.err());
+    JsonNode figures = r.json();
+    assertTrue(figures.get("classify_p50_ms").asDouble() > 0, r.out());
+    assertTrue(figures.get("classify_over_plain_ort").asDouble() > 0, r.out());
+    assertTrue(figures.get("swap_steps_seen").asInt() >= 2, r.out());
+    assertTrue(figures.get("swap_ms").asDouble() >= 0, r.out());
   }
 
   @Test
