@@ -99,17 +99,33 @@ public final class LossModel implements AutoCloseable {
       lossModel = ModelRewriter.useScalarLoss(lifted.model(), ((Objective.ScalarLoss) objective).output());
     }
     this.parameters = new ParameterSet(trainable);
-    this.model = Model.newInstance("pockettune", Device.cpu(), "OnnxRuntime");
+    this.model = loadSession(lossModel, file, ".pockettune-loss.onnx", threads);
+    this.manager = model.getNDManager();
+    this.parameterArrays = parameterArrays(manager, parameters);
+    this.predictor = model.newPredictor(new NoopTranslator());
+    if (objective instanceof Objective.EmbeddingClassification e) {
+      initialiseHead(e);
+    }
+  }
+
+  /**
+   * Creates the ONNX Runtime session of a rewritten graph. A graph whose frozen weights stay in
+   * external data is written beside the original file as {@code <file><suffix>}, since ONNX Runtime
+   * resolves external data relative to the model file.
+   *
+   * @throws ModelException if ONNX Runtime refuses the graph
+   */
+  static Model loadSession(ModelProto graph, java.nio.file.Path file, String suffix, int threads) {
+    Model model = Model.newInstance("pockettune", Device.cpu(), "OnnxRuntime");
     Map<String, String> options = Map.of("intraOpNumThreads", Integer.toString(threads), "interOpNumThreads", "1");
+    java.nio.file.Path dir = file == null ? null : file.toAbsolutePath().getParent();
     try {
-      if (dir != null && ModelRewriter.usesExternalData(lossModel)) {
-        // Frozen weights stay in their external file; ONNX Runtime resolves them relative to the
-        // model file, so the rewritten graph is written beside the original.
-        java.nio.file.Path rewritten = dir.resolve(file.getFileName() + ".pockettune-loss.onnx");
-        java.nio.file.Files.write(rewritten, lossModel.toByteArray());
+      if (dir != null && ModelRewriter.usesExternalData(graph)) {
+        java.nio.file.Path rewritten = dir.resolve(file.getFileName() + suffix);
+        java.nio.file.Files.write(rewritten, graph.toByteArray());
         model.load(rewritten, rewritten.getFileName().toString(), options);
       } else {
-        model.load(new ByteArrayInputStream(lossModel.toByteArray()), options);
+        model.load(new ByteArrayInputStream(graph.toByteArray()), options);
       }
     } catch (IOException | MalformedModelException | RuntimeException e) {
       model.close();
@@ -119,17 +135,18 @@ public final class LossModel implements AutoCloseable {
       }
       throw new ModelException("ONNX Runtime cannot load the model (" + root.getMessage() + "): check that it is a valid ONNX file", e);
     }
-    this.manager = model.getNDManager();
-    this.parameterArrays = new NDList();
+    return model;
+  }
+
+  /** One array per tensor of {@code parameters}, named as the graph input, wrapping its slice of the buffer. */
+  static NDList parameterArrays(NDManager manager, ParameterSet parameters) {
+    NDList arrays = new NDList();
     for (ParameterSet.Tensor t : parameters.tensors()) {
       NDArray a = manager.create(parameters.view(t), new Shape(t.dims()), DataType.FLOAT32);
       a.setName(t.name());
-      parameterArrays.add(a);
+      arrays.add(a);
     }
-    this.predictor = model.newPredictor(new NoopTranslator());
-    if (objective instanceof Objective.EmbeddingClassification e) {
-      initialiseHead(e);
-    }
+    return arrays;
   }
 
   /**
@@ -198,7 +215,7 @@ public final class LossModel implements AutoCloseable {
     return open(onnxFile, new Objective.CausalLm(), selection, threads);
   }
 
-  private static byte[] readModel(java.nio.file.Path file) {
+  static byte[] readModel(java.nio.file.Path file) {
     try {
       return java.nio.file.Files.readAllBytes(file);
     } catch (IOException e) {
@@ -409,7 +426,7 @@ public final class LossModel implements AutoCloseable {
     return last;
   }
 
-  private static NDArray named(NDArray a, String name) {
+  static NDArray named(NDArray a, String name) {
     a.setName(name);
     return a;
   }
@@ -420,7 +437,7 @@ public final class LossModel implements AutoCloseable {
     return b;
   }
 
-  private static ByteBuffer longs(long[] values) {
+  static ByteBuffer longs(long[] values) {
     ByteBuffer b = ByteBuffer.allocateDirect(values.length * Long.BYTES).order(ByteOrder.nativeOrder());
     b.asLongBuffer().put(values);
     return b;

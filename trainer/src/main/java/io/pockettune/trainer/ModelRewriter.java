@@ -481,6 +481,17 @@ final class ModelRewriter {
    * @throws ModelException for a required input the trainer does not know
    */
   static ModelProto feedStandardInputs(ModelProto model) {
+    return feedStandardInputs(model, false);
+  }
+
+  /**
+   * Like {@link #feedStandardInputs(ModelProto)}; with {@code keepPast}, for decoding with a KV
+   * cache, {@code past_key_values.N.key/value} stay graph inputs, {@code attention_mask} covers the
+   * past and the current tokens, {@code position_ids} are the last {@code sequence} columns of
+   * {@code max(cumsum(mask) - 1, 0)} (so they continue from the past's length), and
+   * {@code use_cache_branch} is true exactly when the mask is longer than {@code input_ids}.
+   */
+  static ModelProto feedStandardInputs(ModelProto model, boolean keepPast) {
     GraphProto source = model.getGraph();
     java.util.Set<String> defaults = new java.util.HashSet<>();
     source.getInitializerList().forEach(t -> defaults.add(t.getName()));
@@ -509,7 +520,17 @@ final class ModelRewriter {
         String mask = g.node("Cast", "mask_f", new String[] {"attention_mask"}, "to", (long) floatType);
         String cum = g.node("CumSum", "cumsum", mask, g.constScalarInt("axis", 1));
         String pos = g.node("Max", "clamped", g.node("Sub", "from0", cum, g.constScalar("one", 1f)), g.constScalar("zero", 0f));
+        if (keepPast) {
+          String seq = g.node("Slice", "seq", g.node("Shape", "ids_shape", "input_ids"), g.constInts("s1", 1), g.constInts("s2", 2));
+          pos = g.node("Slice", "current", pos, g.node("Neg", "from_end", seq), g.constInts("end", Long.MAX_VALUE), g.constInts("axis1", 1));
+        }
         g.nodeNamed("Cast", name, new String[] {pos}, "to", (long) type);
+      } else if (keepPast && (name.startsWith("past_key_values.") || name.startsWith("past_key_values_"))) {
+        kept.add(in);
+      } else if (keepPast && name.equals("use_cache_branch")) {
+        String seq = g.node("Slice", "seq", g.node("Shape", "ids_shape", "input_ids"), g.constInts("s1", 1), g.constInts("s2", 2));
+        String total = g.node("Slice", "total", g.node("Shape", "mask_shape", "attention_mask"), g.constInts("s1", 1), g.constInts("s2", 2));
+        g.nodeNamed("Greater", name, new String[] {total, seq});
       } else if (name.startsWith("past_key_values.") || name.startsWith("past_key_values_")) {
         if (batch == null) {
           batch = g.node("Slice", "batch", g.node("Shape", "shape", "input_ids"), g.constInts("s0", 0), g.constInts("s1", 1));
