@@ -93,6 +93,11 @@ final class ModelObjectives {
       public int vocabSize() {
         return t.vocabSize();
       }
+
+      @Override
+      public String decode(long[] ids) {
+        return t.decode(ids);
+      }
     };
   }
 }

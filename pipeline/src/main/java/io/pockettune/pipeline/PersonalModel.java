@@ -2,6 +2,8 @@ package io.pockettune.pipeline;
 
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.Restored;
+import io.pockettune.trainer.ByteTokenizer;
+import io.pockettune.trainer.Generator;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.PerturbationKernel;
@@ -15,8 +17,8 @@ import java.util.NavigableMap;
 import java.util.Objects;
 
 /**
- * The personalized model, for the app to ask: {@link #classify} and {@link #score}, at one point
- * of the trajectory or following the latest committed step.
+ * The personalized model, for the app to ask: {@link #complete}, {@link #classify} and {@link
+ * #score}, at one point of the trajectory or following the latest committed step.
  *
  * <h2>Consistency</h2>
  * A personal model holds its own copy of the trainable values (its own ONNX Runtime session),
@@ -36,13 +38,17 @@ public final class PersonalModel implements AutoCloseable {
   private final ModelStore store;
   private final boolean ownsStore;
   private final boolean following;
+  private final int threads;
+  private Generator generator;
+  private long generatorStep = -1;
   private MezoTrainer trainer;
   private String configText;
   private long step;
   private boolean closed;
 
   private PersonalModel(ModelPackage pkg, LossModel model, PerturbationKernel kernel, ModelStore store,
-      boolean ownsStore, boolean following) {
+      boolean ownsStore, boolean following, int threads) {
+    this.threads = threads;
     this.pkg = pkg;
     this.model = model;
     this.kernel = kernel;
@@ -69,7 +75,7 @@ public final class PersonalModel implements AutoCloseable {
     PerturbationKernel k = null;
     try {
       k = new PerturbationKernel(threads);
-      PersonalModel p = new PersonalModel(pkg, m, k, store, ownsStore, follow);
+      PersonalModel p = new PersonalModel(pkg, m, k, store, ownsStore, follow, threads);
       if (store != null) {
         p.restore(target); // also checks that the store was trained from this model, kernel and layout
       }
@@ -200,6 +206,109 @@ public final class PersonalModel implements AutoCloseable {
     return new Score(loss.loss(), Math.exp(loss.loss()), (long) loss.tokens(), null, step);
   }
 
+  /**
+   * Continues {@code prompt} (causal language models): greedy or sampled, repeatable for a seed,
+   * with the graph's KV cache when it has optimum's with-past layout (else the prefix is
+   * recomputed for every token; the result says which).
+   */
+  public synchronized Completion complete(String prompt, CompletionOptions options) {
+    checkOpen();
+    if (!pkg.card().objective().equals(ModelCard.CAUSAL_LM)) {
+      throw new IllegalArgumentException(pkg.describe() + " is a " + pkg.card().objective()
+          + " model, which does not generate text: use classify or score");
+    }
+    catchUp();
+    if (generator == null) {
+      generator = Generator.open(pkg.graph(), pkg.selection(), threads);
+    }
+    if (generatorStep != step) {
+      generator.parameters().load(model.parameters().toArray());
+      generatorStep = step;
+    }
+    long[] ids = pkg.tokenizer().encode(prompt == null ? "" : prompt, Integer.MAX_VALUE);
+    boolean bytes = pkg.tokenizer() instanceof ByteTokenizer;
+    if (bytes && ids.length > 1 && ids[ids.length - 1] == ByteTokenizer.EOS) {
+      ids = java.util.Arrays.copyOf(ids, ids.length - 1); // the prompt goes on: no end of text
+    }
+    int context = generator.maxPositions() > 0 ? generator.maxPositions() : pkg.card().maxTokens();
+    if (ids.length + 1 > context) {
+      throw new IllegalArgumentException("the prompt has " + ids.length + " tokens but the model's context is "
+          + context + ": shorten the prompt");
+    }
+    int room = Math.min(options.maxNewTokens(), context - ids.length);
+    Generator.Options g = Generator.Options.greedy(room);
+    if (options.temperature() > 0) {
+      g = g.sampling(options.temperature(), options.topK(), options.topP(), options.seed());
+    }
+    g = g.withKvCache(options.kvCache());
+    if (bytes) {
+      g = new Generator.Options(g.maxNewTokens(), g.temperature(), g.topK(), g.topP(), g.seed(), g.useKvCache(),
+          new long[] {ByteTokenizer.EOS});
+    }
+    List<Long> produced = new java.util.ArrayList<>();
+    List<String> stops = options.stop() == null ? List.of() : options.stop();
+    Generator.Result r = generator.generate(ids, g, token -> {
+      produced.add(token);
+      if (stops.isEmpty()) {
+        return false;
+      }
+      String text = pkg.tokenizer().decode(produced.stream().mapToLong(Long::longValue).toArray());
+      return stops.stream().anyMatch(text::endsWith);
+    });
+    String text = pkg.tokenizer().decode(r.tokens());
+    for (String stop : stops) {
+      if (text.endsWith(stop)) {
+        text = text.substring(0, text.length() - stop.length());
+      }
+    }
+    double seconds = r.nanos() / 1e9;
+    return new Completion(text, r.tokens().length, seconds > 0 ? r.tokens().length / seconds : 0, r.usedKvCache(),
+        step);
+  }
+
+  /**
+   * How to complete a prompt.
+   *
+   * @param maxNewTokens at most this many new tokens (fewer when the context ends first)
+   * @param temperature  0 for greedy decoding, else the sampling temperature
+   * @param topK         sample among the k most probable tokens (0: all)
+   * @param topP         sample within this much probability mass (1: all)
+   * @param seed         makes sampling repeatable
+   * @param stop         stop after any of these strings (not included in the text); may be empty
+   * @param kvCache      use the graph's KV cache when it has one
+   */
+  public record CompletionOptions(int maxNewTokens, float temperature, int topK, float topP, long seed,
+      List<String> stop, boolean kvCache) {
+    public CompletionOptions {
+      if (maxNewTokens < 1 || temperature < 0 || topK < 0 || !(topP > 0 && topP <= 1)) {
+        throw new IllegalArgumentException("--max-new-tokens must be positive, --temperature and --top-k not"
+            + " negative, and --top-p in (0, 1]");
+      }
+      stop = stop == null ? List.of() : List.copyOf(stop);
+    }
+
+    /** Greedy decoding of up to {@code maxNewTokens}, with the KV cache. */
+    public static CompletionOptions greedy(int maxNewTokens) {
+      return new CompletionOptions(maxNewTokens, 0f, 0, 1f, 0L, List.of(), true);
+    }
+  }
+
+  /**
+   * A completion.
+   *
+   * @param text           the new text (the prompt not included, a stop string cut off)
+   * @param tokens         new tokens generated
+   * @param tokensPerSecond generation speed, prompt included
+   * @param kvCache        whether the graph's KV cache was used (else the prefix was recomputed)
+   * @param step           the step of the trajectory that answered
+   */
+  public record Completion(String text, int tokens, double tokensPerSecond, boolean kvCache, long step) {
+    public JsonLine json() {
+      return new JsonLine().put("text", text).put("tokens", tokens)
+          .put("tokens_per_s", Math.round(tokensPerSecond * 10) / 10.0).put("kv_cache", kvCache).put("step", step);
+    }
+  }
+
   private long[] encode(String text) {
     if (text == null || text.isBlank()) {
       throw new IllegalArgumentException("the text is empty: give some text");
@@ -251,6 +360,9 @@ public final class PersonalModel implements AutoCloseable {
     }
     closed = true;
     try {
+      if (generator != null) {
+        generator.close();
+      }
       kernel.close();
       model.close();
     } finally {

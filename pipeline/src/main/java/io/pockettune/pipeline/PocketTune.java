@@ -504,6 +504,28 @@ public final class PocketTune implements AutoCloseable {
     }
   }
 
+  /**
+   * Completes a prompt at {@code pin} ({@link #personalModel}), through a service running on this
+   * data directory in another process when there is one, else in this process.
+   */
+  public synchronized PersonalModel.Completion generate(String pin, String prompt, PersonalModel.CompletionOptions o)
+      throws IOException {
+    if (service == null) {
+      JsonLine request = new JsonLine().put("op", "generate").put("checkpoint", pin).put("prompt", prompt)
+          .put("max_new_tokens", o.maxNewTokens()).put("temperature", o.temperature()).put("top_k", o.topK())
+          .put("top_p", o.topP()).put("seed", o.seed()).put("stop", o.stop()).put("kv_cache", o.kvCache());
+      Optional<JsonNode> remote = ControlChannel.call(dir.root(), request.toString(), List.of());
+      if (remote.isPresent()) {
+        JsonNode r = remote.get();
+        return new PersonalModel.Completion(r.path("text").asText(), r.path("tokens").asInt(),
+            r.path("tokens_per_s").asDouble(), r.path("kv_cache").asBoolean(), r.path("step").asLong());
+      }
+    }
+    try (PersonalModel m = personalModel(pin)) {
+      return m.complete(prompt, o);
+    }
+  }
+
   /** Asks a service running in another process, if one listens on this data directory. */
   private Optional<JsonNode> remote(String op, String pin, List<String> texts, List<String> labels) throws IOException {
     List<String> body = new java.util.ArrayList<>();

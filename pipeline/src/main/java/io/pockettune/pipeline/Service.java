@@ -278,15 +278,20 @@ final class Service implements AutoCloseable {
         metrics.eventsIn.mark(lines.size());
         wakeUp();
         return new JsonLine().put("appended", lines.size()).put("topic", topic).put("offsets", offsets).toString();
+      case "generate":
+        synchronized (models) {
+          List<String> stop = new ArrayList<>();
+          request.path("stop").forEach(n -> stop.add(n.asText()));
+          return personalModel(request.path("checkpoint").asText("latest")).complete(request.path("prompt").asText(""),
+              new PersonalModel.CompletionOptions(request.path("max_new_tokens").asInt(32),
+                  (float) request.path("temperature").asDouble(0), request.path("top_k").asInt(0),
+                  (float) request.path("top_p").asDouble(1), request.path("seed").asLong(0), stop,
+                  request.path("kv_cache").asBoolean(true))).json().toString();
+        }
       case "classify", "score":
         List<Object> results = new ArrayList<>();
-        String pin = request.path("checkpoint").asText("latest");
         synchronized (models) {
-          PersonalModel m = models.get(pin);
-          if (m == null) {
-            m = PersonalModel.open(pkg, store, false, pin, settings.threads());
-            models.put(pin, m);
-          }
+          PersonalModel m = personalModel(request.path("checkpoint").asText("latest"));
           for (String line; (line = body.readLine()) != null; ) {
             JsonNode q = EventJson.parseObject(line);
             String text = q.path("text").asText(null);
@@ -296,8 +301,18 @@ final class Service implements AutoCloseable {
         }
         return new JsonLine().put("results", results).toString();
       default:
-        return ControlChannel.error("unknown request '" + op + "': use status, pause, resume, produce, classify or score");
+        return ControlChannel.error("unknown request '" + op + "': use status, pause, resume, produce, generate, classify or score");
     }
+  }
+
+  /** The personal model the control channel answers with at {@code pin}. Caller holds {@link #models}. */
+  private PersonalModel personalModel(String pin) {
+    PersonalModel m = models.get(pin);
+    if (m == null) {
+      m = PersonalModel.open(pkg, store, false, pin, settings.threads());
+      models.put(pin, m);
+    }
+    return m;
   }
 
   private long lagTotal() {

@@ -3,6 +3,7 @@ package io.pockettune.pipeline;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -24,6 +25,10 @@ class DemoCommandTest {
     assertTrue(r.number("checkpoints") >= 1);
     assertTrue(r.number("heldout_loss_after") < r.number("heldout_loss_before"), r.lastLine());
     assertTrue(r.number("seconds") > 0);
+    JsonNode completions = r.json().path("completions");
+    assertEquals(3, completions.size(), r.lastLine());
+    assertEquals("Heading to the", completions.get(0).path("prompt").asText());
+    assertTrue(completions.get(0).has("base") && completions.get(0).has("personalized"), r.lastLine());
     assertTrue(Files.isDirectory(data.resolve("log").resolve("messages-0")), "events are on disk");
     assertTrue(Files.exists(data.resolve("store").resolve("CURRENT")), "steps are in RocksDB");
 
@@ -61,7 +66,7 @@ class DemoCommandTest {
   void main_helpListsEveryCommandOfTheContract() {
     CliRun help = CliRun.of("--help");
     assertEquals(0, help.exit());
-    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "classify", "score", "bench"}) {
+    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "generate", "classify", "score", "bench"}) {
       assertTrue(help.out().contains(c), "help lists " + c);
     }
   }

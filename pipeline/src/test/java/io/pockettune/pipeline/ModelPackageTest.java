@@ -178,6 +178,17 @@ class ModelPackageTest {
     assertEquals(2, replay.json().path("checkpoints_evaluated").asLong());
     assertTrue(replay.json().path("checkpoints").get(1).path("loss").asDouble()
         < replay.json().path("baseline").path("loss").asDouble(), replay.lastLine());
+    CliRun cached = CliRun.of("generate", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
+        "--prompt", "on my way", "--max-new-tokens", "12", "--threads", "1", "--json");
+    CliRun recomputed = CliRun.of("generate", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint",
+        "2", "--prompt", "on my way", "--max-new-tokens", "12", "--no-kv-cache", "--threads", "1", "--json");
+    assertEquals(0, cached.exit(), cached.err());
+    assertEquals(0, recomputed.exit(), recomputed.err());
+    assertTrue(cached.json().path("kv_cache").asBoolean() && !recomputed.json().path("kv_cache").asBoolean(),
+        cached.lastLine() + " / " + recomputed.lastLine());
+    assertEquals(cached.json().path("text").asText(), recomputed.json().path("text").asText(),
+        "KV-cache and recompute decoding give the same greedy tokens");
+    assertEquals(6, cached.json().path("step").asLong(), "checkpoint 2 is step 6");
     for (String adapters : List.of("merge", "keep")) {
       CliRun export = CliRun.of("export", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
           "--adapters", adapters, "--out", dir.resolve(adapters + ".onnx").toString(), "--threads", "1");

@@ -133,6 +133,18 @@ class PersonalModelTest {
       try (PersonalModel inProcess = service.personalModel("step:3")) {
         assertEquals(inProcess.score(TEXT, null).loss(), answer.path("loss").asDouble(), 0.0);
       }
+      PersonalModel.CompletionOptions sampled = new PersonalModel.CompletionOptions(8, 0.9f, 20, 0.95f, 7L, List.of(),
+          true);
+      CliRun generated = CliRun.of("generate", "--data-dir", data.toString(), "--checkpoint", "step:3", "--prompt",
+          "running late", "--max-new-tokens", "8", "--temperature", "0.9", "--top-k", "20", "--top-p", "0.95",
+          "--seed", "7", "--json");
+      assertEquals(0, generated.exit(), generated.err());
+      try (PersonalModel inProcess = service.personalModel("step:3")) {
+        PersonalModel.Completion c = inProcess.complete("running late", sampled);
+        assertEquals(c.text(), generated.json().path("text").asText(), "the socket and in-process completions agree");
+        assertEquals(c.text(), inProcess.complete("running late", sampled).text(), "a seed makes sampling repeatable");
+        assertEquals(false, c.kvCache(), "the plain decoder has no KV cache: the prefix is recomputed");
+      }
       CliRun latest = CliRun.of("score", "--data-dir", data.toString(), "--text", TEXT, "--json");
       assertEquals(0, latest.exit(), latest.err());
       assertEquals(5, latest.json().path("step").asLong(), "latest, answered by the running service");

@@ -42,6 +42,7 @@ public final class ByteTokenizer implements TextTokenizer {
   }
 
   /** @return the text of the byte tokens among {@code ids}; special ids are skipped */
+  @Override
   public String decode(long[] ids) {
     byte[] out = new byte[ids.length];
     int n = 0;

@@ -91,6 +91,7 @@ public final class HuggingFaceTextTokenizer implements TextTokenizer, AutoClosea
     return tokenizer.encode(text, false, false).getIds();
   }
 
+  @Override
   public String decode(long[] ids) {
     return tokenizer.decode(ids);
   }

@@ -12,4 +12,7 @@ public interface TextTokenizer {
 
   /** @return the number of distinct ids this tokenizer can produce */
   int vocabSize();
+
+  /** @return the text of {@code ids}, special tokens left out */
+  String decode(long[] ids);
 }

@@ -3,12 +3,15 @@ package io.pockettune.pipeline.cli;
 import io.pockettune.events.Message;
 import io.pockettune.events.Note;
 import io.pockettune.pipeline.JsonLine;
+import io.pockettune.pipeline.PersonalModel;
 import io.pockettune.pipeline.PocketTune;
 import io.pockettune.store.Checkpoint;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -28,7 +31,7 @@ import picocli.CommandLine.Spec;
  * messages and notes, append them durably with the runtime's Kafka producer, train on them with
  * MeZO on the built-in decoder (every step committed with its offsets), mark checkpoints, and
  * report the loss on held-out events (appended after the training events, never trained on)
- * before and after.
+ * before and after, then let the base and the personalized model continue three prompts.
  *
  * <p>Run again on the same data directory, it continues: the model is restored by replaying the
  * committed steps, the source resumes at the committed offsets, and new events are generated.
@@ -37,6 +40,8 @@ import picocli.CommandLine.Spec;
     description = "Generate a user's events, train on them with MeZO, and report held-out loss before and after.")
 final class DemoCommand implements Callable<Integer> {
   private static final Instant STREAM_START = Instant.parse("2026-09-01T07:00:00Z");
+  /** Prompts in the persona's voice, continued by the base and the personalized model at the end. */
+  private static final List<String> PROMPTS = List.of("Heading to the", "Can't wait for", "Just finished my");
 
   @Spec CommandSpec spec;
 
@@ -109,10 +114,24 @@ final class DemoCommand implements Callable<Integer> {
 
       double after = tune.evaluate(trainEnd, heldEnd, batch);
       Checkpoint last = tune.markCheckpoint("demo", Map.of("heldout_loss_before", before, "heldout_loss_after", after));
+
+      // 4. Ask the model: the base and the personalized one continue the same prompts, same seed.
+      PersonalModel.CompletionOptions sampling = new PersonalModel.CompletionOptions(40, 0.8f, 40, 0.95f, seed,
+          List.of("\n"), true);
+      List<Object> completions = new ArrayList<>();
+      try (PersonalModel base = tune.personalModel("base"); PersonalModel mine = tune.personalModel("latest")) {
+        for (String prompt : PROMPTS) {
+          String b = base.complete(prompt, sampling).text();
+          String m = mine.complete(prompt, sampling).text();
+          out.printf("%-18s base:         %s%n%-18s personalized: %s%n", "\"" + prompt + "\"", prompt + b, "", prompt + m);
+          completions.add(new JsonLine().put("prompt", prompt).put("base", b).put("personalized", m));
+        }
+      }
       int checkpoints = tune.checkpoints().size() - checkpointsBefore;
       double seconds = (System.nanoTime() - started) / 1e9;
 
-      out.printf(Locale.ROOT, "held-out loss: %.4f -> %.4f (%d events the trainer never saw)%n", before, after, heldout);
+      out.printf(Locale.ROOT, "held-out loss: %.4f -> %.4f, perplexity %.2f -> %.2f (%d events the trainer never saw)%n",
+          before, after, Math.exp(before), Math.exp(after), heldout);
       out.printf(Locale.ROOT, "steps: %d this run (%d in total), %d events trained, %d dead letters%n",
           result.steps(), result.lastStep(), result.eventsTrained(), result.deadLetters());
       out.printf(Locale.ROOT, "checkpoints: %d made (last: #%d at step %d), data in %s, %.1f s%n",
@@ -127,6 +146,9 @@ final class DemoCommand implements Callable<Integer> {
             .put("parameters", result.parameters())
             .put("heldout_loss_before", before)
             .put("heldout_loss_after", after)
+            .put("heldout_perplexity_before", Math.exp(before))
+            .put("heldout_perplexity_after", Math.exp(after))
+            .put("completions", completions)
             .put("checkpoints", checkpoints)
             .put("dead_letters", result.deadLetters())
             .put("seconds", Math.round(seconds * 10) / 10.0)

@@ -27,6 +27,7 @@ import picocli.CommandLine;
       ReplayCommand.class,
       ExportCommand.class,
       ModelCommand.class,
+      GenerateCommand.class,
       ClassifyCommand.class,
       ScoreCommand.class
     })

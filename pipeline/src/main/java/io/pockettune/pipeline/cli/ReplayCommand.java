@@ -51,8 +51,8 @@ final class ReplayCommand implements Callable<Integer> {
   @Option(names = "--prequential", description = "from the first chosen checkpoint (or the base model), evaluate each batch, then train on it in memory")
   boolean prequential;
 
-  @Option(names = "--baseline", negatable = true, description = "also evaluate the base model, step 0 (default: on)")
-  boolean baseline = true;
+  @Option(names = "--no-baseline", description = "do not evaluate the base model (step 0) beside the checkpoints")
+  boolean noBaseline;
 
   @Option(names = "--threads", description = "worker threads (default: all cores)")
   int threads = Runtime.getRuntime().availableProcessors();
@@ -61,7 +61,7 @@ final class ReplayCommand implements Callable<Integer> {
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut();
     PocketTune.ReplayOptions options = new PocketTune.ReplayOptions(from, to, topic, checkpoints,
-        report == null ? null : report.toAbsolutePath(), batch, prequential, baseline, threads);
+        report == null ? null : report.toAbsolutePath(), batch, prequential, !noBaseline, threads);
     PocketTune.ReplayResult r;
     try (PocketTune tune = common.builder().model(modelOption.model).threads(threads).open()) {
       r = tune.replay(options);
