@@ -199,6 +199,33 @@ class GeneratorTest {
     }
   }
 
+  /** Tokens drawn 2000 times from probabilities 0.6, 0.3, 0.1, counted per id. */
+  private static int[] draws(Generator.Options options) {
+    float[] logits = {(float) Math.log(0.6), (float) Math.log(0.3), (float) Math.log(0.1)};
+    java.util.SplittableRandom rng = new java.util.SplittableRandom(1L);
+    int[] counts = new int[3];
+    for (int i = 0; i < 2000; i++) {
+      counts[(int) Generator.choose(logits, options, rng)]++;
+    }
+    return counts;
+  }
+
+  @Test
+  void choose_samplesTheDistributionCutByTopKAndTopP() {
+    Generator.Options sampled = Generator.Options.greedy(1).sampling(1f, 0, 1f, 0L);
+    int[] all = draws(sampled);
+    assertEquals(1200, all[0], 80);
+    assertEquals(600, all[1], 80);
+    assertEquals(200, all[2], 60);
+    assertArrayEquals(new int[] {2000, 0, 0}, draws(sampled.sampling(1f, 0, 0.5f, 0L)), "top-p 0.5 keeps the 0.6 token");
+    int[] topP = draws(sampled.sampling(1f, 0, 0.8f, 0L));
+    assertEquals(0, topP[2], "top-p 0.8 keeps 0.6 + 0.3");
+    assertEquals(2000 * 2 / 3.0, topP[0], 80);
+    int[] topK = draws(sampled.sampling(1f, 2, 1f, 0L));
+    assertEquals(0, topK[2], "top-k 2 keeps two tokens");
+    assertTrue(topK[1] > 500, "and samples both: " + Arrays.toString(topK));
+  }
+
   @Test
   void generate_stopsAtAStopIdAStopTestAndTheLastPosition() {
     try (Generator gen = Generator.open(model(DecoderLmBuilder.Signature.WITH_PAST), TrainableSelection.all(), 1)) {
