@@ -1,5 +1,6 @@
 package io.pockettune.trainer;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -51,6 +52,23 @@ class ExternalDataTest {
     }
     try (LossModel lora = LossModel.causalLm(file, TrainableSelection.lora(), 1)) {
       assertEquals(expected, lora.loss(batch).loss(), 1e-6f, "frozen weights are read from the external file by ONNX Runtime");
+    }
+  }
+
+  @Test
+  void generator_readsExternalDataLikeTheInMemoryModel() throws Exception {
+    Path file = saveWithExternalData();
+    long[] prompt = new ByteTokenizer().encode("weights live", TinyModels.TINY.maxPositions());
+    for (TrainableSelection selection : new TrainableSelection[] {TrainableSelection.all(), TrainableSelection.lora()}) {
+      try (Generator external = Generator.open(file, selection, 1);
+          Generator inMemory = Generator.open(DecoderLmBuilder.build(TinyModels.TINY), selection, 1)) {
+        assertEquals(inMemory.parameters().digest(), external.parameters().digest());
+        TinyModels.loud(external.parameters());
+        TinyModels.loud(inMemory.parameters());
+        Generator.Options greedy = Generator.Options.greedy(8);
+        assertArrayEquals(inMemory.generate(prompt, greedy, t -> false).tokens(), external.generate(prompt, greedy, t -> false).tokens(),
+            selection.description());
+      }
     }
   }
 

@@ -83,7 +83,7 @@ class GeneratorTest {
   @MethodSource("samplings")
   void generate_kvCacheAndRecomputeGiveTheSameTokens(Generator.Options options) {
     try (Generator gen = Generator.open(model(DecoderLmBuilder.Signature.WITH_PAST), TrainableSelection.all(), 1)) {
-      loud(gen.parameters());
+      TinyModels.loud(gen.parameters());
       Generator.Result cached = gen.generate(PROMPT, options.withKvCache(true), NEVER);
       Generator.Result recomputed = gen.generate(PROMPT, options.withKvCache(false), NEVER);
       assertTrue(cached.usedKvCache());
@@ -93,18 +93,6 @@ class GeneratorTest {
       assertArrayEquals(recomputed.tokens(), cached.tokens());
       assertTrue(Arrays.stream(cached.tokens()).distinct().count() > 3, "a varied run, or positions go untested: " + cached);
     }
-  }
-
-  /**
-   * Adds 0.3 z to every parameter. The builder's std-0.02 weights make greedy decoding repeat one
-   * token whatever the positions, which would hide a cache that forgets where it is.
-   */
-  private static void loud(ParameterSet parameters) {
-    float[] v = parameters.toArray();
-    for (int i = 0; i < v.length; i++) {
-      v[i] += 0.3f * PerturbationKernel.z(1L, i);
-    }
-    parameters.load(v);
   }
 
   static Stream<Generator.Options> samplings() {
@@ -209,6 +197,33 @@ class GeneratorTest {
       assertArrayEquals(greedy, gen.generate(PROMPT, options.sampling(1f, 1, 1f, 5L), NEVER).tokens(), "top-k 1 is greedy");
       assertArrayEquals(greedy, gen.generate(PROMPT, options.sampling(1f, 0, 1e-6f, 5L), NEVER).tokens(), "a tiny top-p is greedy");
     }
+  }
+
+  /** Tokens drawn 2000 times from probabilities 0.6, 0.3, 0.1, counted per id. */
+  private static int[] draws(Generator.Options options) {
+    float[] logits = {(float) Math.log(0.6), (float) Math.log(0.3), (float) Math.log(0.1)};
+    java.util.SplittableRandom rng = new java.util.SplittableRandom(1L);
+    int[] counts = new int[3];
+    for (int i = 0; i < 2000; i++) {
+      counts[(int) Generator.choose(logits, options, rng)]++;
+    }
+    return counts;
+  }
+
+  @Test
+  void choose_samplesTheDistributionCutByTopKAndTopP() {
+    Generator.Options sampled = Generator.Options.greedy(1).sampling(1f, 0, 1f, 0L);
+    int[] all = draws(sampled);
+    assertEquals(1200, all[0], 80);
+    assertEquals(600, all[1], 80);
+    assertEquals(200, all[2], 60);
+    assertArrayEquals(new int[] {2000, 0, 0}, draws(sampled.sampling(1f, 0, 0.5f, 0L)), "top-p 0.5 keeps the 0.6 token");
+    int[] topP = draws(sampled.sampling(1f, 0, 0.8f, 0L));
+    assertEquals(0, topP[2], "top-p 0.8 keeps 0.6 + 0.3");
+    assertEquals(2000 * 2 / 3.0, topP[0], 80);
+    int[] topK = draws(sampled.sampling(1f, 2, 1f, 0L));
+    assertEquals(0, topK[2], "top-k 2 keeps two tokens");
+    assertTrue(topK[1] > 500, "and samples both: " + Arrays.toString(topK));
   }
 
   @Test

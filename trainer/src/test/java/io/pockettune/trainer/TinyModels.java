@@ -21,4 +21,16 @@ final class TinyModels {
     }
     return TokenBatch.of(seqs);
   }
+
+  /**
+   * Adds 0.3 z to every parameter. The builder's std-0.02 weights make greedy decoding repeat one
+   * token whatever the context, which would hide a generator that forgets where it is.
+   */
+  static void loud(ParameterSet parameters) {
+    float[] v = parameters.toArray();
+    for (int i = 0; i < v.length; i++) {
+      v[i] += 0.3f * PerturbationKernel.z(1L, i);
+    }
+    parameters.load(v);
+  }
 }
