@@ -12,6 +12,7 @@ import io.pockettune.pipeline.PersonalModel;
 import io.pockettune.pipeline.PocketTune;
 import io.pockettune.trainer.DecoderLmBuilder;
 import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.Generator;
 import io.pockettune.trainer.HuggingFaceTextTokenizer;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.ModelExport;
@@ -46,6 +47,11 @@ import picocli.CommandLine.Spec;
  * {@code pockettune bench inference}: the read side against plain ONNX Runtime in the same run.
  *
  * <ul>
+ *   <li>Generation: the bench10m decoder (10.8M parameters, optimum's with-past signature), 64 new
+ *       tokens greedily after a 64-token prompt, with the KV cache and recomputing the prefix, through
+ *       the trainer's {@code Generator} (the engine of {@link PersonalModel#complete}) and through a
+ *       plain ONNX Runtime session decoding the same graph by hand (the same tokens are required);
+ *       tokens per second and their ratios.
  *   <li>Classification: all-MiniLM-L6-v2 as an embedding classifier (the jar is on the bench's
  *       classpath), one short message at a time, through the trainer's session (what {@link
  *       PersonalModel#classify} runs) and through a plain session on the model exported at the same
@@ -86,6 +92,7 @@ final class BenchInferenceCommand implements Callable<Integer> {
     Path work = Files.createTempDirectory("pockettune-bench-inference");
     try {
       Figures f = new Figures();
+      generation(work, f, out);
       classification(work, f, out);
       swap(work, f, out);
       if (json) {
@@ -95,6 +102,116 @@ final class BenchInferenceCommand implements Callable<Integer> {
     } finally {
       deleteTree(work);
     }
+  }
+
+  private void generation(Path work, Figures f, PrintWriter out) throws Exception {
+    DecoderLmConfig config = DecoderLmConfig.bench10m();
+    Path onnx = work.resolve("bench10m.onnx");
+    byte[] graph = DecoderLmBuilder.build(config, DecoderLmBuilder.Signature.WITH_PAST);
+    Files.write(onnx, graph);
+    String prompt = "on my way to the ward, grabbing a coffee first, see you by the lifts".substring(0, 63);
+    int newTokens = 64;
+    long[] promptIds = new io.pockettune.trainer.ByteTokenizer().encode(prompt, Integer.MAX_VALUE);
+    promptIds = Arrays.copyOf(promptIds, promptIds.length - 1); // no end of text: the prompt goes on
+    // The generation engine behind PersonalModel.complete, without its end-of-text stop: an
+    // untrained decoder soon predicts end of text, and the figure is about 64 tokens.
+    double[] ours = new double[2];
+    long[][] ourTokens = new long[2][];
+    try (Generator g = Generator.open(onnx, TrainableSelection.all(), threads)) {
+      for (int kv = 0; kv < 2; kv++) {
+        Generator.Options o = Generator.Options.greedy(newTokens).withKvCache(kv == 1);
+        g.generate(promptIds, o, t -> false); // warm-up
+        Generator.Result r = g.generate(promptIds, o, t -> false);
+        if (r.tokens().length != newTokens || r.usedKvCache() != (kv == 1)) {
+          throw new IllegalStateException("generation made " + r.tokens().length + " tokens (kv cache "
+              + r.usedKvCache() + ") where " + newTokens + " were asked");
+        }
+        ours[kv] = newTokens / (r.nanos() / 1e9);
+        ourTokens[kv] = r.tokens();
+      }
+    }
+    double[] plain = new double[2];
+    try (Model m = Model.newInstance("plain-decoder", Device.cpu(), "OnnxRuntime")) {
+      m.load(new ByteArrayInputStream(graph), Map.of("intraOpNumThreads", Integer.toString(threads),
+          "interOpNumThreads", "1"));
+      try (Predictor<NDList, NDList> p = m.newPredictor(new NoopTranslator())) {
+        for (int kv = 0; kv < 2; kv++) {
+          plainGreedy(p, config, promptIds, newTokens, kv == 1); // warm-up
+          long t0 = System.nanoTime();
+          long[] tokens = plainGreedy(p, config, promptIds, newTokens, kv == 1);
+          plain[kv] = newTokens / ((System.nanoTime() - t0) / 1e9);
+          if (!Arrays.equals(ourTokens[kv], tokens)) {
+            throw new IllegalStateException("the plain session's greedy tokens differ from the runtime's ("
+                + (kv == 1 ? "KV cache" : "recomputed") + "): the comparison would be meaningless");
+          }
+        }
+      }
+    }
+    out.printf(Locale.ROOT, "generate %d tokens after %d, bench10m: KV cache %.1f tokens/s (plain ONNX Runtime %.1f,"
+        + " ratio %.3f); recomputed %.1f tokens/s (plain %.1f, ratio %.3f)%n", newTokens, promptIds.length, ours[1],
+        plain[1], ours[1] / plain[1], ours[0], plain[0], ours[0] / plain[0]);
+    f.put("generate_prompt_tokens", promptIds.length).put("generate_new_tokens", newTokens)
+        .put("generate_tokens_per_s_kv_cache", round(ours[1])).put("generate_tokens_per_s_recompute", round(ours[0]))
+        .put("plain_tokens_per_s_kv_cache", round(plain[1])).put("plain_tokens_per_s_recompute", round(plain[0]))
+        .put("generate_kv_cache_over_plain_ort", round(ours[1] / plain[1]))
+        .put("generate_recompute_over_plain_ort", round(ours[0] / plain[0]))
+        .put("kv_cache_speedup", round(ours[1] / ours[0]));
+  }
+
+  /** Greedy decoding of the with-past graph by hand: the baseline the runtime's generation is held to. */
+  private static long[] plainGreedy(Predictor<NDList, NDList> p, DecoderLmConfig c, long[] prompt, int newTokens,
+      boolean kvCache) throws Exception {
+    int headDim = c.dModel() / c.heads();
+    long[] sequence = Arrays.copyOf(prompt, prompt.length + newTokens);
+    int length = prompt.length;
+    try (NDManager nd = NDManager.newBaseManager()) {
+      NDList past = null;
+      while (length < prompt.length + newTokens) {
+        int pastLength = kvCache && past != null ? length - 1 : 0;
+        long[] ids = kvCache && past != null ? new long[] {sequence[length - 1]} : Arrays.copyOf(sequence, length);
+        NDList in = new NDList();
+        in.add(named(nd.create(ids, new Shape(1, ids.length)), "input_ids"));
+        long[] mask = new long[pastLength + ids.length];
+        Arrays.fill(mask, 1L);
+        in.add(named(nd.create(mask, new Shape(1, mask.length)), "attention_mask"));
+        long[] positions = new long[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+          positions[i] = pastLength + i;
+        }
+        in.add(named(nd.create(positions, new Shape(1, ids.length)), "position_ids"));
+        for (int l = 0; l < c.layers(); l++) {
+          for (String kind : new String[] {"key", "value"}) {
+            String name = "past_key_values." + l + "." + kind;
+            NDArray a = past != null && kvCache ? past.get("present." + l + "." + kind)
+                : nd.create(new float[0], new Shape(1, c.heads(), 0, headDim));
+            a.setName(name);
+            in.add(a);
+          }
+        }
+        NDList result = p.predict(in);
+        float[] logits = result.get("logits").toFloatArray();
+        int vocab = c.vocabSize();
+        int last = (ids.length - 1) * vocab;
+        int best = 0;
+        for (int v = 1; v < vocab; v++) {
+          best = logits[last + v] > logits[last + best] ? v : best;
+        }
+        sequence[length++] = best;
+        if (past != null) {
+          past.close();
+        }
+        past = result;
+      }
+      if (past != null) {
+        past.close();
+      }
+    }
+    return Arrays.copyOfRange(sequence, prompt.length, length);
+  }
+
+  private static NDArray named(NDArray a, String name) {
+    a.setName(name);
+    return a;
   }
 
   private void classification(Path work, Figures f, PrintWriter out) throws Exception {
