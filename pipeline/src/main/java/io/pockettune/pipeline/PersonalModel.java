@@ -165,8 +165,8 @@ public final class PersonalModel implements AutoCloseable {
   public synchronized Classification classify(String text) {
     checkOpen();
     if (!pkg.card().classification()) {
-      throw new IllegalArgumentException(pkg.describe() + " is a " + pkg.card().objective()
-          + " model, which does not classify: use score or generate");
+      throw new IllegalArgumentException(pkg.describe() + " has the objective " + pkg.card().objective()
+          + ", which does not classify: use score or generate");
     }
     catchUp();
     float[] p = model.labelProbabilities(TokenBatch.of(List.of(encode(text))))[0];
@@ -214,8 +214,8 @@ public final class PersonalModel implements AutoCloseable {
   public synchronized Completion complete(String prompt, CompletionOptions options) {
     checkOpen();
     if (!pkg.card().objective().equals(ModelCard.CAUSAL_LM)) {
-      throw new IllegalArgumentException(pkg.describe() + " is a " + pkg.card().objective()
-          + " model, which does not generate text: use classify or score");
+      throw new IllegalArgumentException(pkg.describe() + " has the objective " + pkg.card().objective()
+          + ", which does not generate text: use classify or score");
     }
     catchUp();
     if (generator == null) {

@@ -143,6 +143,10 @@ class BringYourOwnModelTest {
         "--checkpoint", "base", "--text", LABELLED[0][0], "--threads", "2", "--json");
     assertEquals(0, base.exit(), base.err());
     assertEquals(0, base.json().path("step").asLong());
+    CliRun generate = CliRun.of("generate", "--data-dir", data.toString(), "--model", pkg.toString(), "--prompt", "hi");
+    assertEquals(1, generate.exit());
+    assertTrue(generate.err().contains("has the objective embedding-classification, which does not generate text: use"
+        + " classify or score"), generate.err());
     CliRun score = CliRun.of("score", "--data-dir", data.toString(), "--model", pkg.toString(), "--checkpoint", "2",
         "--text", LABELLED[0][0], "--label", LABELLED[0][1], "--threads", "2", "--json");
     assertEquals(0, score.exit(), score.err());

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.pockettune.trainer.ByteTokenizer;
 import io.pockettune.trainer.DecoderLmBuilder;
 import io.pockettune.trainer.DecoderLmConfig;
 import io.pockettune.trainer.ModelException;
@@ -48,6 +49,59 @@ class ModelPackageTest {
       Files.copy(in, p, StandardCopyOption.REPLACE_EXISTING);
       return p;
     }
+  }
+
+  /** Greedy decoding by recomputation with a plain DJL session (no PocketTune code but the byte tokenizer). */
+  private static String plainGreedy(Path onnx, String prompt, int newTokens) throws Exception {
+    ByteTokenizer bytes = new ByteTokenizer();
+    long[] ids = bytes.encode(prompt, 64);
+    List<Long> seq = new java.util.ArrayList<>();
+    for (int i = 0; i < ids.length - 1; i++) {
+      seq.add(ids[i]);
+    }
+    List<Long> generated = new java.util.ArrayList<>();
+    try (ai.djl.Model m = ai.djl.Model.newInstance("plain", ai.djl.Device.cpu(), "OnnxRuntime")) {
+      m.load(onnx, onnx.getFileName().toString(), java.util.Map.of("intraOpNumThreads", "1"));
+      try (ai.djl.inference.Predictor<ai.djl.ndarray.NDList, ai.djl.ndarray.NDList> p =
+              m.newPredictor(new ai.djl.translate.NoopTranslator());
+          ai.djl.ndarray.NDManager nd = ai.djl.ndarray.NDManager.newBaseManager()) {
+        while (generated.size() < newTokens) {
+          int n = seq.size();
+          long[] in = seq.stream().mapToLong(Long::longValue).toArray();
+          long[] ones = new long[n];
+          java.util.Arrays.fill(ones, 1L);
+          long[] positions = java.util.stream.LongStream.range(0, n).toArray();
+          ai.djl.ndarray.NDList inputs = new ai.djl.ndarray.NDList();
+          for (Object[] t : new Object[][] {{"input_ids", in}, {"attention_mask", ones}, {"position_ids", positions}}) {
+            ai.djl.ndarray.NDArray a = nd.create((long[]) t[1], new ai.djl.ndarray.types.Shape(1, n));
+            a.setName((String) t[0]);
+            inputs.add(a);
+          }
+          for (int l = 0; l < SMALL.layers(); l++) {
+            for (String kind : new String[] {"key", "value"}) {
+              ai.djl.ndarray.NDArray past = nd.create(new float[0], new ai.djl.ndarray.types.Shape(1, SMALL.heads(), 0,
+                  SMALL.dModel() / SMALL.heads()));
+              past.setName("past_key_values." + l + "." + kind);
+              inputs.add(past);
+            }
+          }
+          try (ai.djl.ndarray.NDList out = p.predict(inputs)) {
+            float[] logits = out.get("logits").toFloatArray();
+            int v = SMALL.vocabSize();
+            int best = 0;
+            for (int j = 1; j < v; j++) {
+              best = logits[(n - 1) * v + j] > logits[(n - 1) * v + best] ? j : best;
+            }
+            if (best == ByteTokenizer.EOS) {
+              break;
+            }
+            generated.add((long) best);
+            seq.add((long) best);
+          }
+        }
+      }
+    }
+    return bytes.decode(generated.stream().mapToLong(Long::longValue).toArray());
   }
 
   private static String refusal(Path pkg) {
@@ -194,6 +248,12 @@ class ModelPackageTest {
           "--adapters", adapters, "--out", dir.resolve(adapters + ".onnx").toString(), "--threads", "1");
       assertEquals(0, export.exit(), export.err());
     }
+    // Greedy completion through the API equals greedy decoding of the exported checkpoint by a plain session.
+    assertEquals(plainGreedy(dir.resolve("keep.onnx"), "on my way", 12), cached.json().path("text").asText());
+    CliRun tooLong = CliRun.of("generate", "--data-dir", data.toString(), "--model", pkg.toString(), "--prompt",
+        "x".repeat(40), "--threads", "1");
+    assertEquals(1, tooLong.exit());
+    assertTrue(tooLong.err().contains("tokens but the model's context is 32: shorten the prompt"), tooLong.err());
 
     // From the base model, replaying steps 1..4 must reproduce the snapshot the trainer wrote at step 4.
     CliRun rollback = CliRun.of("rollback", "--data-dir", data.toString(), "--model", pkg.toString(), "--to", "step:0",
