@@ -123,7 +123,8 @@ final class DemoCommand implements Callable<Integer> {
         for (String prompt : PROMPTS) {
           String b = base.complete(prompt, sampling).text();
           String m = mine.complete(prompt, sampling).text();
-          out.printf("%-18s base:         %s%n%-18s personalized: %s%n", "\"" + prompt + "\"", prompt + b, "", prompt + m);
+          out.printf("%-18s base:         %s%n%-18s personalized: %s%n", "\"" + prompt + "\"", printable(prompt + b), "",
+              printable(prompt + m));
           completions.add(new JsonLine().put("prompt", prompt).put("base", b).put("personalized", m));
         }
       }
@@ -156,6 +157,13 @@ final class DemoCommand implements Callable<Integer> {
       }
     }
     return 0;
+  }
+
+  /** The text with control characters and undecodable bytes shown as a middle dot, for a terminal. */
+  static String printable(String text) {
+    StringBuilder sb = new StringBuilder(text.length());
+    text.codePoints().forEach(c -> sb.appendCodePoint(Character.isISOControl(c) || c == 0xFFFD ? '\u00B7' : c));
+    return sb.toString();
   }
 
   /** Appends events as Avro through the producer: messages keyed by conversation, notes by the persona. */
