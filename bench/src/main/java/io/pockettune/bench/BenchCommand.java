@@ -1,10 +1,10 @@
 package io.pockettune.bench;
 
 import java.io.PrintWriter;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
 /**
  * {@code pockettune bench <area>}: benchmarks that compare against a baseline in the same run.

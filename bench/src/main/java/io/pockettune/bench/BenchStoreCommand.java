@@ -1,16 +1,15 @@
 package io.pockettune.bench;
 
 import io.pockettune.store.ModelStore;
-import io.pockettune.store.Restored;
 import io.pockettune.store.RunIdentity;
 import io.pockettune.store.SourcePartition;
+import io.pockettune.store.VerifiedRollback;
 import io.pockettune.trainer.ByteTokenizer;
 import io.pockettune.trainer.DecoderLmBuilder;
 import io.pockettune.trainer.DecoderLmConfig;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
-import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.StepRecord;
 import io.pockettune.trainer.TokenBatch;
@@ -186,32 +185,14 @@ final class BenchStoreCommand implements Callable<Integer> {
   private record TimedRollback(long replayed, long millis) {}
 
   /**
-   * Rolls the store back to {@code step} the way {@code pockettune rollback} does, and times it:
-   * restore (nearest snapshot, then replay), the cross-check (if a later snapshot exists, replaying
-   * on to it must reproduce it bit for bit), the rollback write, and a snapshot of the restored
-   * parameters. {@code model}'s parameters must be the base values.
+   * Rolls the store back to {@code step} the way {@code pockettune rollback} does (the store's
+   * verified rollback: restore, cross-check against the next snapshot, rollback write, snapshot),
+   * and times it. {@code model}'s parameters must be the base values.
    */
   private static TimedRollback rollback(ModelStore store, LossModel model, MezoConfig config,
       PerturbationKernel kernel, long step) {
-    long started = System.nanoTime();
-    Restored restored = store.restore(step, model, config, kernel);
-    ParameterSet params = model.parameters();
-    long next = store.snapshotStepAfter(step);
-    if (next > 0) {
-      float[] atStep = params.toArray();
-      store.steps(step + 1, next).forEach(restored.trainer()::replay);
-      boolean verified = Arrays.equals(params.toArray(), store.snapshotAtOrBefore(next).orElseThrow().values());
-      params.load(atStep);
-      if (!verified) {
-        throw new IllegalStateException("replaying from step " + step + " does not reproduce the snapshot of step "
-            + next + ": the store is inconsistent");
-      }
-    }
-    store.rollbackTo(step);
-    if (step > 0 && restored.replayed() > 0) {
-      store.putSnapshot(step, params.floats());
-    }
-    return new TimedRollback(restored.replayed(), (System.nanoTime() - started) / 1_000_000);
+    VerifiedRollback v = store.rollbackVerified(step, null, model, text -> config, kernel);
+    return new TimedRollback(v.restored().replayed(), v.millis());
   }
 
   private static double ms(long[] sortedNanos, double quantile) {

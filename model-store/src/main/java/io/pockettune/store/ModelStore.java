@@ -325,6 +325,16 @@ public final class ModelStore implements AutoCloseable {
   }
 
   /**
+   * Rolls back to {@code step} (or to {@code checkpoint}, when not null) only after proving the
+   * restore: see {@link VerifiedRollback}. {@code model}'s parameters must hold the base values;
+   * they hold the target's afterwards.
+   */
+  public VerifiedRollback rollbackVerified(long step, Checkpoint checkpoint, LossModel model,
+      Function<String, MezoConfig> configOf, PerturbationKernel kernel) {
+    return VerifiedRollback.run(this, step, checkpoint, model, configOf, kernel);
+  }
+
+  /**
    * Rolls the live trajectory back to {@code step}, with the offsets committed with it. See
    * {@link #rollbackTo(long, Map)}.
    */

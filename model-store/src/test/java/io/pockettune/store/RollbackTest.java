@@ -117,6 +117,31 @@ class RollbackTest {
   }
 
   @Test
+  void rollbackVerified_checksAgainstTheNextSnapshot_andAFailedCheckWritesNothing() {
+    List<String> digests = new ArrayList<>();
+    MezoTrainer trainer = fresh();
+    digests.add(model.parameters().digest());
+    try (ModelStore store = ModelStore.open(dir, identity())) {
+      digests.addAll(train(store, trainer, "a", 30, 10));
+      model.parameters().load(base);
+      // Replaying under the wrong distribution cannot reproduce the snapshot of step 20.
+      MezoConfig wrong = MEZO.withDistribution(PerturbationKernel.Distribution.RADEMACHER);
+      assertThrows(StoreCorruptedException.class, () -> store.rollbackVerified(15, null, model, text -> wrong, kernel));
+      assertEquals(30, store.lastStep(), "a failed check rolls nothing back");
+      assertTrue(store.branches().isEmpty());
+
+      model.parameters().load(base);
+      VerifiedRollback v = store.rollbackVerified(15, null, model, text -> MEZO, kernel);
+      assertEquals(Boolean.TRUE, v.verified());
+      assertEquals(20, v.verifiedAgainst());
+      assertEquals(digests.get(15), v.digest());
+      assertEquals(digests.get(15), model.parameters().digest(), "the model is left at the target");
+      assertEquals(15, store.lastStep());
+      assertEquals(15, v.rollback().stepsAbandoned());
+    }
+  }
+
+  @Test
   void rollbackThenContinue_equalsRunThatNeverWentPast() {
     Path other = dir.resolve("straight");
     List<String> straight;

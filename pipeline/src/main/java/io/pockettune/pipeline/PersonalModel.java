@@ -11,8 +11,8 @@ import io.pockettune.trainer.StepRecord;
 import io.pockettune.trainer.TokenBatch;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Map.Entry;
+import java.util.Map;
 import java.util.NavigableMap;
 import java.util.Objects;
 

@@ -2,20 +2,12 @@ package io.pockettune.pipeline;
 
 import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
-import io.pockettune.store.Restored;
-import io.pockettune.store.Rollback;
-import io.pockettune.store.Snapshot;
-import io.pockettune.trainer.MezoTrainer;
-import io.pockettune.trainer.ParameterSet;
-import java.util.Arrays;
+import io.pockettune.store.VerifiedRollback;
 
 /**
- * A checked rollback: restores the target's parameters (nearest snapshot, then replay), checks
- * them, moves the later steps to an abandoned branch with the source offsets moving back in the
- * same write, and snapshots the restored parameters so that the next start needs no replay.
- *
- * <p>The check: if a snapshot after the target exists, the restored parameters are replayed on to
- * it and must reproduce it bit for bit (then put back); a wrong restore cannot pass that.
+ * {@code rollback --to <checkpoint id | step:N>}: the target parsed and checked against the store,
+ * then the store's {@link ModelStore#rollbackVerified verified rollback} (restore, cross-check
+ * against the next snapshot, branch, snapshot).
  */
 final class Rollbacks {
   private Rollbacks() {}
@@ -41,30 +33,10 @@ final class Rollbacks {
       throw new IllegalArgumentException("step " + step + " is after the last committed step "
           + store.lastStep() + ": choose an earlier step or checkpoint");
     }
-    long started = System.nanoTime();
-    Restored restored = session.restore(step);
-    ParameterSet params = session.model().parameters();
-    String digest = params.digest();
-    Boolean verified = null;
-    long next = store.snapshotStepAfter(step);
-    if (next > 0) {
-      float[] atStep = params.toArray();
-      MezoTrainer trainer = restored.trainer();
-      store.steps(step + 1, next).forEach(trainer::replay);
-      Snapshot expected = store.snapshotAtOrBefore(next).orElseThrow();
-      verified = Arrays.equals(params.toArray(), expected.values());
-      params.load(atStep);
-      if (!verified) {
-        throw new IllegalStateException("replaying from step " + step + " does not reproduce the snapshot of step "
-            + next + ": the store is inconsistent; nothing was rolled back");
-      }
-    }
-    Rollback rb = checkpoint == null ? store.rollbackTo(step) : store.rollbackTo(checkpoint);
-    if (step > 0 && restored.replayed() > 0) {
-      store.putSnapshot(step, params.floats());
-    }
-    return new PocketTune.RollbackResult(rb, checkpoint, restored.snapshotStep(), restored.replayed(), digest, verified,
-        next, (System.nanoTime() - started) / 1_000_000);
+    VerifiedRollback v = store.rollbackVerified(step, checkpoint, session.model(), RunConfig::replayConfig,
+        session.kernel());
+    return new PocketTune.RollbackResult(v.rollback(), checkpoint, v.restored().snapshotStep(), v.restored().replayed(),
+        v.digest(), v.verified(), v.verifiedAgainst(), v.millis());
   }
 
   private static long parse(String s) {
