@@ -39,7 +39,9 @@ import java.util.regex.Pattern;
  * of {@code hidden / heads} values, scaled dot product with the attention mask as an additive bias
  * of {@code -3.4e38} on padding keys, softmax, output dense), residual and LayerNorm, intermediate
  * dense with the exact (erf) GELU, output dense, residual and LayerNorm. LayerNorm epsilon is
- * BERT's 1e-12. The output is {@code last_hidden_state} [batch, sequence, hidden], and
+ * BERT's 1e-12. These constants are the ones in all-MiniLM-L6-v2's export graph (its
+ * {@code Constant} nodes: mask bias -3.4028235e38, LayerNorm epsilon 1e-12, score divisor sqrt(32),
+ * GELU as Div by 1.4142135, Erf, Add 1, Mul, Mul 0.5). The output is {@code last_hidden_state} [batch, sequence, hidden], and
  * {@link #meanPool} averages it over the real tokens as sentence-transformers does.
  *
  * <h2>Weights</h2>
@@ -53,7 +55,8 @@ import java.util.regex.Pattern;
  * the hidden and intermediate sizes from the shapes; a missing tensor or a shape that disagrees
  * fails the load with the name it expected.
  *
- * <p>All parameters are float32 arrays of the given manager with gradients required. Not
+ * <p>The file is parsed onto the heap while loading (weights inside the file only, no external
+ * data). All parameters are float32 arrays of the given manager with gradients required. Not
  * thread-safe: one training loop owns an instance.
  */
 public final class BertEncoder implements AutoCloseable {

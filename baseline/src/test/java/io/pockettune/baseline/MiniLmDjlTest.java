@@ -2,6 +2,7 @@ package io.pockettune.baseline;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ai.djl.Device;
@@ -16,6 +17,8 @@ import ai.djl.training.GradientCollector;
 import ai.djl.training.optimizer.Optimizer;
 import ai.djl.training.tracker.Tracker;
 import ai.djl.translate.NoopTranslator;
+import ai.onnx.proto.OnnxMl.GraphProto;
+import ai.onnx.proto.OnnxMl.ModelProto;
 import io.pockettune.trainer.HuggingFaceTextTokenizer;
 import java.io.InputStream;
 import java.nio.file.Files;
@@ -116,6 +119,36 @@ class MiniLmDjlTest {
   }
 
   @Test
+  void load_mapsEveryFloatInitializer() {
+    assertEquals(5 + 6 * 16, encoder.parameters().size());
+    long values = encoder.parameters().values().stream().mapToLong(a -> a.getShape().size()).sum();
+    assertEquals(22_565_376L, values, "all float initializers of the export, as trainer's ModelGraph counts them");
+    assertTrue(encoder.parameters().values().stream().allMatch(NDArray::hasGradient), "every parameter requires a gradient");
+    assertEquals(new Shape(1536, 384), encoder.parameters().get("encoder.layer.5.output.dense.weight").getShape());
+  }
+
+  @Test
+  void load_missingTensor_namesIt() throws Exception {
+    ModelProto model = ModelProto.parseFrom(Files.readAllBytes(onnx));
+    GraphProto.Builder graph = model.getGraph().toBuilder();
+    String valueWeight = model.getGraph().getNodeList().stream()
+        .filter(n -> n.getName().equals("/encoder/layer.3/attention/self/value/MatMul"))
+        .findFirst().orElseThrow().getInput(1);
+    for (int i = 0; i < graph.getInitializerCount(); i++) {
+      if (graph.getInitializer(i).getName().equals(valueWeight)) {
+        graph.removeInitializer(i);
+        break;
+      }
+    }
+    Path broken = dir.resolve("broken.onnx");
+    Files.write(broken, model.toBuilder().setGraph(graph).build().toByteArray());
+    try (NDManager nd = torch.newSubManager()) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> BertEncoder.load(broken, HEADS, nd));
+      assertTrue(e.getMessage().contains("encoder.layer.3.attention.self.value.weight"), e.getMessage());
+    }
+  }
+
+  @Test
   void forward_equalsOnnxRuntimeOnRealTokens() throws Exception {
     Batch batch = Batch.of(SENTENCES);
     assertEquals(6, encoder.layers());
@@ -148,33 +181,35 @@ class MiniLmDjlTest {
     assertTrue(maxAbs < 1e-4, "max abs difference " + maxAbs);
   }
 
+  /** The step trains its own copy, so the shared encoder stays the pretrained model in any test order. */
   @Test
-  void adam_oneStepChangesParametersAndLowersToyLoss() {
+  void adam_oneStepChangesParametersAndLowersToyLoss() throws Exception {
     Batch batch = Batch.of(SENTENCES);
-    NDArray probe = encoder.parameters().get("encoder.layer.0.attention.self.query.weight");
-    float[] before = probe.toFloatArray();
-    Optimizer adam = Optimizer.adam().optLearningRateTracker(Tracker.fixed(1e-4f)).build();
-    float lossBefore;
-    try (NDManager step = torch.newSubManager()) {
+    try (NDManager step = torch.newSubManager();
+        BertEncoder trained = BertEncoder.load(onnx, HEADS, step)) {
+      NDArray probe = trained.parameters().get("encoder.layer.0.attention.self.query.weight");
+      float[] before = probe.toFloatArray();
+      Optimizer adam = Optimizer.adam().optLearningRateTracker(Tracker.fixed(1e-4f)).build();
       NDList in = batch.inputs(step);
+      float lossBefore;
       try (GradientCollector gc = Engine.getEngine("PyTorch").newGradientCollector()) {
-        NDArray loss = toyLoss(in);
+        NDArray loss = toyLoss(trained, in);
         lossBefore = loss.getFloat();
         gc.backward(loss);
       }
-      for (Map.Entry<String, NDArray> p : encoder.parameters().entrySet()) {
+      for (Map.Entry<String, NDArray> p : trained.parameters().entrySet()) {
         adam.update(p.getKey(), p.getValue(), p.getValue().getGradient());
       }
-      float lossAfter = toyLoss(in).getFloat();
+      float lossAfter = toyLoss(trained, in).getFloat();
       System.out.printf("toy loss before %.6f, after one Adam step %.6f%n", lossBefore, lossAfter);
       assertTrue(lossAfter < lossBefore, "one Adam step lowers the loss: " + lossBefore + " -> " + lossAfter);
+      assertNotEquals(Arrays.toString(before), Arrays.toString(probe.toFloatArray()), "the step moved an anonymous MatMul weight");
     }
-    assertNotEquals(Arrays.toString(before), Arrays.toString(probe.toFloatArray()), "the step moved an anonymous MatMul weight");
   }
 
   /** Mean squared mean-pooled embedding: any differentiable function of every parameter does. */
-  private static NDArray toyLoss(NDList in) {
-    NDArray pooled = BertEncoder.meanPool(encoder.forward(in.get(0), in.get(1), in.get(2)), in.get(1));
+  private static NDArray toyLoss(BertEncoder model, NDList in) {
+    NDArray pooled = BertEncoder.meanPool(model.forward(in.get(0), in.get(1), in.get(2)), in.get(1));
     return pooled.square().mean();
   }
 }
