@@ -83,11 +83,6 @@ final class Foreground implements AutoCloseable {
     return session.store();
   }
 
-  /** @return the step the model was restored to when this opened, and how */
-  Restored restored() {
-    return restored;
-  }
-
   @Override
   public void close() {
     session.close();

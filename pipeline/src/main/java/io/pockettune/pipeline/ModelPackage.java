@@ -240,12 +240,6 @@ final class ModelPackage implements AutoCloseable {
     return true;
   }
 
-  /** Which package the data directory is bound to, or null when it is not bound yet. */
-  static String boundPath(DataDirectory data) throws IOException {
-    Path file = data.binding();
-    return Files.exists(file) ? JSON.readTree(file.toFile()).path("path").asText(null) : null;
-  }
-
   String describe() {
     return builtIn ? "the built-in demo model (no --model given)" : "the model package " + dir;
   }

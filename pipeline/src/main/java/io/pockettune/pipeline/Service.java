@@ -391,11 +391,6 @@ final class Service implements AutoCloseable {
     stopped.await();
   }
 
-  /** @return whether {@link #close} was called (SIGTERM) */
-  boolean stopRequested() {
-    return stopping;
-  }
-
   /** @return why training stopped, or null */
   Throwable failure() {
     return failure;
