@@ -297,6 +297,15 @@ public final class DecoderLm implements AutoCloseable {
    * {@code 3..vocab-1}), with as many PyTorch threads as available processors (as MemoryProbe gives
    * ONNX Runtime). Prints {@code peak_rss_kb=N} (VmHWM of /proc/self/status) on stdout, each step's
    * loss on stderr, and exits 0.
+   *
+   * <p>Run it as bench runs MemoryProbe, one JVM per measurement, on baseline's runtime classpath
+   * (which holds no ONNX Runtime): {@code ./mvnw -B -q -o -pl baseline -am compile
+   * dependency:build-classpath -Dmdep.outputFile=/tmp/cp.txt -DincludeScope=runtime}, then
+   * {@code java -Xmx4g -XX:+UseSerialGC -DOPT_OUT_TRACKING=true -Dai.djl.offline=true
+   * -cp baseline/target/classes:$(cat /tmp/cp.txt) io.pockettune.baseline.DecoderLm decoder
+   * bench10m 8 128 3}. The activations autograd keeps are those of the graph's unfused operations
+   * (GELU alone keeps about nine {@code [batch, seq, 4 d]} tensors per block), as in an eager
+   * PyTorch GPT-2, whose {@code gelu_new} is unfused as well.
    */
   public static void main(String[] args) throws Exception {
     System.setProperty("OPT_OUT_TRACKING", "true");
