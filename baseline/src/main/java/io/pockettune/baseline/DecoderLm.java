@@ -304,7 +304,7 @@ public final class DecoderLm implements AutoCloseable {
    * {@code java -Xmx4g -XX:+UseSerialGC -DOPT_OUT_TRACKING=true -Dai.djl.offline=true
    * -cp baseline/target/classes:$(cat /tmp/cp.txt) io.pockettune.baseline.DecoderLm decoder
    * bench10m 8 128 3}. The activations autograd keeps are those of the graph's unfused operations
-   * (GELU alone keeps about nine {@code [batch, seq, 4 d]} tensors per block), as in an eager
+   * (GELU alone keeps about five {@code [batch, seq, 4 d]} tensors per block for the backward pass), as in an eager
    * PyTorch GPT-2, whose {@code gelu_new} is unfused as well.
    */
   public static void main(String[] args) throws Exception {
