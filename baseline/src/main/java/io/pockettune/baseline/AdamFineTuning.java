@@ -71,7 +71,11 @@ public final class AdamFineTuning {
    * @param maxTokens    longest token sequence, special tokens included (PocketTune's default is 128)
    * @param temperature  scale of the cosine scores (PocketTune's default is 20)
    * @param labelPrompts per label, the text whose pooled embedding starts its head row
-   * @param threads      PyTorch intra-op threads for training; ONNX Runtime's for {@link #onnxRuntimeAccuracy}
+   * @param threads      PyTorch intra-op threads for training; ONNX Runtime's for {@link #onnxRuntimeAccuracy}.
+   *                     libtorch's OpenMP threads spin while they wait: on a machine busy with other
+   *                     work, 2 threads measured 5-9 times slower per step than 1 unless the JVM was
+   *                     started with the environment variable {@code OMP_WAIT_POLICY=PASSIVE}
+   *                     (read once, when libtorch loads; Java cannot set it afterwards)
    */
   public record Settings(float learningRate, int steps, int batch, int evaluations, int maxTokens,
       float temperature, List<String> labelPrompts, int threads) {
@@ -413,6 +417,7 @@ public final class AdamFineTuning {
     try (NDManager nd = NDManager.newBaseManager(Device.cpu(), "PyTorch")) {
       List<long[]> prompts = List.of(randomSequence(random, 8), randomSequence(random, 8));
       try (EmbeddingClassifier model = EmbeddingClassifier.load(onnx, prompts, 20f, nd)) {
+        System.err.println("loaded: " + status("VmRSS") + " kB resident, peak " + status("VmHWM") + " kB");
         Optimizer adam = Optimizer.adam().optLearningRateTracker(Tracker.fixed(1e-5f)).build();
         for (int step = 0; step < steps; step++) {
           List<long[]> rows = new ArrayList<>(batch);
@@ -427,7 +432,7 @@ public final class AdamFineTuning {
         }
       }
     }
-    System.out.println("peak_rss_kb=" + peakRssKb());
+    System.out.println("peak_rss_kb=" + status("VmHWM"));
     System.exit(0);
   }
 
@@ -442,13 +447,13 @@ public final class AdamFineTuning {
     return ids;
   }
 
-  /** VmHWM of this process, in kB. */
-  static long peakRssKb() throws IOException {
+  /** A kB figure of this process from /proc/self/status, e.g. VmHWM (peak resident set). */
+  static long status(String field) throws IOException {
     for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-      if (line.startsWith("VmHWM:")) {
-        return Long.parseLong(line.substring("VmHWM:".length()).replace("kB", "").trim());
+      if (line.startsWith(field + ":")) {
+        return Long.parseLong(line.substring(field.length() + 1).replace("kB", "").trim());
       }
     }
-    throw new IOException("/proc/self/status has no VmHWM line");
+    throw new IOException("/proc/self/status has no " + field + " line");
   }
 }
