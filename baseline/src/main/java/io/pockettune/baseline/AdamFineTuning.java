@@ -291,6 +291,13 @@ public final class AdamFineTuning {
   public static double onnxRuntimeAccuracy(Path exportedOnnx, Path exportedHead, Path tokenizerJson, List<Example> examples,
       Settings s) throws IOException {
     checkExamples("evaluation", examples, s);
+    return accuracy(onnxRuntimePredictions(exportedOnnx, exportedHead, tokenizerJson, examples, s),
+        examples.stream().mapToInt(Example::label).toArray());
+  }
+
+  /** @return per example, the label {@link #onnxRuntimeAccuracy} predicts */
+  static int[] onnxRuntimePredictions(Path exportedOnnx, Path exportedHead, Path tokenizerJson, List<Example> examples,
+      Settings s) throws IOException {
     float[][] head = readHead(exportedHead);
     if (head.length != s.labelPrompts().size()) {
       throw new IllegalArgumentException(exportedHead + " has " + head.length + " labels, the settings " + s.labelPrompts().size());
@@ -339,7 +346,7 @@ public final class AdamFineTuning {
     } catch (MalformedModelException e) {
       throw new IOException(exportedOnnx + " is not a model ONNX Runtime can load: " + e.getMessage(), e);
     }
-    return accuracy(predicted, examples.stream().mapToInt(Example::label).toArray());
+    return predicted;
   }
 
   private static float[] meanPool(float[] hidden, long[] mask, int row, int length, int width) {

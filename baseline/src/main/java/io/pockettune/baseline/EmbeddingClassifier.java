@@ -60,19 +60,29 @@ final class EmbeddingClassifier implements AutoCloseable {
           rows[j] = BertEncoder.meanPool(encoder.forward(in.get(0), in.get(1), in.get(2)), in.get(1)).toFloatArray();
         }
       }
-      int hidden = rows[0].length;
-      float[] flat = new float[rows.length * hidden];
-      for (int j = 0; j < rows.length; j++) {
-        System.arraycopy(rows[j], 0, flat, j * hidden, hidden);
-      }
-      NDArray head = manager.create(flat, new Shape(rows.length, hidden));
-      head.setName(HEAD);
-      head.setRequiresGradient(true);
-      return new EmbeddingClassifier(encoder, head, temperature);
+      return new EmbeddingClassifier(encoder, headArray(rows, manager), temperature);
     } catch (RuntimeException e) {
       encoder.close();
       throw e;
     }
+  }
+
+  /** A classifier with a given head, e.g. an export's: {@code head} is [labels][hidden]. */
+  static EmbeddingClassifier load(Path onnx, float[][] head, float temperature, NDManager manager) throws IOException {
+    BertEncoder encoder = BertEncoder.load(onnx, HEADS, manager);
+    return new EmbeddingClassifier(encoder, headArray(head, manager), temperature);
+  }
+
+  private static NDArray headArray(float[][] rows, NDManager manager) {
+    int hidden = rows[0].length;
+    float[] flat = new float[rows.length * hidden];
+    for (int j = 0; j < rows.length; j++) {
+      System.arraycopy(rows[j], 0, flat, j * hidden, hidden);
+    }
+    NDArray head = manager.create(flat, new Shape(rows.length, hidden));
+    head.setName(HEAD);
+    head.setRequiresGradient(true);
+    return head;
   }
 
   /**

@@ -148,11 +148,24 @@ class AdamFineTuningTest {
     }
   }
 
-  /** The export run by a plain ONNX Runtime session classifies dev as the DJL model did at the selected step. */
+  /**
+   * The export run by a plain ONNX Runtime session classifies dev as the DJL model did at the
+   * selected step, and predicts every sentence as the DJL classifier rebuilt from the exported files.
+   */
   @Test
   void onnxRuntimeAccuracy_ofExport_equalsSelectedDevAccuracy() throws Exception {
     double ort = AdamFineTuning.onnxRuntimeAccuracy(result.exportedOnnx(), result.exportedHead(), tokenizerJson, DEV, SETTINGS);
     assertEquals(result.selectedDevAccuracy(), ort);
+
+    List<Example> all = new java.util.ArrayList<>(TRAIN);
+    all.addAll(DEV);
+    int[] ortPredictions = AdamFineTuning.onnxRuntimePredictions(result.exportedOnnx(), result.exportedHead(), tokenizerJson, all, SETTINGS);
+    try (NDManager nd = NDManager.newBaseManager(Device.cpu(), "PyTorch");
+        EmbeddingClassifier exported = EmbeddingClassifier.load(result.exportedOnnx(),
+            AdamFineTuning.readHead(result.exportedHead()), SETTINGS.temperature(), nd)) {
+      AdamFineTuning.useThreads(1);
+      assertArrayEquals(exported.predict(ids(all), AdamFineTuning.EVAL_BATCH, nd), ortPredictions);
+    }
   }
 
   /**
