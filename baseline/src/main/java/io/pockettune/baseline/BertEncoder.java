@@ -99,13 +99,7 @@ public final class BertEncoder implements AutoCloseable {
       model = ModelProto.parseFrom(in);
     }
     Map<String, TensorProto> named = huggingFaceNames(model.getGraph());
-    int layers = 0;
-    for (String name : named.keySet()) {
-      Matcher m = LAYER.matcher(name);
-      if (m.matches()) {
-        layers = Math.max(layers, Integer.parseInt(m.group(1)) + 1);
-      }
-    }
+    int layers = layerCount(named);
     List<String> expected = new ArrayList<>(List.of(
         "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
         "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"));
@@ -137,6 +131,17 @@ public final class BertEncoder implements AutoCloseable {
       checkShape(parameters, "encoder.layer." + l + ".output.dense.weight", inner, hidden);
     }
     return new BertEncoder(Collections.unmodifiableMap(parameters), layers, heads, hidden);
+  }
+
+  private static int layerCount(Map<String, TensorProto> named) {
+    int layers = 0;
+    for (String name : named.keySet()) {
+      Matcher m = LAYER.matcher(name);
+      if (m.matches()) {
+        layers = Math.max(layers, Integer.parseInt(m.group(1)) + 1);
+      }
+    }
+    return layers;
   }
 
   /** Initializers by Hugging Face name: their own, or their MatMul node's module path. */
@@ -249,6 +254,67 @@ public final class BertEncoder implements AutoCloseable {
   public static NDArray meanPool(NDArray lastHiddenState, NDArray attentionMask) {
     NDArray mask = attentionMask.toType(DataType.FLOAT32, false).expandDims(-1);
     return lastHiddenState.mul(mask).sum(new int[] {1}).div(mask.sum(new int[] {1}));
+  }
+
+  /** @return a copy of every parameter's values by Hugging Face name, in module order */
+  public Map<String, float[]> snapshot() {
+    Map<String, float[]> copy = new LinkedHashMap<>();
+    parameters.forEach((name, a) -> copy.put(name, a.toFloatArray()));
+    return copy;
+  }
+
+  /**
+   * Writes a copy of {@code source} whose initializers hold {@code values} instead: the export of
+   * a fine-tuned encoder. Everything else (graph, names, other initializers, metadata) is kept, and
+   * each value is stored in the layout {@link #load} read it in (dense weights [in, out]), as
+   * little-endian raw data; so the copy runs in any ONNX runtime exactly like the original.
+   *
+   * @param source the file the encoder was loaded from
+   * @param values every parameter by Hugging Face name, e.g. a {@link #snapshot}
+   * @param target where the copy goes (replaced if it exists)
+   * @throws IllegalArgumentException if a parameter is missing or extra, or has the wrong size
+   */
+  public static void writeParameters(Path source, Map<String, float[]> values, Path target) throws IOException {
+    ModelProto model;
+    try (InputStream in = Files.newInputStream(source)) {
+      model = ModelProto.parseFrom(in);
+    }
+    Map<String, TensorProto> named = huggingFaceNames(model.getGraph());
+    int expected = 5 + LAYER_TENSORS.length * layerCount(named);
+    if (values.size() != expected) {
+      throw new IllegalArgumentException("got " + values.size() + " parameters, " + source + " has " + expected
+          + ": give them all (a snapshot)");
+    }
+    Map<String, float[]> byInitializer = new TreeMap<>();
+    for (Map.Entry<String, float[]> e : values.entrySet()) {
+      TensorProto t = named.get(e.getKey());
+      if (t == null) {
+        throw new IllegalArgumentException(source + " has no initializer for " + e.getKey());
+      }
+      long count = t.getDimsList().stream().mapToLong(Long::longValue).reduce(1, (a, b) -> a * b);
+      if (count != e.getValue().length) {
+        throw new IllegalArgumentException(e.getKey() + " has " + e.getValue().length + " values, its initializer " + count);
+      }
+      if (byInitializer.put(t.getName(), e.getValue()) != null) {
+        throw new IllegalArgumentException("two parameters map to the initializer " + t.getName());
+      }
+    }
+    GraphProto.Builder graph = model.getGraph().toBuilder();
+    int replaced = 0;
+    for (int i = 0; i < graph.getInitializerCount(); i++) {
+      float[] v = byInitializer.get(graph.getInitializer(i).getName());
+      if (v != null) {
+        ByteBuffer raw = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        raw.asFloatBuffer().put(v);
+        graph.setInitializer(i, graph.getInitializer(i).toBuilder().clearFloatData()
+            .setRawData(com.google.protobuf.ByteString.copyFrom(raw.array())).build());
+        replaced++;
+      }
+    }
+    if (replaced != byInitializer.size()) {
+      throw new IllegalStateException("replaced " + replaced + " initializers of " + byInitializer.size());
+    }
+    Files.write(target, model.toBuilder().setGraph(graph).build().toByteArray());
   }
 
   /** Frees the parameters (their manager may outlive the encoder). */
