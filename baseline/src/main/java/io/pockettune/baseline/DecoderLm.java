@@ -322,7 +322,7 @@ public final class DecoderLm implements AutoCloseable {
     int batch = Integer.parseInt(args[2]);
     int seq = Integer.parseInt(args[3]);
     int steps = Integer.parseInt(args[4]);
-    useThreads(Runtime.getRuntime().availableProcessors());
+    useThreads(Integer.getInteger("ai.djl.pytorch.num_threads", Runtime.getRuntime().availableProcessors()));
     long[] ids = new long[batch * seq];
     long[] mask = new long[batch * seq];
     SplittableRandom rng = new SplittableRandom(7);

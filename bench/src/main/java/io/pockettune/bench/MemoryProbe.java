@@ -10,9 +10,11 @@ import ai.djl.ndarray.types.Shape;
 import ai.djl.translate.NoopTranslator;
 import io.pockettune.trainer.DecoderLmBuilder;
 import io.pockettune.trainer.DecoderLmConfig;
+import io.pockettune.trainer.HuggingFaceTextTokenizer;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
+import io.pockettune.trainer.Objective;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.TokenBatch;
 import io.pockettune.trainer.TrainableSelection;
@@ -27,8 +29,9 @@ import java.util.SplittableRandom;
 /**
  * Child process of {@code pockettune bench trainer} that measures peak resident memory (VmHWM) of
  * either MeZO training or plain inference on the same model and batch, so the two are compared in
- * separate JVMs with identical settings. Usage: {@code MemoryProbe train|infer MODEL BATCH SEQ STEPS};
- * prints {@code peak_rss_kb=N}.
+ * separate JVMs with identical settings. Usage: {@code MemoryProbe train|infer MODEL BATCH SEQ STEPS}
+ * for the in-house decoders, {@code MemoryProbe train-minilm|infer-minilm ONNX BATCH SEQ STEPS} for
+ * all-MiniLM-L6-v2; prints {@code peak_rss_kb=N}.
  */
 final class MemoryProbe {
   private MemoryProbe() {}
@@ -37,6 +40,11 @@ final class MemoryProbe {
     System.setProperty("OPT_OUT_TRACKING", "true");
     System.setProperty("ai.djl.offline", "true");
     String mode = args[0];
+    if (mode.endsWith("-minilm")) {
+      minilm(mode, Path.of(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+      System.out.println("peak_rss_kb=" + peakRssKb());
+      return;
+    }
     DecoderLmConfig config = switch (args[1]) {
       case "gpt2-small" -> DecoderLmConfig.gpt2Small();
       case "demo" -> DecoderLmConfig.demo();
@@ -45,7 +53,7 @@ final class MemoryProbe {
     int batch = Integer.parseInt(args[2]);
     int seq = Integer.parseInt(args[3]);
     int steps = Integer.parseInt(args[4]);
-    int threads = Runtime.getRuntime().availableProcessors();
+    int threads = Integer.getInteger("pockettune.probe.threads", Runtime.getRuntime().availableProcessors());
     TokenBatch tokens = randomBatch(batch, seq, config.vocabSize());
     byte[] onnx = DecoderLmBuilder.build(config);
     if (mode.equals("train")) {
@@ -83,6 +91,56 @@ final class MemoryProbe {
       }
     }
     System.out.println("peak_rss_kb=" + peakRssKb());
+  }
+
+  /**
+   * all-MiniLM-L6-v2 as PocketTune trains it (embedding classification, every weight and the head
+   * trainable) or as an app runs it (the graph as exported, weights inside the session). Modes
+   * {@code train-minilm} and {@code infer-minilm}; {@code onnx} is the export, its tokenizer.json beside it as
+   * {@code all-minilm-l6-v2-tokenizer.json}.
+   */
+  private static void minilm(String mode, Path onnx, int batch, int seq, int steps) throws Exception {
+    int threads = Integer.getInteger("pockettune.probe.threads", Runtime.getRuntime().availableProcessors());
+    TokenBatch tokens = randomBatch(batch, seq, 30522);
+    if (mode.equals("train-minilm")) {
+      long[] labels = new long[batch];
+      for (int i = 0; i < batch; i++) {
+        labels[i] = i % 2;
+      }
+      Objective.EmbeddingClassification objective;
+      try (HuggingFaceTextTokenizer tok = HuggingFaceTextTokenizer.load(onnx.resolveSibling("all-minilm-l6-v2-tokenizer.json"), 128)) {
+        objective = new Objective.EmbeddingClassification(Objective.Pooling.MEAN,
+            java.util.List.of(tok.encode("It was terrible.", 128), tok.encode("It was great.", 128)), 20f);
+      }
+      try (LossModel model = LossModel.open(onnx, objective, TrainableSelection.all(), threads);
+          PerturbationKernel kernel = new PerturbationKernel(threads)) {
+        MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-3f, 1e-6f, 1L), kernel, 0);
+        TokenBatch labelled = tokens.withLabels(labels);
+        for (int i = 0; i < steps; i++) {
+          trainer.step(labelled);
+        }
+      }
+      return;
+    }
+    try (Model model = Model.newInstance("probe", Device.cpu(), "OnnxRuntime")) {
+      try (java.io.InputStream in = Files.newInputStream(onnx)) {
+        model.load(in, Map.of("intraOpNumThreads", Integer.toString(threads), "interOpNumThreads", "1"));
+      }
+      NDManager m = model.getNDManager();
+      try (Predictor<NDList, NDList> p = model.newPredictor(new NoopTranslator())) {
+        for (int i = 0; i < 2 * steps; i++) {
+          NDList in = new NDList(
+              m.create(longs(tokens.ids()), new Shape(batch, seq), DataType.INT64),
+              m.create(longs(tokens.mask()), new Shape(batch, seq), DataType.INT64),
+              m.create(longs(new long[batch * seq]), new Shape(batch, seq), DataType.INT64));
+          in.get(0).setName("input_ids");
+          in.get(1).setName("attention_mask");
+          in.get(2).setName("token_type_ids");
+          p.predict(in).close();
+          in.close();
+        }
+      }
+    }
   }
 
   static TokenBatch randomBatch(int batch, int seq, int vocab) {
