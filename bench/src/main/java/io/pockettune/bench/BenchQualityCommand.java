@@ -80,13 +80,13 @@ final class BenchQualityCommand implements Callable<Integer> {
   @Option(names = "--test-limit", description = "evaluate on this many test sentences, evenly spaced (default: all 872; quick 200)")
   Integer testLimit;
 
-  @Option(names = "--steps-16", description = "MeZO steps on 16-shot (default: 400; quick 10)")
+  @Option(names = "--steps-16", description = "MeZO steps on 16-shot (default: 100; quick 10)")
   Integer steps16;
 
-  @Option(names = "--steps-512", description = "MeZO steps on 512-shot (default: 200)")
+  @Option(names = "--steps-512", description = "MeZO steps on 512-shot (default: 100)")
   Integer steps512;
 
-  @Option(names = "--adam-steps", description = "Adam steps per task (default: 100; quick 10)")
+  @Option(names = "--adam-steps", description = "Adam steps per task (default: 50; quick 10)")
   Integer adamSteps;
 
   @Override
@@ -200,15 +200,15 @@ final class BenchQualityCommand implements Callable<Integer> {
   }
 
   int steps16() {
-    return steps16 != null ? steps16 : quick ? 10 : 400;
+    return steps16 != null ? steps16 : quick ? 10 : 100;
   }
 
   int steps512() {
-    return steps512 != null ? steps512 : quick ? 10 : 200;
+    return steps512 != null ? steps512 : quick ? 10 : 100;
   }
 
   int adamSteps() {
-    return adamSteps != null ? adamSteps : quick ? 10 : 100;
+    return adamSteps != null ? adamSteps : quick ? 10 : 50;
   }
 
   long[] seeds() {
@@ -336,7 +336,7 @@ final class BenchQualityCommand implements Callable<Integer> {
         }
         args.add(spec.toString());
       }
-      if (task.equals("memory")) {
+      if (method.endsWith("-minilm")) {
         MinilmFiles.ensure(Path.of(args.get(2)).getParent());
       }
       String java = ProcessHandle.current().info().command().orElse("java");

@@ -23,7 +23,7 @@ final class MemoryChart {
     List<String> models = List.of("minilm", "bench10m");
     int panels = (int) models.stream().filter(memory::has).count();
     int width = Math.max(1, panels) * (PANEL_W + LEFT) + 20;
-    int height = TOP + PANEL_H + BOTTOM + 30;
+    int height = TOP + PANEL_H + BOTTOM + 40;
     StringBuilder s = new StringBuilder();
     s.append(String.format(Locale.ROOT, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
         + "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">%n", width, height, width, height));
@@ -40,7 +40,7 @@ final class MemoryChart {
           : "bench10m decoder (10.8M)", x0);
       x0 += PANEL_W + LEFT;
     }
-    int ly = TOP + PANEL_H + 40;
+    int ly = TOP + PANEL_H + 62;
     legend(s, LEFT, ly, "#d62728", "Adam, DJL PyTorch (label: Adam / MeZO)", false);
     legend(s, LEFT + 300, ly, "#1f77b4", "MeZO, PocketTune", false);
     legend(s, LEFT + 450, ly, "#7f7f7f", "inference, plain ONNX Runtime", true);
