@@ -100,13 +100,17 @@ final class MiniLm {
   /**
    * The MiniLM package of a data directory, made on first use.
    *
-   * @param trainable the card's trainable choice (for a new package)
+   * @param trainable the card's trainable choice for a new package, or null for {@link MiniLmDemo#TRAINABLE}
    * @return the package folder
    */
   static Path ensurePackage(Path dataDir, String trainable, float lr, float eps, int maxTokens, PrintWriter progress)
       throws IOException, InterruptedException {
     Path pkg = dataDir.toAbsolutePath().resolve(PACKAGE);
     if (Files.isRegularFile(pkg.resolve("pockettune-model.json"))) {
+      if (trainable != null) {
+        throw new IllegalArgumentException("the data directory already has its MiniLM package " + pkg + ", made with"
+            + " its own trainable choice: leave out --trainable, or use a new --data-dir");
+      }
       return pkg;
     }
     Path jar = jar(progress);
@@ -127,7 +131,7 @@ final class MiniLm {
     try {
       PocketTune.initModel(new PocketTune.ModelInit(export.resolve(ONNX), export.resolve(TOKENIZER),
           "embedding-classification", FolderStream.FOLDERS, FolderStream.LABEL_PROMPTS, null, null, "mean", null, null,
-          trainable, null, maxTokens, lr, eps, pkg));
+          trainable != null ? trainable : MiniLmDemo.TRAINABLE, null, maxTokens, lr, eps, pkg));
     } finally {
       Files.deleteIfExists(export.resolve(ONNX));
       Files.deleteIfExists(export.resolve(TOKENIZER));

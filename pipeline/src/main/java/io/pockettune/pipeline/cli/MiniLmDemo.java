@@ -33,8 +33,8 @@ import org.apache.kafka.common.TopicPartition;
  */
 final class MiniLmDemo {
   static final String NAME = "minilm";
-  static final int STEPS = 150;
-  static final int BATCH = 16;
+  static final int STEPS = 100;
+  static final int BATCH = 32;
   static final int HELDOUT = 400;
   static final float LR = 1e-3f;
   static final float EPS = 1e-2f;
@@ -56,14 +56,13 @@ final class MiniLmDemo {
     int heldout = o.heldout != null ? o.heldout : HELDOUT;
     float lr = o.learningRate != null ? o.learningRate : LR;
     float eps = o.eps != null ? o.eps : EPS;
-    String trainable = o.trainable != null ? o.trainable : TRAINABLE;
     if (steps < 1 || batch < 1 || heldout < 1 || o.threads < 1 || o.checkpointEvery < 0 || o.snapshotEvery < 0) {
       throw new IllegalArgumentException("--steps, --batch, --heldout and --threads must be positive; --checkpoint-every and --snapshot-every not negative");
     }
     long started = System.nanoTime();
     PrintWriter out = o.spec.commandLine().getOut();
     PrintWriter progress = o.spec.commandLine().getErr();
-    Path pkg = MiniLm.ensurePackage(o.common.dataDir, trainable, lr, eps, MAX_TOKENS, progress);
+    Path pkg = MiniLm.ensurePackage(o.common.dataDir, o.trainable, lr, eps, MAX_TOKENS, progress);
     boolean trainedBefore = Files.isDirectory(o.common.dataDir.resolve("store"));
     try (PocketTune tune = o.common.builder().model(pkg).threads(o.threads).batch(batch).learningRate(lr).eps(eps)
         .seed(o.seed).checkpointEvery(o.checkpointEvery).snapshotEvery(o.snapshotEvery).open()) {
