@@ -180,6 +180,40 @@ public final class PersonalModel implements AutoCloseable {
   }
 
   /**
+   * Classifies many texts at one step, in batches of 32 (padded to the longest in each batch; the
+   * attention mask keeps padding out of the scores).
+   *
+   * @return one classification per text, in order
+   * @throws IllegalArgumentException for a model whose objective does not classify
+   */
+  public synchronized List<Classification> classify(List<String> texts) {
+    checkOpen();
+    if (!pkg.card().classification()) {
+      throw new IllegalArgumentException(pkg.describe() + " has the objective " + pkg.card().objective()
+          + ", which does not classify: use score or generate");
+    }
+    catchUp();
+    List<String> labels = pkg.card().labels();
+    List<Classification> out = new java.util.ArrayList<>(texts.size());
+    for (int from = 0; from < texts.size(); from += 32) {
+      List<long[]> seqs = new java.util.ArrayList<>();
+      for (String t : texts.subList(from, Math.min(texts.size(), from + 32))) {
+        seqs.add(encode(t));
+      }
+      for (float[] p : model.labelProbabilities(TokenBatch.of(seqs))) {
+        Map<String, Double> probabilities = new LinkedHashMap<>();
+        int best = 0;
+        for (int i = 0; i < p.length; i++) {
+          probabilities.put(labels.get(i), (double) p[i]);
+          best = p[i] > p[best] ? i : best;
+        }
+        out.add(new Classification(labels.get(best), probabilities, step));
+      }
+    }
+    return out;
+  }
+
+  /**
    * Scores a text: for a language model, the mean loss per predicted token and its perplexity; for
    * a classifier, the loss of {@code label} (required) and that label's probability.
    *

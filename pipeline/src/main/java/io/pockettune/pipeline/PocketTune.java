@@ -105,7 +105,8 @@ public final class PocketTune implements AutoCloseable {
   public synchronized JsonLine model() throws IOException {
     ModelPackage p = pkg();
     return new JsonLine().put("package", p.isBuiltIn() ? "built-in" : p.directory().toString()).put("hash", p.hash())
-        .put("objective", p.card().objective()).put("trainable", p.card().trainable().toString());
+        .put("objective", p.card().objective()).put("trainable", p.card().trainable().toString())
+        .put("label_attribute", p.card().classification() ? p.card().labelAttributeOrDefault() : null);
   }
 
   /**

@@ -47,20 +47,29 @@ final class DemoCommand implements Callable<Integer> {
 
   @Mixin CommonOptions common;
 
-  @Option(names = "--steps", description = "MeZO steps to train (default: ${DEFAULT-VALUE})")
-  int steps = 3000;
+  @Option(names = "--model", paramLabel = "NAME",
+      description = "the model to run the demo on: minilm (all-MiniLM-L6-v2 from Maven Central, sorting messages into"
+          + " folders) (default: the built-in decoder)")
+  String model;
 
-  @Option(names = "--batch", description = "examples per step (default: ${DEFAULT-VALUE})")
-  int batch = 16;
+  @Option(names = "--steps", description = "MeZO steps to train (default: 3000; minilm: " + MiniLmDemo.STEPS + ")")
+  Integer steps;
 
-  @Option(names = "--heldout", description = "held-out events (default: ${DEFAULT-VALUE})")
-  int heldout = 256;
+  @Option(names = "--batch", description = "examples per step (default: 16; minilm: " + MiniLmDemo.BATCH + ")")
+  Integer batch;
 
-  @Option(names = "--lr", description = "learning rate (default: ${DEFAULT-VALUE})")
-  float learningRate = 1e-3f;
+  @Option(names = "--heldout", description = "held-out events (default: 256; minilm: " + MiniLmDemo.HELDOUT + ")")
+  Integer heldout;
 
-  @Option(names = "--eps", description = "perturbation scale (default: ${DEFAULT-VALUE})")
-  float eps = 1e-3f;
+  @Option(names = "--lr", description = "learning rate (default: 1e-3; minilm: " + MiniLmDemo.LR + ")")
+  Float learningRate;
+
+  @Option(names = "--eps", description = "perturbation scale (default: 1e-3; minilm: " + MiniLmDemo.EPS + ")")
+  Float eps;
+
+  @Option(names = "--trainable", hidden = true,
+      description = "minilm only, for a new data directory: what trains (default: " + MiniLmDemo.TRAINABLE + ")")
+  String trainable;
 
   @Option(names = "--seed", description = "run seed (default: ${DEFAULT-VALUE})")
   long seed = 42;
@@ -76,6 +85,21 @@ final class DemoCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws IOException, InterruptedException, ExecutionException {
+    if (model != null && !model.equals(MiniLmDemo.NAME)) {
+      throw new IllegalArgumentException("--model " + model + " is not a demo model: the demo runs on minilm"
+          + " (--model minilm) or, without --model, on the built-in decoder");
+    }
+    if (model != null) {
+      return new MiniLmDemo(this).call();
+    }
+    if (trainable != null) {
+      throw new IllegalArgumentException("--trainable applies to --model minilm only");
+    }
+    int steps = this.steps != null ? this.steps : 3000;
+    int batch = this.batch != null ? this.batch : 16;
+    int heldout = this.heldout != null ? this.heldout : 256;
+    float learningRate = this.learningRate != null ? this.learningRate : 1e-3f;
+    float eps = this.eps != null ? this.eps : 1e-3f;
     if (steps < 1 || batch < 1 || heldout < 1 || threads < 1 || checkpointEvery < 0 || snapshotEvery < 0) {
       throw new IllegalArgumentException("--steps, --batch, --heldout and --threads must be positive; --checkpoint-every and --snapshot-every not negative");
     }
@@ -193,7 +217,7 @@ final class DemoCommand implements Callable<Integer> {
   }
 
   /** A progress line on standard error, redrawn in place on a terminal, every 5% otherwise. */
-  private static final class Progress implements PocketTune.StepListener {
+  static final class Progress implements PocketTune.StepListener {
     private final PrintWriter err;
     private final long total;
     private final long started = System.nanoTime();
