@@ -88,14 +88,30 @@ final class MiniLmDemo {
           heldout, (System.nanoTime() - started) / 1e9);
       int checkpointsBefore = trainedBefore ? tune.checkpoints().size() : 0;
 
-      // 3. Train through the pipeline, every step committed.
+      // 3. Train in the background pipeline, as an app runs it: the service consumes the log,
+      //    micro-batches the messages and commits every step; wait until it has consumed them all.
       DemoCommand.Progress bar = new DemoCommand.Progress(progress, steps);
-      PocketTune.TrainResult result = tune.train(steps, trainEnd, bar);
-      bar.finish();
-      if (result.lastStep() > result.steps()) {
-        progress.printf("restored the model to step %,d first: snapshot of step %,d, replaying %,d committed steps%n",
-            result.lastStep() - result.steps(), result.restoredFrom(), result.replayed());
+      long stepBefore = trainedBefore ? tune.lastStep() : 0;
+      tune.startTraining();
+      long reported = stepBefore;
+      boolean idle = false;
+      while (!idle) {
+        idle = tune.awaitIdle(Duration.ofMillis(500));
+        if (tune.trainingFailure() != null) {
+          throw new IllegalStateException("training stopped: " + PocketTune.message(tune.trainingFailure()),
+              tune.trainingFailure());
+        }
+        JsonLine status = tune.status();
+        long last = ((Number) status.get("last_step")).longValue();
+        double loss = status.get("recent_loss") instanceof Number n ? n.doubleValue() : Double.NaN;
+        for (; reported < last; reported++) {
+          bar.stepCommitted(reported + 1, loss);
+        }
       }
+      tune.stopTraining();
+      bar.finish();
+      long lastStep = tune.lastStep();
+      long stepsThisRun = lastStep - stepBefore;
       List<String> after;
       try (PersonalModel m = tune.personalModel("latest")) {
         after = predict(m, held);
@@ -136,26 +152,24 @@ final class MiniLmDemo {
       out.printf(Locale.ROOT, "held-out accuracy: %.1f%% -> %.1f%% (%d messages the trainer never saw; %s%s)%n",
           100 * accBefore, 100 * accAfter, heldout, trainedBefore ? "from the last committed step" : "from zero-shot",
           ", all-MiniLM-L6-v2, folders " + FolderStream.FOLDERS);
-      out.printf(Locale.ROOT, "steps: %d this run (%d in total), %d messages trained, %d dead letters, %,d trainable"
-          + " parameters%n", result.steps(), result.lastStep(), result.eventsTrained(), result.deadLetters(),
-          result.parameters());
+      Object trainable = tune.model().get("trainable");
+      out.printf(Locale.ROOT, "steps: %d this run in the background service (%d in total), trainable %s%n",
+          stepsThisRun, lastStep, trainable);
       out.printf(Locale.ROOT, "checkpoints: %d made (last: #%d at step %d), data in %s, %.1f s%n",
           checkpoints, last.id(), last.step(), tune.dataDirectory(), seconds);
       if (o.common.json) {
         out.println(new JsonLine()
             .put("model", NAME)
             .put("events", trainEvents)
-            .put("events_trained", result.eventsTrained())
             .put("heldout_events", heldout)
-            .put("steps", result.steps())
-            .put("total_steps", result.lastStep())
-            .put("parameters", result.parameters())
+            .put("steps", stepsThisRun)
+            .put("total_steps", lastStep)
+            .put("trainable", trainable)
             .put("heldout_accuracy_before", accBefore)
             .put("heldout_accuracy_after", accAfter)
             .put("heldout_accuracy_by_kind", byKind)
             .put("labels", FolderStream.FOLDERS)
             .put("checkpoints", checkpoints)
-            .put("dead_letters", result.deadLetters())
             .put("seconds", Math.round(seconds * 10) / 10.0)
             .put("data_dir", tune.dataDirectory().toString()));
       }
