@@ -80,6 +80,17 @@ final class BenchQualityCommand implements Callable<Integer> {
   @Option(names = "--test-limit", description = "evaluate on this many test sentences, evenly spaced (default: all 872; quick 200)")
   Integer testLimit;
 
+  @Option(names = "--seeds", split = ",", paramLabel = "SEED",
+      description = "training seeds (default: 13,21,42,87,100; quick 13,21)")
+  List<Long> seedList;
+
+  @Option(names = "--lrs", split = ",", paramLabel = "LR",
+      description = "learning rates to try instead of each method's grid (for an experiment on one method)")
+  List<Double> lrList;
+
+  @Option(names = "--eps", description = "MeZO perturbation scale (default: ${DEFAULT-VALUE})")
+  double eps = 1e-3;
+
   @Option(names = "--steps-16", description = "MeZO steps on 16-shot (default: 100; quick 10)")
   Integer steps16;
 
@@ -96,6 +107,9 @@ final class BenchQualityCommand implements Callable<Integer> {
     if (!Files.isDirectory(data.resolve("sst2-kshot")) || !Files.isDirectory(data.resolve("sms"))) {
       throw new IllegalArgumentException(data.toAbsolutePath().normalize() + " has no sst2-kshot and sms folders: give"
           + " --data the shared data folder (../shared/data beside the repository)");
+    }
+    if (seedList != null && seedList.isEmpty() || lrList != null && lrList.stream().anyMatch(lr -> !(lr > 0)) || !(eps > 0)) {
+      throw new IllegalArgumentException("--seeds needs at least one seed, --lrs and --eps positive numbers");
     }
     if (parallel < 1) {
       throw new IllegalArgumentException("--parallel must be at least 1");
@@ -129,7 +143,7 @@ final class BenchQualityCommand implements Callable<Integer> {
     ObjectNode doc = JSON.createObjectNode().put("quick", quick);
     ObjectNode settings = doc.putObject("settings");
     settings.put("model", "all-MiniLM-L6-v2 (22.7M parameters, fp32), embedding classification: mean pooling, "
-        + "20 x cosine with a head initialised from the label prompts").put("batch", 16).put("eps", 1e-3)
+        + "20 x cosine with a head initialised from the label prompts").put("batch", 16).put("eps", eps)
         .put("mezo_steps_16_shot", steps16()).put("mezo_steps_512_shot", steps512()).put("adam_steps", adamSteps())
         .put("selection", "dev accuracy at every tenth of training; lr grid on the first seed, then every seed at the chosen lr")
         .put("threads_per_job", 1).put("parallel_jobs", parallel);
@@ -212,6 +226,9 @@ final class BenchQualityCommand implements Callable<Integer> {
   }
 
   long[] seeds() {
+    if (seedList != null) {
+      return seedList.stream().mapToLong(Long::longValue).toArray();
+    }
     return quick ? new long[] {SEEDS[0], SEEDS[1]} : SEEDS;
   }
 
@@ -240,7 +257,9 @@ final class BenchQualityCommand implements Callable<Integer> {
         double[] grid = grids.get(method);
         if (grid != null) {
           ArrayNode lrs = spec.putArray("lrs");
-          if (quick) {
+          if (lrList != null) {
+            lrList.forEach(lrs::add);
+          } else if (quick) {
             lrs.add(grid[1]);
           } else {
             for (double lr : grid) {
@@ -291,7 +310,7 @@ final class BenchQualityCommand implements Callable<Integer> {
   private ObjectNode base(String task, String method, Path root) {
     ObjectNode spec = JSON.createObjectNode().put("task", task).put("method", method)
         .put("data", data.toAbsolutePath().normalize().toString()).put("work", root.resolve(task + "-" + method).toString())
-        .put("threads", 1).put("batch", 16).put("eps", 1e-3).put("evaluations", 10);
+        .put("threads", 1).put("batch", 16).put("eps", eps).put("evaluations", 10);
     ArrayNode s = spec.putArray("seeds");
     for (long seed : seeds()) {
       s.add(seed);
