@@ -273,23 +273,11 @@ final class BenchInferenceCommand implements Callable<Integer> {
   }
 
   private static float[] plainScores(Predictor<NDList, NDList> p, NDManager nd, long[] ids) throws Exception {
-    Shape shape = new Shape(1, ids.length);
-    long[] ones = new long[ids.length];
-    Arrays.fill(ones, 1L);
-    NDArray a = nd.create(ids, shape);
-    a.setName("input_ids");
-    NDArray b = nd.create(ones, shape);
-    b.setName("attention_mask");
-    NDArray c = nd.create(new long[ids.length], shape);
-    c.setName("token_type_ids");
-    try (NDList r = p.predict(new NDList(a, b, c))) {
+    try (NDManager m = nd.newSubManager(); NDList r = p.predict(QualityWorker.PlainEncoder.inputs(m, ids))) {
       return r.get("label_scores").toFloatArray();
-    } finally {
-      a.close();
-      b.close();
-      c.close();
     }
   }
+
 
   /** Commit times from the runtime's step log ("committed N"), and first-answer times from a following reader. */
   private void swap(Path work, Figures f, PrintWriter out) throws Exception {

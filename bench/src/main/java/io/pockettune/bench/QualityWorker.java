@@ -6,7 +6,6 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.repository.zoo.ZooModel;
 import ai.djl.translate.NoopTranslator;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -17,13 +16,10 @@ import io.pockettune.pipeline.PersonalModel;
 import io.pockettune.pipeline.PocketTune;
 import io.pockettune.store.Checkpoint;
 import io.pockettune.trainer.HuggingFaceTextTokenizer;
-import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -505,7 +501,8 @@ final class QualityWorker {
       }
     }
 
-    private static NDList inputs(NDManager m, long[] ids) {
+    /** One unpadded row: input_ids, an all-ones attention_mask, zero token_type_ids. */
+    static NDList inputs(NDManager m, long[] ids) {
       Shape shape = new Shape(1, ids.length);
       long[] ones = new long[ids.length];
       Arrays.fill(ones, 1L);
