@@ -24,8 +24,18 @@ public record TrainableSelection(Kind kind, Pattern pattern, int rank, float alp
     /** Float initializers of rank 1 (biases and normalization scales and shifts). */
     RANK_ONE,
     /** LoRA adapters beside the matching MatMul/Gemm weights. */
-    LORA
+    LORA,
+    /**
+     * A side network beside the frozen backbone ({@link SideNetwork}): {@code rank} is the width
+     * reduction r (side width = hidden / r); {@code pattern} chooses the hidden states it reads
+     * (layer-norm outputs whose tensor or node name matches), or every other layer norm when it
+     * is {@link #SIDE_DEFAULT_TAPS}.
+     */
+    SIDE
   }
+
+  /** The side network's default taps: every other layer norm before the last hidden state (one per layer). */
+  public static final String SIDE_DEFAULT_TAPS = "every-layer";
 
   /** LoRA's usual targets: attention query and value projections under common export names. */
   public static final String DEFAULT_LORA_TARGETS = ".*(q_proj|v_proj|query|value|c_attn)\\.weight";
@@ -55,6 +65,28 @@ public record TrainableSelection(Kind kind, Pattern pattern, int rank, float alp
   public static TrainableSelection lora(int r, float alpha, String targets) {
     return new TrainableSelection(Kind.LORA, Pattern.compile(targets), r, alpha,
         "lora r=" + r + " alpha=" + alpha + " on " + targets);
+  }
+
+  /**
+   * A side network of width hidden / {@code r} reading the hidden states named by {@code taps}
+   * (a regex over layer-norm output or node names, or {@link #SIDE_DEFAULT_TAPS}).
+   */
+  public static TrainableSelection side(int r, String taps) {
+    if (r < 1) {
+      throw new IllegalArgumentException("a side network needs a positive width reduction r, got " + r);
+    }
+    String t = taps == null ? SIDE_DEFAULT_TAPS : taps;
+    return new TrainableSelection(Kind.SIDE, Pattern.compile(t), r, 1f, "side r=" + r + " on " + t);
+  }
+
+  /** A side network of width hidden / 8 reading one hidden state per layer. */
+  public static TrainableSelection side() {
+    return side(8, SIDE_DEFAULT_TAPS);
+  }
+
+  /** @return true for a side network that reads the default taps */
+  boolean defaultTaps() {
+    return kind == Kind.SIDE && pattern.pattern().equals(SIDE_DEFAULT_TAPS);
   }
 
   /** LoRA r=8, alpha=16 on attention query/value (the MeZO paper's LoRA setting). */
