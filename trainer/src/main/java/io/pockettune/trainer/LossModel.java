@@ -66,6 +66,10 @@ public final class LossModel implements AutoCloseable {
   private final ParameterSet parameters;
   private final NDList parameterArrays;
   private final String baseModelHash;
+  /** The backbone session and its cache when a side network trains, else null. */
+  private final Side side;
+  private ByteBuffer scratch;
+  private NDList scratchArrays;
 
   private final Objective objective;
   private final boolean feedsMask;
@@ -83,25 +87,49 @@ public final class LossModel implements AutoCloseable {
     boolean tokens = !(objective instanceof Objective.ScalarLoss);
     ModelProto fed = tokens ? ModelRewriter.feedStandardInputs(parsed) : parsed;
     this.feedsMask = fed.getGraph().getInputList().stream().anyMatch(i -> i.getName().equals("attention_mask"));
-    java.nio.file.Path dir = file == null ? null : file.toAbsolutePath().getParent();
-    ModelRewriter.Lifted lifted = ModelRewriter.lift(fed, selection, dir);
-    java.util.List<ModelRewriter.LiftedTensor> trainable = new java.util.ArrayList<>(lifted.tensors());
-    ModelProto lossModel;
-    if (objective instanceof Objective.CausalLm) {
-      lossModel = ModelRewriter.appendCausalLmLoss(lifted.model());
-    } else if (objective instanceof Objective.PromptClassification p) {
-      lossModel = ModelRewriter.appendClassificationLoss(lifted.model(), p.labelTokens());
-    } else if (objective instanceof Objective.EmbeddingClassification e) {
-      int hidden = ModelRewriter.hiddenSize(parsed.getGraph(), table);
-      lossModel = ModelRewriter.appendEmbeddingClassification(lifted.model(), e.pooling(), e.temperature(), HEAD, e.labelCount(), hidden);
-      trainable.add(new ModelRewriter.LiftedTensor(HEAD, new long[] {e.labelCount(), hidden}, new float[e.labelCount() * hidden]));
+    if (selection.kind() == TrainableSelection.Kind.SIDE) {
+      SideNetwork.Plan plan = SideNetwork.plan(fed.getGraph(), objective, selection);
+      java.util.List<ModelRewriter.LiftedTensor> trainable = new java.util.ArrayList<>(SideNetwork.initialTensors(plan));
+      if (objective instanceof Objective.EmbeddingClassification e) {
+        trainable.add(new ModelRewriter.LiftedTensor(HEAD, new long[] {e.labelCount(), plan.width()}, new float[e.labelCount() * plan.width()]));
+      }
+      this.parameters = new ParameterSet(trainable);
+      ModelProto backbone = SideNetwork.backbone(fed, plan);
+      ModelProto sideGraph = SideNetwork.trainingGraph(plan, objective, parameters.tensors(), parameters.size());
+      Model backboneModel = loadSession(backbone, file, ".pockettune-backbone.onnx", threads);
+      try {
+        this.model = loadSession(sideGraph, null, "", threads);
+      } catch (RuntimeException e) {
+        backboneModel.close();
+        throw e;
+      }
+      this.side = new Side(plan, backboneModel, inputNames(backbone), inputNames(sideGraph));
+      this.manager = model.getNDManager();
+      ai.djl.ndarray.NDArray theta = manager.create(parameters.allBytes(), new Shape(1, parameters.size()), DataType.FLOAT32);
+      theta.setName(SideNetwork.THETA);
+      this.parameterArrays = new NDList(theta);
     } else {
-      lossModel = ModelRewriter.useScalarLoss(lifted.model(), ((Objective.ScalarLoss) objective).output());
+      java.nio.file.Path dir = file == null ? null : file.toAbsolutePath().getParent();
+      ModelRewriter.Lifted lifted = ModelRewriter.lift(fed, selection, dir);
+      java.util.List<ModelRewriter.LiftedTensor> trainable = new java.util.ArrayList<>(lifted.tensors());
+      ModelProto lossModel;
+      if (objective instanceof Objective.CausalLm) {
+        lossModel = ModelRewriter.appendCausalLmLoss(lifted.model());
+      } else if (objective instanceof Objective.PromptClassification p) {
+        lossModel = ModelRewriter.appendClassificationLoss(lifted.model(), p.labelTokens());
+      } else if (objective instanceof Objective.EmbeddingClassification e) {
+        int hidden = ModelRewriter.hiddenSize(parsed.getGraph(), table);
+        lossModel = ModelRewriter.appendEmbeddingClassification(lifted.model(), e.pooling(), e.temperature(), HEAD, e.labelCount(), hidden);
+        trainable.add(new ModelRewriter.LiftedTensor(HEAD, new long[] {e.labelCount(), hidden}, new float[e.labelCount() * hidden]));
+      } else {
+        lossModel = ModelRewriter.useScalarLoss(lifted.model(), ((Objective.ScalarLoss) objective).output());
+      }
+      this.parameters = new ParameterSet(trainable);
+      this.model = loadSession(lossModel, file, ".pockettune-loss.onnx", threads);
+      this.side = null;
+      this.manager = model.getNDManager();
+      this.parameterArrays = parameterArrays(manager, parameters);
     }
-    this.parameters = new ParameterSet(trainable);
-    this.model = loadSession(lossModel, file, ".pockettune-loss.onnx", threads);
-    this.manager = model.getNDManager();
-    this.parameterArrays = parameterArrays(manager, parameters);
     this.predictor = model.newPredictor(new NoopTranslator());
     if (objective instanceof Objective.EmbeddingClassification e) {
       initialiseHead(e);
@@ -290,7 +318,7 @@ public final class LossModel implements AutoCloseable {
     }
     NDList out = forward(batch);
     try {
-      return new Loss(out.get(ModelRewriter.LOSS).getFloat(), out.get(ModelRewriter.TOKEN_COUNT).getFloat());
+      return new Loss(out.get(ModelRewriter.LOSS).toFloatArray()[0], out.get(ModelRewriter.TOKEN_COUNT).toFloatArray()[0]);
     } finally {
       out.close();
     }
@@ -351,50 +379,328 @@ public final class LossModel implements AutoCloseable {
   }
 
   private NDList forward(Batch batch) {
-    NDList inputs = new NDList(parameterArrays.size() + 4);
+    return forward(batch, parameterArrays);
+  }
+
+  /** One forward pass with the trainable inputs {@code params} (the model's own, or a scratch copy's). */
+  private NDList forward(Batch batch, NDList params) {
     NDList owned = new NDList();
     try {
-      if (batch instanceof TokenBatch t) {
-        checkTokens(t);
-        Shape shape = new Shape(t.size(), t.length());
-        owned.add(named(manager.create(longs(t.ids()), shape, DataType.INT64), "input_ids"));
-        if (feedsMask) {
-          owned.add(named(manager.create(longs(t.mask()), shape, DataType.INT64), "attention_mask"));
-        }
-        int k = labelCount();
-        if (k > 0) {
-          Shape rows = new Shape(t.size());
-          long[] labels = t.labels() == null ? new long[t.size()] : t.labels();
-          for (long l : labels) {
-            if (l < 0 || l >= k) {
-              throw new IllegalArgumentException("label " + l + " is outside 0.." + (k - 1) + " of this " + k + "-label objective");
-            }
-          }
-          if (objective instanceof Objective.PromptClassification) {
-            owned.add(named(manager.create(longs(answerPositions(t)), rows, DataType.INT64), ModelRewriter.ANSWER_POSITION));
-          }
-          owned.add(named(manager.create(longs(labels), rows, DataType.INT64), ModelRewriter.LABEL));
-        }
-      } else if (batch instanceof TensorBatch tb) {
-        for (TensorBatch.Tensor x : tb.tensors()) {
-          NDArray a = x.floats() != null
-              ? manager.create(floats(x.floats()), new Shape(x.shape()), DataType.FLOAT32)
-              : manager.create(longs(x.longs()), new Shape(x.shape()), DataType.INT64);
-          owned.add(named(a, x.name()));
-        }
+      java.util.Map<String, NDArray> data = dataInputs(batch, owned);
+      if (side != null) {
+        return side.run(batch, data, params.get(0));
       }
-      inputs.addAll(owned);
-      inputs.addAll(parameterArrays);
-      long t0 = System.nanoTime();
-      NDList out = predictor.predict(inputs);
+      NDList inputs = new NDList(params.size() + data.size());
+      inputs.addAll(new NDList(data.values()));
+      inputs.addAll(params);
+      return timed(predictor, inputs);
+    } finally {
+      owned.close();
+    }
+  }
+
+  private NDList timed(Predictor<NDList, NDList> p, NDList inputs) {
+    long t0 = System.nanoTime();
+    try {
+      NDList out = p.predict(inputs);
       forwardNanos += System.nanoTime() - t0;
       forwards++;
       return out;
     } catch (TranslateException e) {
       throw new IllegalStateException("forward pass failed: " + e.getMessage(), e);
-    } finally {
-      owned.close();
     }
+  }
+
+  /** The batch's tensors by graph-input name (ids, mask, labels, answer positions), created into {@code owned}. */
+  private java.util.Map<String, NDArray> dataInputs(Batch batch, NDList owned) {
+    java.util.Map<String, NDArray> data = new java.util.LinkedHashMap<>();
+    if (batch instanceof TokenBatch t) {
+      checkTokens(t);
+      Shape shape = new Shape(t.size(), t.length());
+      data.put("input_ids", named(manager.create(longs(t.ids()), shape, DataType.INT64), "input_ids"));
+      if (feedsMask || side != null) {
+        data.put("attention_mask", named(manager.create(longs(t.mask()), shape, DataType.INT64), "attention_mask"));
+      }
+      int k = labelCount();
+      if (k > 0) {
+        Shape rows = new Shape(t.size());
+        long[] labels = t.labels() == null ? new long[t.size()] : t.labels();
+        for (long l : labels) {
+          if (l < 0 || l >= k) {
+            throw new IllegalArgumentException("label " + l + " is outside 0.." + (k - 1) + " of this " + k + "-label objective");
+          }
+        }
+        if (objective instanceof Objective.PromptClassification) {
+          data.put(ModelRewriter.ANSWER_POSITION,
+              named(manager.create(longs(answerPositions(t)), rows, DataType.INT64), ModelRewriter.ANSWER_POSITION));
+        }
+        data.put(ModelRewriter.LABEL, named(manager.create(longs(labels), rows, DataType.INT64), ModelRewriter.LABEL));
+      }
+    } else if (batch instanceof TensorBatch tb) {
+      for (TensorBatch.Tensor x : tb.tensors()) {
+        NDArray a = x.floats() != null
+            ? manager.create(floats(x.floats()), new Shape(x.shape()), DataType.FLOAT32)
+            : manager.create(longs(x.longs()), new Shape(x.shape()), DataType.INT64);
+        data.put(x.name(), named(a, x.name()));
+      }
+    }
+    owned.addAll(new NDList(data.values()));
+    return data;
+  }
+
+  /** Writes parameter variant {@code variant} (a full vector of {@link #parameters()}' length) into {@code target}. */
+  @FunctionalInterface
+  public interface Variants {
+    void write(int variant, java.nio.FloatBuffer target);
+  }
+
+  /**
+   * The losses of one batch at {@code count} parameter vectors, which {@code variants} writes. With
+   * a side network ({@link #sharesBackbone()}), the backbone runs once (or not at all, on a cache
+   * hit) and the side network once for all the variants together; otherwise each variant is
+   * written into one scratch copy of the parameters and runs a forward pass of its own. The
+   * model's own parameters are never changed.
+   *
+   * @return per variant, the mean loss per target token
+   */
+  public float[] losses(Batch batch, int count, Variants variants) {
+    if (count < 1) {
+      throw new IllegalArgumentException("at least one variant, got " + count);
+    }
+    if (labelCount() > 0 && batch instanceof TokenBatch t && t.labels() == null) {
+      throw new IllegalArgumentException("a classification loss needs a label per row: build the batch with TokenBatch.classification(prompts, labels)");
+    }
+    int p = parameters.size();
+    if (side != null) {
+      ByteBuffer bytes = side.variantBytes(count, p);
+      java.nio.FloatBuffer all = bytes.asFloatBuffer();
+      for (int m = 0; m < count; m++) {
+        variants.write(m, all.slice(m * p, p));
+      }
+      NDArray theta = manager.create(bytes.slice(0, count * p * Float.BYTES).order(ByteOrder.nativeOrder()),
+          new Shape(count, p), DataType.FLOAT32);
+      theta.setName(SideNetwork.THETA);
+      NDList out = null;
+      try {
+        out = forward(batch, new NDList(theta));
+        return out.get(ModelRewriter.LOSS).toFloatArray();
+      } finally {
+        if (out != null) {
+          out.close();
+        }
+        theta.close();
+      }
+    }
+    if (scratch == null) {
+      scratch = ByteBuffer.allocateDirect(p * Float.BYTES).order(ByteOrder.nativeOrder());
+      scratchArrays = new NDList();
+      for (ParameterSet.Tensor t : parameters.tensors()) {
+        NDArray a = manager.create(scratch.slice(t.offset() * Float.BYTES, t.count() * Float.BYTES).order(ByteOrder.nativeOrder()),
+            new Shape(t.dims()), DataType.FLOAT32);
+        a.setName(t.name());
+        scratchArrays.add(a);
+      }
+    }
+    float[] losses = new float[count];
+    java.nio.FloatBuffer target = scratch.asFloatBuffer();
+    for (int m = 0; m < count; m++) {
+      variants.write(m, target);
+      NDList out = forward(batch, scratchArrays);
+      try {
+        losses[m] = out.get(ModelRewriter.LOSS).toFloatArray()[0];
+      } finally {
+        out.close();
+      }
+    }
+    return losses;
+  }
+
+  /**
+   * @return true when the trainable values sit beside a frozen backbone (a side network), so that
+   *     parameter variants share one backbone pass: steps then perturb copies, never the values in place
+   */
+  public boolean sharesBackbone() {
+    return side != null;
+  }
+
+  /** @return backbone passes run so far (a side network's; 0 otherwise), cache hits excluded */
+  public long backboneForwards() {
+    return side == null ? 0 : side.runs;
+  }
+
+  /** @return batches whose backbone outputs came from the cache */
+  public long backboneCacheHits() {
+    return side == null ? 0 : side.hits;
+  }
+
+  /**
+   * Bounds the cache of backbone outputs (side networks only), in bytes; 0 turns it off. The
+   * cache is keyed by the batch's tokens (a SHA-256 of ids, mask and shape): the frozen backbone
+   * gives the same outputs for the same tokens, so the same events trained again (epochs over a
+   * k-shot set) or evaluated again (replay of several checkpoints) skip the backbone. Least
+   * recently used batches are dropped first.
+   */
+  public void backboneCacheBytes(long bytes) {
+    if (side != null) {
+      side.budget(bytes);
+    }
+  }
+
+  /** @return bytes the backbone cache holds now */
+  public long backboneCacheSize() {
+    return side == null ? 0 : side.cached;
+  }
+
+  /** Default bound of the backbone cache. */
+  public static final long DEFAULT_BACKBONE_CACHE_BYTES = 64L << 20;
+
+  /**
+   * The backbone session of a side network, the frozen head's weight it outputs (kept from the
+   * first pass), and the cache of its outputs.
+   */
+  private final class Side {
+    final SideNetwork.Plan plan;
+    final Model backbone;
+    final Predictor<NDList, NDList> backbonePredictor;
+    final java.util.List<String> backboneInputs;
+    final java.util.List<String> sideInputs;
+    final java.util.LinkedHashMap<String, NDList> cache = new java.util.LinkedHashMap<>(16, 0.75f, true);
+    final java.util.Map<String, Long> sizes = new java.util.HashMap<>();
+    NDList head;
+    long budget = DEFAULT_BACKBONE_CACHE_BYTES;
+    long cached;
+    long runs;
+    long hits;
+    ByteBuffer variants;
+
+    Side(SideNetwork.Plan plan, Model backbone, java.util.List<String> backboneInputs, java.util.List<String> sideInputs) {
+      this.plan = plan;
+      this.backbone = backbone;
+      this.backbonePredictor = backbone.newPredictor(new NoopTranslator());
+      this.backboneInputs = backboneInputs;
+      this.sideInputs = sideInputs;
+    }
+
+    ByteBuffer variantBytes(int count, int p) {
+      long need = (long) count * p * Float.BYTES;
+      if (need > Integer.MAX_VALUE) {
+        throw new ModelException(count + " variants of " + p + " side parameters do not fit one buffer: use fewer directions or a larger r");
+      }
+      if (variants == null || variants.capacity() < need) {
+        variants = ByteBuffer.allocateDirect((int) need).order(ByteOrder.nativeOrder());
+      }
+      return variants.duplicate().order(ByteOrder.nativeOrder()).clear();
+    }
+
+    void budget(long bytes) {
+      if (bytes < 0) {
+        throw new IllegalArgumentException("a cache bound cannot be negative, was " + bytes);
+      }
+      budget = bytes;
+      evict(0);
+    }
+
+    private void evict(long room) {
+      java.util.Iterator<java.util.Map.Entry<String, NDList>> it = cache.entrySet().iterator();
+      while (cached + room > budget && it.hasNext()) {
+        java.util.Map.Entry<String, NDList> e = it.next();
+        cached -= sizes.remove(e.getKey());
+        e.getValue().close();
+        it.remove();
+      }
+    }
+
+    /** The side session's outputs for the batch at the parameter rows {@code theta}. */
+    NDList run(Batch batch, java.util.Map<String, NDArray> data, NDArray theta) {
+      String key = batch instanceof TokenBatch t ? key(t) : null;
+      NDList states = key == null ? null : cache.get(key);
+      boolean keep = states != null;
+      if (states != null) {
+        hits++;
+      } else {
+        NDList in = new NDList();
+        for (String name : backboneInputs) {
+          in.add(require(data, name, "backbone"));
+        }
+        NDList out = timed(backbonePredictor, in);
+        runs++;
+        states = new NDList();
+        for (NDArray a : out) {
+          if (a.getName().equals(SideNetwork.HEAD_WEIGHT) || a.getName().equals(SideNetwork.HEAD_BIAS)) {
+            if (head == null || head.size() < (plan.headBias() == null ? 1 : 2)) {
+              if (head == null) {
+                head = new NDList();
+              }
+              head.add(a);
+            } else {
+              a.close();
+            }
+          } else {
+            states.add(a);
+          }
+        }
+        long bytes = 0;
+        for (NDArray a : states) {
+          bytes += a.size() * Float.BYTES;
+        }
+        if (key != null && bytes <= budget) {
+          evict(bytes);
+          cache.put(key, states);
+          sizes.put(key, bytes);
+          cached += bytes;
+          keep = true;
+        }
+      }
+      try {
+        NDList in = new NDList();
+        for (String name : sideInputs) {
+          NDArray a = name.equals(SideNetwork.THETA) ? theta : states.get(name);
+          if (a == null && head != null) {
+            a = head.get(name);
+          }
+          in.add(a != null ? a : require(data, name, "side network"));
+        }
+        return timed(predictor, in);
+      } finally {
+        if (!keep) {
+          states.close();
+        }
+      }
+    }
+
+    private NDArray require(java.util.Map<String, NDArray> data, String name, String session) {
+      NDArray a = data.get(name);
+      if (a == null) {
+        throw new IllegalArgumentException("the " + session + " needs the input " + name + ", which this batch does not give");
+      }
+      return a;
+    }
+
+    private String key(TokenBatch t) {
+      ByteBuffer b = ByteBuffer.allocate(8 + 16 * t.ids().length);
+      b.putInt(t.size()).putInt(t.length());
+      for (long id : t.ids()) {
+        b.putLong(id);
+      }
+      for (long m : t.mask()) {
+        b.putLong(m);
+      }
+      return sha256(b.array());
+    }
+
+    void close() {
+      cache.values().forEach(NDList::close);
+      cache.clear();
+      if (head != null) {
+        head.close();
+      }
+      backbonePredictor.close();
+      backbone.close();
+    }
+  }
+
+  private static java.util.List<String> inputNames(ModelProto graph) {
+    return graph.getGraph().getInputList().stream().map(ai.onnx.proto.OnnxMl.ValueInfoProto::getName).toList();
   }
 
   /** Ids outside the embedding table come from a tokenizer that is not the model's. */
@@ -455,6 +761,12 @@ public final class LossModel implements AutoCloseable {
   public void close() {
     predictor.close();
     parameterArrays.close();
+    if (scratchArrays != null) {
+      scratchArrays.close();
+    }
+    if (side != null) {
+      side.close();
+    }
     model.close();
   }
 }

@@ -32,6 +32,23 @@ import org.apache.kafka.common.utils.Time;
  * estimates, as in n-SPSA, except that the evaluation point moves by O(lr) between directions; in
  * exchange every direction is an ordinary, independently replayable step record.
  *
+ * <h2>Side networks: perturbed copies, one backbone pass</h2>
+ * When the model's trainable values sit beside a frozen backbone ({@link LossModel#sharesBackbone()}),
+ * a step never perturbs them in place: it writes theta + eps z and theta - eps z as two copies,
+ * the model evaluates both over one backbone pass ({@link LossModel#losses}), and the update
+ * {@code theta = theta * keep + (-lr g) z} is one pass. Replay of such a record is that one pass.
+ *
+ * <h2>FZOO</h2>
+ * With {@link MezoConfig.Estimator#FZOO}, a batch is one step of N = {@code directions} Rademacher
+ * directions u_i (seeds {@link StepRecord#directionSeed}), evaluated as N + 1 copies (theta and
+ * theta + eps u_i; for a side network in one side pass over one backbone pass, otherwise one
+ * forward each through a scratch copy): sigma is the population standard deviation of l_1..l_N,
+ * c_i = (l_i - l_0) / (N sigma), and the update is N passes {@code theta += (-lr c_i) u_i}, the
+ * first also applying weight decay. The record holds the c_i, so replay repeats those N passes
+ * exactly. A batch whose losses do not spread (sigma = 0) or are not finite updates nothing, and
+ * its coefficients say so (all 0). Gradient clipping does not apply to FZOO (its normalisation by
+ * sigma bounds the step already).
+ *
  * <p>The time stamped on each {@link StepRecord} (provenance only; replay never reads it) comes from
  * a Kafka {@link Time}, the project's one time seam, so tests pin it with a fixed clock.
  *
@@ -81,6 +98,9 @@ public final class MezoTrainer {
 
   /** Takes one MeZO step on {@code batch} (a config with one direction) and returns its record. */
   public StepRecord step(Batch batch) {
+    if (config.estimator() == MezoConfig.Estimator.FZOO) {
+      return fzoo(batch);
+    }
     if (config.directions() != 1) {
       throw new IllegalStateException("this run uses " + config.directions() + " directions per batch: call steps(batch)");
     }
@@ -89,6 +109,9 @@ public final class MezoTrainer {
 
   /** Takes the configured number of directions on {@code batch}; one record per direction. */
   public List<StepRecord> steps(Batch batch) {
+    if (config.estimator() == MezoConfig.Estimator.FZOO) {
+      return List.of(fzoo(batch));
+    }
     int n = config.directions();
     List<StepRecord> records = new ArrayList<>(n);
     for (int i = 0; i < n; i++) {
@@ -103,6 +126,16 @@ public final class MezoTrainer {
     float eps = config.eps();
     float lr = config.learningRateAt(n) / directions;
     PerturbationKernel.Distribution d = config.distribution();
+    if (model.sharesBackbone()) {
+      float[] l = model.losses(batch, 2, (m, target) -> {
+        target.put(0, params, 0, params.capacity());
+        kernel.axpy(target, seed, m == 0 ? eps : -eps, d, PerturbationKernel.Ranges.NONE, 1f);
+      });
+      float g = projectedGradient(l[0], l[1], eps, config.gradientClip());
+      kernel.axpy(params, seed, onlyUpdateAlpha(lr, g), d, decayed, keep(lr));
+      step = n;
+      return new StepRecord(n, seed, g, lr, eps, l[0], l[1], batch.size(), time.milliseconds());
+    }
 
     kernel.axpy(params, seed, plusAlpha(eps), d, PerturbationKernel.Ranges.NONE, 1f);
     float lossPlus = model.loss(batch).loss();
@@ -123,12 +156,83 @@ public final class MezoTrainer {
     if (r.step() != step + 1) {
       throw new IllegalStateException("replaying step " + r.step() + " after step " + step);
     }
+    if (r.fzoo()) {
+      applyFzoo(r.seed(), r.learningRate(), r.coefficients());
+      step = r.step();
+      return;
+    }
     PerturbationKernel.Distribution d = config.distribution();
+    if (model.sharesBackbone()) {
+      kernel.axpy(params, r.seed(), onlyUpdateAlpha(r.learningRate(), r.projectedGradient()), d, decayed, keep(r.learningRate()));
+      step = r.step();
+      return;
+    }
     kernel.axpy(params, r.seed(), plusAlpha(r.eps()), d, PerturbationKernel.Ranges.NONE, 1f);
     kernel.axpy(params, r.seed(), minusAlpha(r.eps()), d, PerturbationKernel.Ranges.NONE, 1f);
     kernel.axpy(params, r.seed(), updateAlpha(r.eps(), r.learningRate(), r.projectedGradient()), d, decayed,
         keep(r.learningRate()));
     step = r.step();
+  }
+
+  /** One FZOO step: N + 1 losses (theta, then theta + eps u_i), N update passes; one record. */
+  private StepRecord fzoo(Batch batch) {
+    long n = step + 1;
+    long seed = PerturbationKernel.stepSeed(config.runSeed(), n);
+    float eps = config.eps();
+    float lr = config.learningRateAt(n);
+    int directions = config.directions();
+    float[] l = model.losses(batch, directions + 1, (m, target) -> {
+      target.put(0, params, 0, params.capacity());
+      if (m > 0) {
+        kernel.axpy(target, StepRecord.directionSeed(seed, m), eps, PerturbationKernel.Distribution.RADEMACHER,
+            PerturbationKernel.Ranges.NONE, 1f);
+      }
+    });
+    float[] c = fzooCoefficients(l);
+    applyFzoo(seed, lr, c);
+    step = n;
+    return new StepRecord(n, seed, 0f, lr, eps, l[0], l[0], batch.size(), time.milliseconds(), c);
+  }
+
+  /**
+   * FZOO's coefficients from the losses {@code l_0, l_1..l_N}: {@code (l_i - l_0) / (N sigma)},
+   * sigma the population standard deviation of l_1..l_N (in double, rounded once to float); all
+   * zero when sigma is 0 or any loss is not finite.
+   */
+  static float[] fzooCoefficients(float[] losses) {
+    int n = losses.length - 1;
+    float[] c = new float[n];
+    double mean = 0;
+    for (float x : losses) {
+      if (!Float.isFinite(x)) {
+        return c;
+      }
+    }
+    for (int i = 1; i <= n; i++) {
+      mean += losses[i];
+    }
+    mean /= n;
+    double variance = 0;
+    for (int i = 1; i <= n; i++) {
+      variance += (losses[i] - mean) * (losses[i] - mean);
+    }
+    double sigma = Math.sqrt(variance / n);
+    if (!(sigma > 0)) {
+      return c;
+    }
+    for (int i = 1; i <= n; i++) {
+      c[i - 1] = (float) ((losses[i] - (double) losses[0]) / (n * sigma));
+    }
+    return c;
+  }
+
+  /** {@code theta += (-lr c_i) u_i} for each direction in turn; weight decay with the first. */
+  private void applyFzoo(long seed, float lr, float[] c) {
+    for (int i = 1; i <= c.length; i++) {
+      boolean first = i == 1;
+      kernel.axpy(params, StepRecord.directionSeed(seed, i), onlyUpdateAlpha(lr, c[i - 1]),
+          PerturbationKernel.Distribution.RADEMACHER, first ? decayed : PerturbationKernel.Ranges.NONE, first ? keep(lr) : 1f);
+    }
   }
 
   /** Token-weighted mean loss over batches, at the current parameters, without training. */
@@ -165,6 +269,11 @@ public final class MezoTrainer {
 
   static float minusAlpha(float eps) {
     return -2f * eps;
+  }
+
+  /** The update of a step that never perturbed theta in place: {@code -lr g}. */
+  static float onlyUpdateAlpha(float lr, float g) {
+    return -lr * g;
   }
 
   static float updateAlpha(float eps, float lr, float g) {

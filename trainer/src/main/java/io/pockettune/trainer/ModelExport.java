@@ -77,7 +77,11 @@ public final class ModelExport {
       throw new IllegalArgumentException("the parameters hold an embedding classifier's head: export with its objective");
     }
     ModelProto model;
-    if (selection.kind() != TrainableSelection.Kind.LORA) {
+    if (selection.kind() == TrainableSelection.Kind.SIDE) {
+      ModelProto base = ModelRewriter.parse(baseOnnx);
+      SideNetwork.Plan plan = SideNetwork.plan(base.getGraph(), objective == null ? new Objective.CausalLm() : objective, selection);
+      model = SideNetwork.export(base, plan, params);
+    } else if (selection.kind() != TrainableSelection.Kind.LORA) {
       model = fullParameters(ModelRewriter.parse(baseOnnx), params);
     } else {
       model = adapters == Adapters.KEEP

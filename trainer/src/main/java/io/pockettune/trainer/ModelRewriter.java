@@ -238,7 +238,7 @@ final class ModelRewriter {
     return new Lifted(model.toBuilder().setGraph(graph).build(), adapters);
   }
 
-  private static float[] loraA(String weightName, int in, int r) {
+  static float[] loraA(String weightName, int in, int r) {
     java.util.SplittableRandom rng = new java.util.SplittableRandom(weightName.hashCode() * 0x9E3779B97F4A7C15L);
     float[] v = new float[in * r];
     double std = 1.0 / Math.sqrt(in);

@@ -74,6 +74,11 @@ public final class ParameterSet {
     floats.put(0, values);
   }
 
+  /** Every value's bytes, in place: a direct, native-order view of the whole buffer. */
+  ByteBuffer allBytes() {
+    return bytes.duplicate().order(ByteOrder.nativeOrder());
+  }
+
   /** The bytes of one tensor, in place: a direct, native-order view. */
   ByteBuffer view(Tensor t) {
     return bytes.slice(t.offset() * Float.BYTES, t.count() * Float.BYTES).order(ByteOrder.nativeOrder());
