@@ -7,7 +7,9 @@ import static io.pockettune.store.ModelStoreTest.NOTES_0;
 import static io.pockettune.store.ModelStoreTest.commitUpTo;
 import static io.pockettune.store.ModelStoreTest.offsetsOf;
 import static io.pockettune.store.ModelStoreTest.record;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -181,6 +183,38 @@ class TrajectoryTest {
       store.rawPut(Column.STEPS, StepRecordCodec.key(2), value);
       StoreException e = assertThrows(StoreException.class, () -> store.step(2));
       assertTrue(e.getMessage().contains("step 2 has format version 7"), e.getMessage());
+    }
+  }
+
+  @Test
+  void commitStep_fzooRecord_reopen_coefficientsSurviveAndBranchKeepsThem() {
+    StepRecord fzoo3 = StepRecordCodecTest.fzooRecord(3);
+    StepRecord fzoo4 = StepRecordCodecTest.fzooRecord(4);
+    try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
+      commitUpTo(store, 2);
+      store.commitStep(fzoo3, offsetsOf(3));
+      store.commitStep(fzoo4, offsetsOf(4));
+      store.commitStep(record(5), offsetsOf(5));
+    }
+    try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
+      assertEquals(5, store.lastStep());
+      assertEquals(Optional.of(fzoo3), store.step(3));
+      assertEquals(List.of(record(2), fzoo3, fzoo4, record(5)), store.steps(2, 5));
+      assertArrayEquals(fzoo4.coefficients(), store.step(4).orElseThrow().coefficients());
+      assertNull(store.step(5).orElseThrow().coefficients());
+      assertEquals(offsetsOf(4), store.offsetsAt(4));
+      assertEquals(offsetsOf(5), store.committedOffsets());
+      assertEquals(StepRecordCodec.VERSION_FZOO,
+          store.rawGet(Column.STEPS, StepRecordCodec.key(4))[0]);
+      assertEquals(StepRecordCodec.VERSION_MEZO,
+          store.rawGet(Column.STEPS, StepRecordCodec.key(5))[0]);
+      // A rollback moves the values unchanged into the branch: the coefficients go with them.
+      store.rollbackTo(2);
+      assertEquals(offsetsOf(2), store.committedOffsets());
+    }
+    try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
+      assertEquals(2, store.lastStep());
+      assertEquals(List.of(fzoo3, fzoo4, record(5)), store.branchSteps(1));
     }
   }
 }
