@@ -179,6 +179,44 @@ class MiniLmTest {
     }
   }
 
+  @Test
+  void sideNetwork_equalsTheBaseAtStepZeroTrainsAndExportsOneGraph() throws Exception {
+    List<String[]> rows = sentences().subList(0, 6);
+    List<String> texts = rows.stream().map(r -> r[0]).toList();
+    TrainableSelection side = TrainableSelection.side();
+    SideNetwork.Plan plan = SideNetwork.plan(ModelRewriter.parse(Files.readAllBytes(onnx)).getGraph(), objective(), side);
+    assertEquals(6, plan.blocks(), "one tap per layer: the embeddings' norm and five layers' output norms, " + plan.taps());
+    assertTrue(plan.taps().get(0).contains("embeddings") && plan.taps().get(5).contains("layer.4/output"), plan.taps().toString());
+    assertEquals(48, plan.sideWidth());
+    float[][] base;
+    try (LossModel plain = LossModel.open(onnx, objective(), TrainableSelection.biasesAndNorms(), 2)) {
+      base = plain.labelProbabilities(batch(rows, false));
+    }
+    try (LossModel model = LossModel.open(onnx, objective(), side, 2);
+        PerturbationKernel kernel = new PerturbationKernel(2)) {
+      assertTrue(model.sharesBackbone());
+      float[][] zero = model.labelProbabilities(batch(rows, false));
+      for (int i = 0; i < rows.size(); i++) {
+        assertArrayEquals(base[i], zero[i], 1e-5f, "row " + i + " at step 0");
+      }
+      MezoTrainer trainer = new MezoTrainer(model, new MezoConfig(1e-2f, 5e-2f, 5L).withFzoo(4), kernel, 0);
+      for (int i = 0; i < 3; i++) {
+        trainer.step(batch(rows, true));
+      }
+      assertEquals(3, model.backboneForwards(), "the two label prompts, then one pass for the batch: three steps of five variants come from the cache");
+      float[][] trained = model.labelProbabilities(batch(rows, false));
+      assertNotEquals(zero[0][1], trained[0][1]);
+      byte[] exported = ModelExport.withTrainedValues(Files.readAllBytes(onnx), model.parameters(), side,
+          ModelExport.Adapters.MERGE, model.objective(), Map.of("step", "3"));
+      assertEquals(List.of("last_hidden_state", "label_scores"), ModelExport.outputs(exported));
+      List<float[]> scores = plainOutputs(exported, texts, "label_scores");
+      for (int i = 0; i < texts.size(); i++) {
+        float[] s = scores.get(i);
+        assertEquals(trained[i][1], 1 / (1 + Math.exp(s[0] - s[1])), 1e-4, "row " + i + ", plain session on the export");
+      }
+    }
+  }
+
   private static double cosine(double[] a, double[] b) {
     double ab = 0;
     double aa = 0;
