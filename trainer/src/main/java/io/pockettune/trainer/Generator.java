@@ -177,12 +177,19 @@ public final class Generator implements AutoCloseable {
     this.emptyPastShapes = pasts.stream().map(Generator::emptyPastShape).toList();
     ModelProto fed = ModelRewriter.feedStandardInputs(parsed, !pasts.isEmpty());
     java.nio.file.Path dir = file == null ? null : file.toAbsolutePath().getParent();
-    ModelRewriter.Lifted lifted = ModelRewriter.lift(fed, selection, dir);
+    ModelRewriter.Lifted lifted = selection.kind() == TrainableSelection.Kind.SIDE
+        ? SideNetwork.lifted(fed, selection) : ModelRewriter.lift(fed, selection, dir);
     ModelProto decoding = NextTokenGraph.build(lifted.model(), pastNames.stream().map(NextTokenGraph::presentName).toList());
     this.parameters = new ParameterSet(lifted.tensors());
     this.model = LossModel.loadSession(decoding, file, ".pockettune-generate.onnx", threads);
     this.manager = model.getNDManager();
-    this.parameterArrays = LossModel.parameterArrays(manager, parameters);
+    if (selection.kind() == TrainableSelection.Kind.SIDE) {
+      NDArray theta = manager.create(parameters.allBytes(), new Shape(1, parameters.size()), DataType.FLOAT32);
+      theta.setName(SideNetwork.THETA);
+      this.parameterArrays = new NDList(theta);
+    } else {
+      this.parameterArrays = LossModel.parameterArrays(manager, parameters);
+    }
     this.predictor = model.newPredictor(new NoopTranslator());
   }
 

@@ -240,6 +240,10 @@ public final class ModelGraph {
    */
   public long trainableCount(TrainableSelection selection) {
     long n = 0;
+    if (selection.kind() == TrainableSelection.Kind.SIDE) {
+      boolean encoder = graph.getOutputList().stream().noneMatch(o -> o.getName().equals("logits"));
+      return SideNetwork.parameterCount(graph, encoder, selection);
+    }
     if (selection.kind() == TrainableSelection.Kind.LORA) {
       for (ModelRewriter.LoraTarget t : ModelRewriter.loraTargets(graph, selection)) {
         n += (long) selection.rank() * (t.in() + t.out());

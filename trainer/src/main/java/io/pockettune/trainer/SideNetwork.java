@@ -96,12 +96,17 @@ final class SideNetwork {
     if (objective instanceof Objective.ScalarLoss) {
       throw new ModelException("side-tuning reads a model's hidden states and its head, which a model that computes its own loss does not expose: choose all, norms or lora");
     }
+    return plan(graph, objective instanceof Objective.EmbeddingClassification, selection);
+  }
+
+  /** Like {@link #plan(GraphProto, Objective, TrainableSelection)}: an encoder's head pools last_hidden_state, a decoder's reads logits. */
+  static Plan plan(GraphProto graph, boolean encoder, TrainableSelection selection) {
     Map<String, NodeProto> producers = producers(graph);
     String hidden;
     String weight = null;
     String bias = null;
     String headOutput = null;
-    if (objective instanceof Objective.EmbeddingClassification) {
+    if (encoder) {
       hidden = "last_hidden_state";
     } else {
       NodeProto head = producers.get("logits");
@@ -485,9 +490,13 @@ final class SideNetwork {
    * output the base model had (logits, last_hidden_state, present.*) comes from the adapted model.
    */
   static ModelProto export(ModelProto base, Plan p, ParameterSet params) {
-    GraphProto original = base.getGraph();
-    GraphProto.Builder graph = original.toBuilder().clearNode();
-    GraphBuilder g = new GraphBuilder(graph, "pockettune_side/", GraphBuilder.opsetOf(base));
+    ModelProto inlined = inline(base, p, params.tensors(), params.size());
+    GraphProto.Builder graph = inlined.getGraph().toBuilder();
+    for (int i = graph.getInputCount() - 1; i >= 0; i--) {
+      if (graph.getInput(i).getName().equals(THETA)) {
+        graph.removeInput(i);
+      }
+    }
     TensorProto.Builder theta = TensorProto.newBuilder().setName(THETA).setDataType(FLOAT).addDims(1).addDims(params.size());
     ByteBuffer le = ByteBuffer.allocate(params.size() * Float.BYTES).order(ByteOrder.LITTLE_ENDIAN);
     FloatBuffer values = params.floats();
@@ -495,11 +504,36 @@ final class SideNetwork {
       le.putFloat(values.get(i));
     }
     graph.addInitializer(theta.setRawData(ByteString.copyFrom(le.array())));
+    return inlined.toBuilder().setGraph(graph).build();
+  }
+
+  /**
+   * For decoding: {@code fed} (a causal LM, with or without its KV cache) with the side network
+   * inlined and {@link #THETA} {@code [1, P]} a graph input, and the side network's initial tensors.
+   */
+  static ModelRewriter.Lifted lifted(ModelProto fed, TrainableSelection selection) {
+    Plan p = plan(fed.getGraph(), false, selection);
+    List<ModelRewriter.LiftedTensor> tensors = initialTensors(p);
+    List<ParameterSet.Tensor> layout = new ArrayList<>();
+    int offset = 0;
+    for (ModelRewriter.LiftedTensor t : tensors) {
+      layout.add(new ParameterSet.Tensor(t.name(), t.dims(), offset, t.values().length));
+      offset += t.values().length;
+    }
+    return new ModelRewriter.Lifted(inline(fed, p, layout, offset), tensors);
+  }
+
+  /** {@code base} with the side network's nodes between the backbone and the head, reading the input {@link #THETA}. */
+  private static ModelProto inline(ModelProto base, Plan p, List<ParameterSet.Tensor> layout, int total) {
+    GraphProto original = base.getGraph();
+    GraphProto.Builder graph = original.toBuilder().clearNode();
+    graph.addInput(GraphBuilder.valueInfo(THETA, FLOAT, 1L, (long) total));
+    GraphBuilder g = new GraphBuilder(graph, "pockettune_side/", GraphBuilder.opsetOf(base));
     String[] taps = p.taps().toArray(String[]::new);
     if (p.headOutput() != null) {
       for (NodeProto n : original.getNodeList()) {
         if (n.getOutputCount() > 0 && n.getOutput(0).equals(p.headOutput())) {
-          String adapted = g.squeeze("adapted_3d", adapted(g, p, params.tensors(), THETA, taps, p.hidden()), 0);
+          String adapted = g.squeeze("adapted_3d", adapted(g, p, layout, THETA, taps, p.hidden()), 0);
           graph.addNode(n.toBuilder().setInput(0, adapted));
         } else {
           graph.addNode(n);
@@ -508,7 +542,6 @@ final class SideNetwork {
       return base.toBuilder().setGraph(graph).build();
     }
     String backboneHidden = "pockettune.backbone_hidden";
-    List<String> tapNames = new ArrayList<>(p.taps());
     for (NodeProto n : original.getNodeList()) {
       NodeProto.Builder b = n.toBuilder();
       for (int i = 0; i < b.getInputCount(); i++) {
@@ -523,8 +556,17 @@ final class SideNetwork {
       }
       graph.addNode(b);
     }
-    String adapted = g.squeeze("adapted_3d", adapted(g, p, params.tensors(), THETA, tapNames.toArray(String[]::new), backboneHidden), 0);
+    String adapted = g.squeeze("adapted_3d", adapted(g, p, layout, THETA, taps, backboneHidden), 0);
     g.nodeNamed("Identity", p.hidden(), new String[] {adapted});
     return base.toBuilder().setGraph(graph).build();
+  }
+
+  /** @return the number of values a side network on this graph trains (without an embedding classifier's head) */
+  static long parameterCount(GraphProto graph, boolean encoder, TrainableSelection selection) {
+    long n = 0;
+    for (ModelRewriter.LiftedTensor t : initialTensors(plan(graph, encoder, selection))) {
+      n += t.values().length;
+    }
+    return n;
   }
 }

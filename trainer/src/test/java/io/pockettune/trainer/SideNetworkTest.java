@@ -267,4 +267,43 @@ class SideNetworkTest {
       assertTrue(side.loss(batch).loss() < before, before + " -> " + side.loss(batch).loss());
     }
   }
+
+  @Test
+  void generation_withAndWithoutKvCacheFollowsTheSideTunedModel() {
+    byte[] withPast = DecoderLmBuilder.build(TWO, DecoderLmBuilder.Signature.WITH_PAST);
+    long[] prompt = new ByteTokenizer().encode("the side", 16);
+    try (LossModel side = LossModel.causalLm(withPast, SIDE, 1);
+        Generator g = Generator.open(withPast, SIDE, 1)) {
+      assertEquals(side.parameters().layout(), g.parameters().layout());
+      Generator.Options kv = Generator.Options.greedy(12).withKvCache(true);
+      // loud side values: the adapted model must differ from the base, and decoding must follow it
+      float[] v = side.parameters().toArray();
+      for (int i = 0; i < v.length; i++) {
+        v[i] += 0.5f * PerturbationKernel.z(8L, i);
+      }
+      side.parameters().load(v);
+      g.parameters().load(v);
+      long[] cached = g.generate(prompt, kv, t -> false).tokens();
+      long[] full = g.generate(prompt, Generator.Options.greedy(12).withKvCache(false), t -> false).tokens();
+      assertArrayEquals(full, cached, "the side network is position-wise, so the KV cache gives the same tokens");
+      try (Generator exported = Generator.open(
+          ModelExport.withTrainedValues(withPast, side.parameters(), SIDE, ModelExport.Adapters.MERGE, Map.of()), NOTHING, 1)) {
+        assertArrayEquals(cached, exported.generate(prompt, kv, t -> false).tokens(), "the standalone export decodes the same");
+      }
+      g.parameters().load(SideNetwork.initialTensors(SideNetwork.plan(ModelRewriter.parse(withPast).getGraph(), new Objective.CausalLm(), SIDE))
+          .stream().map(ModelRewriter.LiftedTensor::values).reduce(new float[0], SideNetworkTest::concat));
+      try (Generator plain = Generator.open(withPast, NOTHING, 1)) {
+        long[] baseTokens = plain.generate(prompt, kv, t -> false).tokens();
+        assertArrayEquals(baseTokens, g.generate(prompt, kv, t -> false).tokens(),
+            "at its initial values the side network decodes as the base model");
+        assertTrue(!java.util.Arrays.equals(baseTokens, cached), "the trained side network changes what is decoded");
+      }
+    }
+  }
+
+  private static float[] concat(float[] a, float[] b) {
+    float[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+    System.arraycopy(b, 0, out, a.length, b.length);
+    return out;
+  }
 }
