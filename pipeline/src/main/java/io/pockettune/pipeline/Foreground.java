@@ -41,7 +41,7 @@ final class Foreground implements AutoCloseable {
   static Foreground open(DataDirectory dir, ModelPackage pkg, EmbeddedLog log, EventSerde serde, Service.Settings given)
       throws IOException {
     Service.Settings s = given.withDefaults(pkg.card());
-    MezoConfig mezo = new MezoConfig(s.eps(), s.learningRate(), s.seed());
+      MezoConfig mezo = s.mezo();
     StoreSession session = StoreSession.forTraining(dir, pkg, mezo, s.batch(), s.maxTokens(), s.threads());
     try {
       return new Foreground(pkg, log, serde, s, session, session.restore(session.store().lastStep()));

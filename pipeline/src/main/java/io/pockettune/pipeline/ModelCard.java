@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonMappingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.pockettune.trainer.MezoConfig;
 import java.util.List;
 import java.util.Locale;
 import java.util.stream.Collectors;
@@ -32,6 +33,8 @@ import java.util.stream.Collectors;
  * @param lossOutput     the output holding the model's own scalar loss (scalar-loss)
  * @param lr             suggested learning rate
  * @param eps            suggested perturbation scale
+ * @param estimator      the gradient estimator, {@code mezo} (when absent) or {@code fzoo}
+ * @param directions     FZOO's directions per step N (at least 2; 8 when absent); absent or 1 for MeZO
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 record ModelCard(
@@ -49,7 +52,9 @@ record ModelCard(
     @JsonProperty("label_words") List<String> labelWords,
     @JsonProperty("loss_output") String lossOutput,
     @JsonProperty("lr") float lr,
-    @JsonProperty("eps") float eps) {
+    @JsonProperty("eps") float eps,
+    @JsonProperty("estimator") String estimator,
+    @JsonProperty("directions") Integer directions) {
 
   static final int VERSION = 1;
   static final String CAUSAL_LM = "causal-lm";
@@ -59,6 +64,11 @@ record ModelCard(
   static final List<String> OBJECTIVES = List.of(CAUSAL_LM, PROMPT_CLASSIFICATION, EMBEDDING_CLASSIFICATION, SCALAR_LOSS);
   static final String BYTES = "bytes";
   static final String TOKENIZER_FILE = "tokenizer.json";
+  static final String MEZO = "mezo";
+  static final String FZOO = "fzoo";
+  static final List<String> ESTIMATORS = List.of(MEZO, FZOO);
+  /** FZOO's directions per step when the card gives none (the paper's default). */
+  static final int FZOO_DEFAULT_DIRECTIONS = 8;
 
   private static final ObjectMapper JSON = new ObjectMapper()
       .enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
@@ -66,13 +76,33 @@ record ModelCard(
       .enable(SerializationFeature.INDENT_OUTPUT);
 
   /**
+   * A card that says MeZO explicitly ({@code "estimator": "mezo"}, with no directions or 1) is the
+   * same card as one that says nothing: both write without the fields, so their package hashes agree.
+   */
+  ModelCard {
+    if ((estimator == null || estimator.equals(MEZO)) && (directions == null || directions == 1)) {
+      estimator = null;
+      directions = null;
+    }
+  }
+
+  /** A card from before estimators were configurable (MeZO). */
+  ModelCard(int version, String objective, Trainable trainable, String tokenizer, int maxTokens, String labelAttribute,
+      List<String> labels, List<String> labelPrompts, String pooling, Float temperature, String template,
+      List<String> labelWords, String lossOutput, float lr, float eps) {
+    this(version, objective, trainable, tokenizer, maxTokens, labelAttribute, labels, labelPrompts, pooling, temperature,
+        template, labelWords, lossOutput, lr, eps, null, null);
+  }
+
+  /**
    * What trains.
    *
-   * @param kind     all, patterns, norms or lora
+   * @param kind     all, patterns, norms, lora or side
    * @param patterns initializer name patterns (regular expressions, whole-name match) for {@code patterns}
-   * @param r        LoRA rank
+   * @param r        LoRA rank; for side, the width reduction (side width = hidden / r; 8 when absent)
    * @param alpha    LoRA alpha (the adapter adds alpha / r times X A B)
-   * @param targets  LoRA target weight pattern
+   * @param targets  LoRA target weight pattern; for side, the taps: a pattern over layer-norm output or
+   *                 node names choosing the hidden states the side network reads (one per layer when absent)
    */
   @JsonInclude(JsonInclude.Include.NON_NULL)
   record Trainable(
@@ -81,17 +111,41 @@ record ModelCard(
       @JsonProperty("r") Integer r,
       @JsonProperty("alpha") Float alpha,
       @JsonProperty("targets") String targets) {
-    static final List<String> KINDS = List.of("all", "patterns", "norms", "lora");
+    static final List<String> KINDS = List.of("all", "patterns", "norms", "lora", "side");
+    /** The side network's width reduction when none is given. */
+    static final int SIDE_DEFAULT_R = 8;
 
     static Trainable all() {
       return new Trainable("all", null, null, null, null);
     }
 
-    /** Parses the command line's {@code --trainable}: all, norms, lora, lora:R:ALPHA[:TARGETS] or a pattern list. */
+    /**
+     * Parses the command line's {@code --trainable}: all, norms, lora, lora:R:ALPHA[:TARGETS], side,
+     * side:R[:TAPS] or a pattern list.
+     */
     static Trainable parse(String s) {
       String t = s.strip();
       if (t.equals("all") || t.equals("norms")) {
         return new Trainable(t, null, null, null, null);
+      }
+      if (t.equals("side") || t.startsWith("side:")) {
+        String[] p = t.split(":", 3);
+        int r;
+        try {
+          r = p.length > 1 ? Integer.parseInt(p[1].strip()) : SIDE_DEFAULT_R;
+        } catch (NumberFormatException e) {
+          r = 0;
+        }
+        if (r < 1) {
+          throw new IllegalArgumentException("--trainable " + s + " is not side[:R[:TAPS]] with R a whole number of"
+              + " at least 1, e.g. side:8");
+        }
+        String taps = p.length > 2 ? p[2] : null;
+        String bad = badTaps(taps);
+        if (bad != null) {
+          throw new IllegalArgumentException("--trainable " + s + " names the taps " + bad);
+        }
+        return new Trainable("side", null, r, null, taps);
       }
       if (t.equals("lora") || t.startsWith("lora:")) {
         String[] p = t.split(":", 4);
@@ -112,8 +166,29 @@ record ModelCard(
       return switch (kind) {
         case "patterns" -> "patterns " + patterns;
         case "lora" -> "lora r=" + r + " alpha=" + alpha + (targets == null ? "" : " on " + targets);
+        case "side" -> "side r=" + (r == null ? SIDE_DEFAULT_R : r) + (targets == null ? "" : " on " + targets);
         default -> kind;
       };
+    }
+
+    /**
+     * @return null when {@code taps} is absent or a usable pattern, else what is wrong with it,
+     *     naming it ("'(', which is not a valid regular expression (...): ...")
+     */
+    static String badTaps(String taps) {
+      if (taps == null) {
+        return null;
+      }
+      if (taps.isBlank()) {
+        return "'" + taps + "', which is empty: leave TAPS out for one hidden state per layer";
+      }
+      try {
+        java.util.regex.Pattern.compile(taps);
+        return null;
+      } catch (java.util.regex.PatternSyntaxException e) {
+        return "'" + taps + "', which is not a valid regular expression (" + e.getDescription() + " at index "
+            + e.getIndex() + "): quote it for your shell, or fix the pattern";
+      }
     }
   }
 
@@ -121,6 +196,21 @@ record ModelCard(
   static ModelCard demo(int maxTokens) {
     return new ModelCard(VERSION, CAUSAL_LM, Trainable.all(), BYTES, maxTokens, null, null, null, null, null, null,
         null, null, 1e-3f, 1e-3f);
+  }
+
+  /** Why a side network cannot train a scalar-loss model, as the start of a sentence. */
+  static final String SIDE_NEEDS_TOKENS = "side-tuning needs token inputs (the side network reads the hidden states"
+      + " of the tokens), which objective scalar-loss does not give: choose another trainable kind";
+
+  /** @return the gradient estimator the card names (MeZO when it names none) */
+  MezoConfig.Estimator estimatorOrDefault() {
+    return FZOO.equals(estimator) ? MezoConfig.Estimator.FZOO : MezoConfig.Estimator.MEZO;
+  }
+
+  /** @return directions per step: the card's, else 8 for FZOO and 1 for MeZO */
+  int directionsOrDefault() {
+    return directions != null ? directions
+        : estimatorOrDefault() == MezoConfig.Estimator.FZOO ? FZOO_DEFAULT_DIRECTIONS : 1;
   }
 
   boolean classification() {
@@ -183,6 +273,34 @@ record ModelCard(
     }
     if (trainable.kind().equals("patterns") && (trainable.patterns() == null || trainable.patterns().isEmpty())) {
       throw new IllegalArgumentException("field 'trainable.patterns' must list at least one name pattern" + fix);
+    }
+    if (trainable.kind().equals("side")) {
+      if (trainable.r() != null && trainable.r() < 1) {
+        throw new IllegalArgumentException("field 'trainable.r' (the side network's width reduction) must be a whole"
+            + " number of at least 1, not " + trainable.r() + fix);
+      }
+      if (trainable.patterns() != null || trainable.alpha() != null) {
+        throw new IllegalArgumentException("fields 'trainable.patterns' and 'trainable.alpha' do not apply to a side"
+            + " network (it takes 'r' and 'targets')" + fix);
+      }
+      String bad = Trainable.badTaps(trainable.targets());
+      if (bad != null) {
+        throw new IllegalArgumentException("field 'trainable.targets' (the side network's taps) is " + bad + fix);
+      }
+      if (objective.equals(SCALAR_LOSS)) {
+        throw new IllegalArgumentException(SIDE_NEEDS_TOKENS + fix);
+      }
+    }
+    if (estimator != null && !ESTIMATORS.contains(estimator)) {
+      throw new IllegalArgumentException("field 'estimator' is '" + estimator + "', not one of " + ESTIMATORS + fix);
+    }
+    if (FZOO.equals(estimator) && directions != null && directions < 2) {
+      throw new IllegalArgumentException("field 'directions' must be at least 2 for fzoo (the spread of their losses"
+          + " scales each step), not " + directions + fix);
+    }
+    if (!FZOO.equals(estimator) && directions != null) {
+      throw new IllegalArgumentException("field 'directions' is " + directions + ", but mezo takes one direction per"
+          + " step: remove it, or set 'estimator' to fzoo" + fix);
     }
     if (tokenizer == null || tokenizer.isBlank()) {
       throw new IllegalArgumentException("field 'tokenizer' is missing (tokenizer.json or bytes)" + fix);

@@ -181,6 +181,8 @@ final class ModelPackage implements AutoCloseable {
       case "lora" -> TrainableSelection.lora(t.r() == null ? 8 : t.r(), t.alpha() == null ? 16f : t.alpha(),
           t.targets() == null ? TrainableSelection.DEFAULT_LORA_TARGETS : t.targets());
       case "patterns" -> TrainableSelection.matching(String.join("|", t.patterns()));
+      case "side" -> TrainableSelection.side(t.r() == null ? ModelCard.Trainable.SIDE_DEFAULT_R : t.r(),
+          t.targets() == null ? TrainableSelection.SIDE_DEFAULT_TAPS : t.targets());
       default -> throw new AssertionError("the card was checked: " + t.kind());
     };
   }

@@ -59,9 +59,14 @@ final class ModelPackages {
           + " tokenizer: give --tokenizer tokenizer.json");
     }
     ModelCard.Trainable trainable = ModelCard.Trainable.parse(in.trainable() == null ? "all" : in.trainable());
-    boolean lora = trainable.kind().equals("lora");
-    float lr = in.lr() != null ? in.lr() : lora ? 1e-4f : trainable.kind().equals("all") ? 1e-6f : 1e-5f;
-    float eps = in.eps() != null ? in.eps() : lora ? 1e-2f : 1e-3f;
+    if (trainable.kind().equals("side") && objective.equals(ModelCard.SCALAR_LOSS)) {
+      throw new IllegalArgumentException("--trainable " + in.trainable() + ": " + ModelCard.SIDE_NEEDS_TOKENS);
+    }
+    // LoRA adapters and a side network are new weights, trained from zero or small values: larger steps.
+    boolean adapters = trainable.kind().equals("lora") || trainable.kind().equals("side");
+    float lr = in.lr() != null ? in.lr() : adapters ? 1e-4f : trainable.kind().equals("all") ? 1e-6f : 1e-5f;
+    float eps = in.eps() != null ? in.eps() : adapters ? 1e-2f : 1e-3f;
+    String[] estimator = estimator(in.estimator());
     ModelCard card = new ModelCard(ModelCard.VERSION, objective, trainable,
         in.tokenizer() == null ? ModelCard.BYTES : ModelCard.TOKENIZER_FILE,
         in.maxTokens() != null ? in.maxTokens() : 128,
@@ -73,7 +78,7 @@ final class ModelPackages {
         objective.equals(ModelCard.PROMPT_CLASSIFICATION) ? in.template() : null,
         objective.equals(ModelCard.PROMPT_CLASSIFICATION) ? in.labelWords() : null,
         objective.equals(ModelCard.SCALAR_LOSS) ? in.lossOutput() : null,
-        lr, eps);
+        lr, eps, estimator[0], estimator[1] == null ? null : Integer.valueOf(estimator[1]));
     ModelCard.parse(card.toJson(), "(the card being written)");
 
     Path out = in.out().toAbsolutePath().normalize();
@@ -97,6 +102,31 @@ final class ModelPackages {
     ModelPackage.writeAtomically(out.resolve(ModelPackage.CARD), card.toJson().getBytes(StandardCharsets.UTF_8));
     JsonLine report = inspect(out, 1);
     return report.put("out", out.toString());
+  }
+
+  /**
+   * Parses {@code --estimator}: mezo (or nothing), fzoo or fzoo:N.
+   *
+   * @return the card's estimator and directions fields (both null for MeZO, the card's default)
+   */
+  static String[] estimator(String option) {
+    String e = option == null ? ModelCard.MEZO : option.strip();
+    if (e.equals(ModelCard.MEZO)) {
+      return new String[] {null, null};
+    }
+    if (e.equals(ModelCard.FZOO) || e.startsWith(ModelCard.FZOO + ":")) {
+      int n;
+      try {
+        n = e.equals(ModelCard.FZOO) ? ModelCard.FZOO_DEFAULT_DIRECTIONS : Integer.parseInt(e.substring(5).strip());
+      } catch (NumberFormatException x) {
+        n = 0;
+      }
+      if (n >= 2) {
+        return new String[] {ModelCard.FZOO, Integer.toString(n)};
+      }
+    }
+    throw new IllegalArgumentException("--estimator " + option + " is not mezo, fzoo or fzoo:N with N a whole number"
+        + " of at least 2 (directions per step), e.g. fzoo:8");
   }
 
   /** Hard-links when it can (same file system; a model can be gigabytes), else copies. */

@@ -650,18 +650,27 @@ public final class PocketTune implements AutoCloseable {
    * @param pooling        mean or cls (embedding-classification; default mean)
    * @param temperature    cosine scale (embedding-classification; default 20)
    * @param lossOutput     the loss output (scalar-loss)
-   * @param trainable      all, norms, lora[:R:ALPHA[:TARGETS]] or name patterns (default all)
+   * @param trainable      all, norms, lora[:R:ALPHA[:TARGETS]], side[:R[:TAPS]] or name patterns (default all)
    * @param labelAttribute the event attribute holding the label (default label)
    * @param maxTokens      tokens per example (default 128)
    * @param lr             suggested learning rate (default by trainable choice)
    * @param eps            suggested perturbation scale (default by trainable choice)
+   * @param estimator      mezo, fzoo or fzoo:N (default mezo; fzoo takes 8 directions per step)
    * @param out            the package folder to write
    */
   public record ModelInit(Path onnx, Path tokenizer, String objective, List<String> labels, List<String> labelPrompts,
       List<String> labelWords, String template, String pooling, Float temperature, String lossOutput, String trainable,
-      String labelAttribute, Integer maxTokens, Float lr, Float eps, Path out) {
+      String labelAttribute, Integer maxTokens, Float lr, Float eps, String estimator, Path out) {
     public ModelInit {
       Objects.requireNonNull(out, "out");
+    }
+
+    /** A MeZO package (the form before estimators were configurable). */
+    public ModelInit(Path onnx, Path tokenizer, String objective, List<String> labels, List<String> labelPrompts,
+        List<String> labelWords, String template, String pooling, Float temperature, String lossOutput, String trainable,
+        String labelAttribute, Integer maxTokens, Float lr, Float eps, Path out) {
+      this(onnx, tokenizer, objective, labels, labelPrompts, labelWords, template, pooling, temperature, lossOutput,
+          trainable, labelAttribute, maxTokens, lr, eps, null, out);
     }
   }
 

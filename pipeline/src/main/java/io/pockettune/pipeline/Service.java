@@ -49,17 +49,37 @@ final class Service implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Service.class);
   private static final int RECENT = 50;
 
-  /** Everything {@code serve} can set. */
+  /**
+   * Everything {@code serve} can set; {@code estimator} and {@code directions} (null and 0 until
+   * {@link #withDefaults}) come from the card.
+   */
   record Settings(int threads, int batch, long batchTokens, long maxWaitMillis, int maxTokens, double dutyCycle,
       long maxMemoryMb, int checkpointEvery, int snapshotEvery, float learningRate, float eps, long seed,
-      long maxIdleMillis, long pollMillis, boolean exitWhenIdle, boolean reportMetrics, boolean controlSocket) {
+      long maxIdleMillis, long pollMillis, boolean exitWhenIdle, boolean reportMetrics, boolean controlSocket,
+      MezoConfig.Estimator estimator, int directions) {
 
-    /** These settings with the card's defaults where none was given (0 tokens, NaN lr or eps). */
+    /** Settings whose estimator is the card's. */
+    Settings(int threads, int batch, long batchTokens, long maxWaitMillis, int maxTokens, double dutyCycle,
+        long maxMemoryMb, int checkpointEvery, int snapshotEvery, float learningRate, float eps, long seed,
+        long maxIdleMillis, long pollMillis, boolean exitWhenIdle, boolean reportMetrics, boolean controlSocket) {
+      this(threads, batch, batchTokens, maxWaitMillis, maxTokens, dutyCycle, maxMemoryMb, checkpointEvery, snapshotEvery,
+          learningRate, eps, seed, maxIdleMillis, pollMillis, exitWhenIdle, reportMetrics, controlSocket, null, 0);
+    }
+
+    /** These settings with the card's defaults where none was given (0 tokens, NaN lr or eps, no estimator). */
     Settings withDefaults(ModelCard card) {
+      boolean cardEstimator = estimator == null;
       return new Settings(threads, batch, batchTokens, maxWaitMillis, maxTokens > 0 ? maxTokens : card.maxTokens(),
           dutyCycle, maxMemoryMb, checkpointEvery, snapshotEvery,
           Float.isNaN(learningRate) ? card.lr() : learningRate, Float.isNaN(eps) ? card.eps() : eps, seed,
-          maxIdleMillis, pollMillis, exitWhenIdle, reportMetrics, controlSocket);
+          maxIdleMillis, pollMillis, exitWhenIdle, reportMetrics, controlSocket,
+          cardEstimator ? card.estimatorOrDefault() : estimator, cardEstimator ? card.directionsOrDefault() : directions);
+    }
+
+    /** The run's trainer config: eps, lr and seed, under the estimator (MeZO unless FZOO is set). */
+    MezoConfig mezo() {
+      MezoConfig mezo = new MezoConfig(eps, learningRate, seed);
+      return estimator == MezoConfig.Estimator.FZOO ? mezo.withFzoo(directions) : mezo;
     }
   }
 
@@ -121,7 +141,7 @@ final class Service implements AutoCloseable {
     StoreSession session = null;
     try {
       events = new EventJson(log, serde);
-      MezoConfig mezo = new MezoConfig(s.eps(), s.learningRate(), s.seed());
+      MezoConfig mezo = s.mezo();
       session = StoreSession.forTraining(dir, pkg, mezo, s.batch(), s.maxTokens(), s.threads());
       ModelStore st = session.store();
       Restored restored = session.restore(st.lastStep());

@@ -125,6 +125,148 @@ class ModelPackageTest {
     assertTrue(refusal(pkg).contains("is not JSON"), refusal(pkg));
   }
 
+  private static String oneSentence(Runnable r) {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, r::run);
+    assertEquals(1, e.getMessage().lines().count(), e.getMessage());
+    return e.getMessage();
+  }
+
+  @Test
+  void trainable_sideForms_parse() {
+    assertEquals(new ModelCard.Trainable("side", null, 8, null, null), ModelCard.Trainable.parse("side"));
+    assertEquals(new ModelCard.Trainable("side", null, 4, null, null), ModelCard.Trainable.parse("side:4"));
+    assertEquals(new ModelCard.Trainable("side", null, 16, null, ".*ln_(1|2)(?:/Add)?"),
+        ModelCard.Trainable.parse("side:16:.*ln_(1|2)(?:/Add)?"), "TAPS may hold colons");
+    assertEquals("side r=8", ModelCard.Trainable.parse("side").toString());
+    assertEquals("side r=4 on .*ln_f", ModelCard.Trainable.parse("side:4:.*ln_f").toString());
+    assertEquals("side r=8", new ModelCard.Trainable("side", null, null, null, null).toString());
+  }
+
+  @Test
+  void trainable_badSideForms_areRefusedInOneSentence() {
+    for (String bad : List.of("side:0", "side:-2", "side:x", "side:2.5", "side:")) {
+      assertTrue(oneSentence(() -> ModelCard.Trainable.parse(bad)).contains("--trainable " + bad
+          + " is not side[:R[:TAPS]] with R a whole number of at least 1"), bad);
+    }
+    String m = oneSentence(() -> ModelCard.Trainable.parse("side:8:(ln"));
+    assertTrue(m.startsWith("--trainable side:8:(ln names the taps '(ln', which is not a valid regular expression"), m);
+    assertTrue(oneSentence(() -> ModelCard.Trainable.parse("side:8:")).contains("which is empty"));
+  }
+
+  private static ModelCard card(String objective, ModelCard.Trainable trainable, String estimator, Integer directions) {
+    boolean scalar = objective.equals(ModelCard.SCALAR_LOSS);
+    return new ModelCard(ModelCard.VERSION, objective, trainable, ModelCard.BYTES, 32, null, null, null, null, null,
+        null, null, scalar ? "loss" : null, 1e-4f, 1e-2f, estimator, directions);
+  }
+
+  @Test
+  void card_sideAndFzoo_roundTripThroughJson() {
+    ModelCard c = card(ModelCard.CAUSAL_LM, ModelCard.Trainable.parse("side:4:.*ln_f"), "fzoo", 4);
+    String json = c.toJson();
+    assertTrue(json.contains("\"trainable\" : {\n    \"kind\" : \"side\",\n    \"r\" : 4,\n    \"targets\" : \".*ln_f\"\n  }"),
+        json);
+    assertTrue(json.contains("\"estimator\" : \"fzoo\",\n  \"directions\" : 4\n}"), json);
+    ModelCard back = ModelCard.parse(json, "c");
+    assertEquals(c, back);
+    assertEquals(json, back.toJson());
+    assertEquals(io.pockettune.trainer.MezoConfig.Estimator.FZOO, back.estimatorOrDefault());
+    assertEquals(4, back.directionsOrDefault());
+    assertEquals(8, ModelCard.parse(json.replace(",\n  \"directions\" : 4", ""), "c").directionsOrDefault());
+
+    ModelCard plain = card(ModelCard.CAUSAL_LM, ModelCard.Trainable.parse("side"), null, null);
+    assertEquals(plain, ModelCard.parse(plain.toJson(), "c"));
+    assertTrue(plain.toJson().contains("\"kind\" : \"side\",\n    \"r\" : 8\n  }"), plain.toJson());
+  }
+
+  @Test
+  void card_mezo_writesNoEstimatorFields_soOldHashesHold() {
+    ModelCard demo = ModelCard.demo(64);
+    assertTrue(!demo.toJson().contains("estimator") && !demo.toJson().contains("directions"), demo.toJson());
+    assertTrue(demo.toJson().endsWith("\"eps\" : 0.001\n}\n"), demo.toJson());
+    // A card without the fields reads as MeZO; one that says mezo (or 1 direction) is the same card, same hash.
+    assertEquals(io.pockettune.trainer.MezoConfig.Estimator.MEZO, demo.estimatorOrDefault());
+    assertEquals(1, demo.directionsOrDefault());
+    String said = demo.toJson().replace("\"eps\" : 0.001", "\"eps\" : 0.001, \"estimator\" : \"mezo\", \"directions\" : 1");
+    assertEquals(demo.toJson(), ModelCard.parse(said, "c").toJson());
+  }
+
+  @Test
+  void card_badSideOrEstimator_isRefusedInOneSentence() {
+    ModelCard.Trainable side = ModelCard.Trainable.parse("side");
+    assertTrue(oneSentence(() -> ModelCard.parse(card(ModelCard.SCALAR_LOSS, side, null, null).toJson(), "c"))
+        .startsWith("side-tuning needs token inputs"));
+    assertTrue(oneSentence(() -> ModelCard.parse(card(ModelCard.CAUSAL_LM,
+        new ModelCard.Trainable("side", null, 0, null, null), null, null).toJson(), "c"))
+        .startsWith("field 'trainable.r' (the side network's width reduction) must be a whole number of at least 1"));
+    assertTrue(oneSentence(() -> ModelCard.parse(card(ModelCard.CAUSAL_LM,
+        new ModelCard.Trainable("side", null, 8, null, "[ln"), null, null).toJson(), "c"))
+        .startsWith("field 'trainable.targets' (the side network's taps) is '[ln', which is not a valid regular"));
+    assertTrue(oneSentence(() -> ModelCard.parse(card(ModelCard.CAUSAL_LM, side, "sgd", null).toJson(), "c"))
+        .startsWith("field 'estimator' is 'sgd', not one of [mezo, fzoo]"));
+    assertTrue(oneSentence(() -> ModelCard.parse(card(ModelCard.CAUSAL_LM, side, "fzoo", 1).toJson(), "c"))
+        .startsWith("field 'directions' must be at least 2 for fzoo"));
+    assertTrue(oneSentence(() -> ModelCard.parse(card(ModelCard.CAUSAL_LM, side, "mezo", 4).toJson(), "c"))
+        .startsWith("field 'directions' is 4, but mezo takes one direction per step"));
+  }
+
+  @Test
+  void init_sideWithFzoo_writesTheCardFields() throws Exception {
+    Path onnx = decoder(DecoderLmBuilder.Signature.PLAIN);
+    Path out = dir.resolve("side");
+    CliRun init = CliRun.of("model", "init", "--onnx", onnx.toString(), "--trainable", "side", "--estimator", "fzoo:4",
+        "--max-tokens", "32", "--out", out.toString(), "--json");
+    // The card is written before init opens the package. Until the trainer builds side networks the
+    // opening fails there, after the pipeline handed it the side selection; then init must succeed.
+    assertTrue(init.exit() == 0 || init.err().contains("(side r=8 on every-layer)"), init.err());
+    ModelCard card = ModelCard.parse(Files.readString(out.resolve("pockettune-model.json")), "card");
+    assertEquals(new ModelCard.Trainable("side", null, 8, null, null), card.trainable());
+    assertEquals("fzoo", card.estimator());
+    assertEquals(4, card.directions());
+    assertEquals(1e-4f, card.lr(), "a side network takes the adapters' defaults");
+    assertEquals(1e-2f, card.eps());
+    try (ModelPackage pkg = ModelPackage.load(out)) {
+      assertEquals(io.pockettune.trainer.TrainableSelection.Kind.SIDE, pkg.selection().kind());
+      assertEquals(8, pkg.selection().rank());
+      assertEquals(io.pockettune.trainer.TrainableSelection.SIDE_DEFAULT_TAPS, pkg.selection().pattern().pattern());
+      Service.Settings s = new Service.Settings(1, 4, 64, 0, 0, 1, 0, 0, 0, Float.NaN, Float.NaN, 7L, 0, 1, true, false,
+          false).withDefaults(pkg.card());
+      io.pockettune.trainer.MezoConfig mezo = s.mezo();
+      assertEquals(io.pockettune.trainer.MezoConfig.Estimator.FZOO, mezo.estimator());
+      assertEquals(4, mezo.directions());
+      assertEquals(1e-4f, mezo.learningRate());
+    }
+  }
+
+  @Test
+  void init_badEstimatorOrSideForScalarLoss_isRefused() throws Exception {
+    Path onnx = decoder(DecoderLmBuilder.Signature.PLAIN);
+    for (String bad : List.of("fzoo:1", "fzoo:x", "sgd")) {
+      CliRun init = CliRun.of("model", "init", "--onnx", onnx.toString(), "--estimator", bad,
+          "--out", dir.resolve("m").toString());
+      assertEquals(1, init.exit());
+      assertTrue(init.err().contains("--estimator " + bad + " is not mezo, fzoo or fzoo:N with N a whole number of at"
+          + " least 2"), init.err());
+    }
+    CliRun scalar = CliRun.of("model", "init", "--onnx", onnx.toString(), "--objective", "scalar-loss", "--loss-output",
+        "logits", "--trainable", "side:4", "--out", dir.resolve("m").toString());
+    assertEquals(1, scalar.exit());
+    assertTrue(scalar.err().contains("--trainable side:4: side-tuning needs token inputs"), scalar.err());
+    assertTrue(!Files.exists(dir.resolve("m")), "nothing is written for a refused card");
+  }
+
+  @Test
+  void init_mezoByDefault_writesNoEstimatorFields() throws Exception {
+    Path pkg = init(decoder(DecoderLmBuilder.Signature.PLAIN), "all", dir.resolve("m"));
+    String card = Files.readString(pkg.resolve("pockettune-model.json"));
+    assertTrue(!card.contains("estimator") && !card.contains("directions"), card);
+    Path explicit = dir.resolve("explicit");
+    CliRun init = CliRun.of("model", "init", "--onnx", decoder(DecoderLmBuilder.Signature.PLAIN).toString(),
+        "--trainable", "all", "--estimator", "mezo", "--max-tokens", "32", "--lr", "1e-3", "--eps", "1e-3",
+        "--out", explicit.toString());
+    assertEquals(0, init.exit(), init.err());
+    assertEquals(card, Files.readString(explicit.resolve("pockettune-model.json")), "--estimator mezo is the default card");
+  }
+
   @Test
   void load_missingFiles_nameTheFileAndTheFix() throws Exception {
     Path pkg = init(decoder(DecoderLmBuilder.Signature.PLAIN), "all", dir.resolve("m"));

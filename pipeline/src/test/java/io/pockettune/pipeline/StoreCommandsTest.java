@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.RunIdentity;
 import io.pockettune.trainer.LossModel;
+import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.TrainableSelection;
 import java.io.BufferedReader;
@@ -94,6 +95,44 @@ class StoreCommandsTest {
     RunIdentity tuned = new RunIdentity("h", 1, "w[2];", "{\"distribution\":\"rademacher\",\"weight_decay\":0.01}");
     assertEquals(PerturbationKernel.Distribution.RADEMACHER, RunConfig.replayConfig(tuned.runConfig()).distribution());
     assertEquals(0.01f, RunConfig.replayConfig(tuned.runConfig()).weightDecay());
+  }
+
+  @Test
+  void runConfig_mezoText_isTheTextBeforeEstimators() {
+    // The exact text stores written before estimators hold: a MeZO run must compare equal to it.
+    String before = "{\"version\":1,\"model_package\":\"h\",\"objective\":\"causal-lm\",\"trainable\":\"all\","
+        + "\"eps\":0.001,\"lr\":0.001,\"seed\":17,\"batch\":4,\"max_tokens\":32,\"distribution\":\"GAUSSIAN\","
+        + "\"weight_decay\":0.0}";
+    assertEquals(before, RunConfig.of("h", "causal-lm", "all", PipelineFixture.MEZO, 4, 32).toJson());
+    assertEquals(before, RunConfig.of("h", "causal-lm", "all", PipelineFixture.MEZO.withFzoo(4).withMezo()
+        .withDistribution(PerturbationKernel.Distribution.GAUSSIAN), 4, 32).toJson());
+    RunConfig read = RunConfig.parse(before);
+    assertEquals("MEZO", read.estimatorOrDefault());
+    assertEquals(1, read.directionsOrDefault());
+    assertEquals(before, read.toJson(), "parse and write give the text back");
+    assertEquals(MezoConfig.Estimator.MEZO, read.mezo().estimator());
+    assertEquals(1, read.mezo().directions());
+  }
+
+  @Test
+  void runConfig_fzoo_roundTripsAndReplaysAsFzoo() {
+    MezoConfig fzoo = PipelineFixture.MEZO.withFzoo(4);
+    RunConfig c = RunConfig.of("h", "causal-lm", "side r=8", fzoo, 4, 32);
+    String text = c.toJson();
+    assertTrue(text.endsWith("\"distribution\":\"RADEMACHER\",\"weight_decay\":0.0,\"estimator\":\"FZOO\","
+        + "\"directions\":4}"), text);
+    assertEquals(c, RunConfig.parse(text));
+    assertEquals(text, RunConfig.parse(text).toJson());
+    assertEquals(fzoo, RunConfig.replayConfig(text), "replay trains with the FZOO config the run had");
+  }
+
+  @Test
+  void runConfig_unknownEstimator_isOneSentence() {
+    String text = "{\"lr\":0.001,\"estimator\":\"ADAM\"}";
+    IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> RunConfig.replayConfig(text));
+    assertEquals("the store's run config names the gradient estimator 'ADAM', which this PocketTune does not know:"
+        + " use the version that trained it", e.getMessage());
   }
 
   @Test

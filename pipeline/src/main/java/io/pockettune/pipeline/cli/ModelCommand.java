@@ -88,8 +88,13 @@ final class ModelCommand implements Runnable {
     @Option(names = "--loss-output", description = "the output holding the model's loss (scalar-loss)")
     String lossOutput;
 
-    @Option(names = "--trainable", description = "all, norms, lora[:R:ALPHA[:TARGETS]] or name patterns A,B (default: all)")
+    @Option(names = "--trainable", description = "all, norms, lora[:R:ALPHA[:TARGETS]], side[:R[:TAPS]] (a side"
+        + " network of width hidden/R reading the layer-norm outputs matching TAPS) or name patterns A,B (default: all)")
     String trainable;
+
+    @Option(names = "--estimator", paramLabel = "mezo|fzoo[:N]",
+        description = "gradient estimator: mezo, or fzoo with N directions per step (default: mezo; fzoo: 8)")
+    String estimator;
 
     @Option(names = "--label-attribute", description = "event attribute holding the label (default: label)")
     String labelAttribute;
@@ -114,7 +119,7 @@ final class ModelCommand implements Runnable {
       PrintWriter stdout = spec.commandLine().getOut();
       JsonLine report = PocketTune.initModel(new PocketTune.ModelInit(onnx, tokenizer, objective, split(labels, ","),
           split(labelPrompts, "|"), split(labelWords, "|"), template, pooling, temperature, lossOutput, trainable,
-          labelAttribute, maxTokens, lr, eps, out));
+          labelAttribute, maxTokens, lr, eps, estimator, out));
       stdout.println("wrote the model package " + report.get("out"));
       describe(stdout, report);
       if (json) {
