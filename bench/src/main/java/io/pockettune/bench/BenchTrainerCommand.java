@@ -40,7 +40,10 @@ import picocli.CommandLine.Spec;
  *       generator must run; and split per chunk over all cores, for a fair parallel comparison).
  *   <li>Step: full-parameter MeZO on a model of at least 10M parameters, batch 16 x 128 tokens as
  *       in the MeZO paper, against two plain forward passes; LoRA's step against one forward.
- *   <li>Memory: peak RSS of a training JVM and an inference JVM on the same model and batch.
+ *   <li>Side network: its MeZO and FZOO steps (one shared backbone pass) against one forward of the
+ *       base model; FZOO on every weight against one forward.
+ *   <li>Memory: peak RSS of a training JVM and an inference JVM on the same model and batch, for
+ *       full-parameter MeZO and for the side network.
  * </ul>
  */
 @Command(name = "trainer", mixinStandardHelpOptions = true,
@@ -158,8 +161,82 @@ final class BenchTrainerCommand implements Callable<Integer> {
           lora.parameters().size(), forwardMs, stepMs, stepMs / forwardMs);
     }
 
-    // 4. Peak RSS, training against inference, in separate JVMs.
+    // 4. A side network beside the frozen backbone (r = 8, one tap per block): its MeZO step (one
+    // backbone pass, one side pass over the doubled batch) and FZOO's (N = 8: one backbone pass,
+    // one side pass over nine copies) against one forward of the base model on the same batch. The
+    // backbone cache is off, so every step pays for its backbone pass; a second figure has it on.
+    try (LossModel base = LossModel.causalLm(onnx, TrainableSelection.matching("transformer\\.ln_f\\.bias"), threads);
+        LossModel side = LossModel.causalLm(onnx, TrainableSelection.side(), threads);
+        PerturbationKernel kernel = new PerturbationKernel(threads)) {
+      side.backboneCacheBytes(0);
+      MezoTrainer mezo = new MezoTrainer(side, new MezoConfig(1e-2f, 1e-3f, 1L), kernel, 0);
+      MezoConfig fzooConfig = new MezoConfig(1e-2f, 1e-3f, 2L).withFzoo(8);
+      MezoTrainer fzoo = new MezoTrainer(side, fzooConfig, kernel, 0);
+      base.loss(tokens);
+      mezo.step(tokens);
+      fzoo.step(tokens);
+      double[] ratio = new double[repeats];
+      double[] fzooRatio = new double[repeats];
+      double[] forward = new double[repeats];
+      double[] step = new double[repeats];
+      double[] fzooStep = new double[repeats];
+      for (int i = 0; i < repeats; i++) {
+        // interleaved, so a noisy neighbour slows both sides of each ratio alike
+        forward[i] = time(() -> base.loss(tokens)) / 1e6;
+        step[i] = time(() -> mezo.step(tokens)) / 1e6;
+        fzooStep[i] = time(() -> fzoo.step(tokens)) / 1e6;
+        ratio[i] = step[i] / forward[i];
+        fzooRatio[i] = fzooStep[i] / forward[i];
+      }
+      side.backboneCacheBytes(LossModel.DEFAULT_BACKBONE_CACHE_BYTES);
+      mezo.step(tokens);
+      double cachedMs = median(repeats, 0, () -> time(() -> mezo.step(tokens))) / 1e6;
+      long hits = side.backboneCacheHits();
+      figures.put("side_params", side.parameters().size())
+          .put("side_forward_ms", round(median(forward), 1))
+          .put("side_step_ms", round(median(step), 1))
+          .put("side_step_over_one_forward", round(median(ratio), 3))
+          .put("side_cached_step_ms", round(cachedMs, 1))
+          .put("side_cache_hits", hits)
+          .put("fzoo_directions", fzooConfig.directions())
+          .put("fzoo_side_step_ms", round(median(fzooStep), 1))
+          .put("fzoo_side_step_over_one_forward", round(median(fzooRatio), 3))
+          .put("fzoo_side_forwards_per_step", fzooConfig.directions() + 1);
+      err.printf(Locale.ROOT, "side network (%,d parameters): forward %.1f ms, MeZO step %.1f ms (%.3f forwards),"
+              + " FZOO-%d step %.1f ms (%.3f forwards for %d losses), cached MeZO step %.1f ms%n",
+          side.parameters().size(), median(forward), median(step), median(ratio), fzooConfig.directions(),
+          median(fzooStep), median(fzooRatio), fzooConfig.directions() + 1, cachedMs);
+    }
+
+    // 5. FZOO on every weight (no shared pass): N + 1 forwards through a scratch copy.
+    try (LossModel full = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
+        PerturbationKernel kernel = new PerturbationKernel(threads)) {
+      MezoTrainer fzoo = new MezoTrainer(full, new MezoConfig(1e-3f, 1e-7f, 3L).withFzoo(8), kernel, 0);
+      full.loss(tokens);
+      double[] ratio = new double[Math.max(1, repeats / 2)];
+      for (int i = 0; i < ratio.length; i++) {
+        double f = time(() -> full.loss(tokens));
+        ratio[i] = time(() -> fzoo.step(tokens)) / f;
+      }
+      figures.put("fzoo_full_step_over_one_forward", round(median(ratio), 3));
+      err.printf(Locale.ROOT, "FZOO-8 on every weight: step = %.3f forwards%n", median(ratio));
+    }
+
+    // 6. Peak RSS, training against inference, in separate JVMs.
     if (!skipMemory) {
+      long sideTrain = probe("train-side", batch);
+      long sideNoCache = probe("train-side-nocache", batch);
+      long sideFzoo = probe("train-side-fzoo", batch);
+      long sideInfer = probe("infer", batch);
+      figures.put("rss_side_mb", sideTrain / 1024).put("rss_side_nocache_mb", sideNoCache / 1024)
+          .put("rss_side_fzoo_mb", sideFzoo / 1024)
+          .put("side_rss_over_infer", round(sideTrain / (double) sideInfer, 3))
+          .put("side_nocache_rss_over_infer", round(sideNoCache / (double) sideInfer, 3))
+          .put("fzoo_side_rss_over_infer", round(sideFzoo / (double) sideInfer, 3));
+      err.printf(Locale.ROOT, "peak RSS at batch %d: side MeZO %,d MB (cache off %,d MB), side FZOO %,d MB, inference %,d MB:"
+          + " %.3f, %.3f, %.3f%n", batch, sideTrain / 1024, sideNoCache / 1024, sideFzoo / 1024, sideInfer / 1024,
+          sideTrain / (double) sideInfer, sideNoCache / (double) sideInfer, sideFzoo / (double) sideInfer);
+
       for (int b : new int[] {batch, 1, 64}) {
         long train = probe("train", b);
         long infer = probe("infer", b);
@@ -308,6 +385,12 @@ final class BenchTrainerCommand implements Callable<Integer> {
     long t0 = System.nanoTime();
     r.run();
     return System.nanoTime() - t0;
+  }
+
+  private static double median(double[] values) {
+    double[] v = values.clone();
+    Arrays.sort(v);
+    return v[v.length / 2];
   }
 
   /** Median of {@code n} timed runs after {@code warmup} untimed ones. */

@@ -29,7 +29,9 @@ import java.util.SplittableRandom;
 /**
  * Child process of {@code pockettune bench trainer} that measures peak resident memory (VmHWM) of
  * either MeZO training or plain inference on the same model and batch, so the two are compared in
- * separate JVMs with identical settings. Usage: {@code MemoryProbe train|infer MODEL BATCH SEQ STEPS}
+ * separate JVMs with identical settings. Usage: {@code MemoryProbe MODE MODEL BATCH SEQ STEPS} with
+ * MODE {@code train} (full-parameter MeZO), {@code infer}, or {@code train-side[-nocache][-fzoo]}
+ * (a side network)
  * for the in-house decoders, {@code MemoryProbe train-minilm|infer-minilm ONNX BATCH SEQ STEPS} for
  * all-MiniLM-L6-v2; prints {@code peak_rss_kb=N}.
  */
@@ -56,7 +58,22 @@ final class MemoryProbe {
     int threads = Integer.getInteger("pockettune.probe.threads", Runtime.getRuntime().availableProcessors());
     TokenBatch tokens = randomBatch(batch, seq, config.vocabSize());
     byte[] onnx = DecoderLmBuilder.build(config);
-    if (mode.equals("train")) {
+    if (mode.startsWith("train-side")) {
+      // A side network beside the frozen backbone: MeZO (or FZOO, 8 directions), with the backbone
+      // cache at its default bound, or off ("nocache").
+      try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.side(), threads);
+          PerturbationKernel kernel = new PerturbationKernel(threads)) {
+        onnx = null;
+        if (mode.contains("nocache")) {
+          model.backboneCacheBytes(0);
+        }
+        MezoConfig mezo = new MezoConfig(1e-2f, 1e-3f, 1L);
+        MezoTrainer trainer = new MezoTrainer(model, mode.contains("fzoo") ? mezo.withFzoo(8) : mezo, kernel, 0);
+        for (int i = 0; i < steps; i++) {
+          trainer.step(tokens);
+        }
+      }
+    } else if (mode.equals("train")) {
       try (LossModel model = LossModel.causalLm(onnx, TrainableSelection.all(), threads);
           PerturbationKernel kernel = new PerturbationKernel(threads)) {
         onnx = null;

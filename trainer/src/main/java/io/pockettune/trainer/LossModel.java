@@ -139,7 +139,8 @@ public final class LossModel implements AutoCloseable {
   /**
    * Creates the ONNX Runtime session of a rewritten graph. A graph whose frozen weights stay in
    * external data is written beside the original file as {@code <file><suffix>}, since ONNX Runtime
-   * resolves external data relative to the model file.
+   * resolves external data relative to the model file. Other large graphs go through a private
+   * temporary file too, deleted once loaded, so no serialized copy stays on the Java heap.
    *
    * @throws ModelException if ONNX Runtime refuses the graph
    */
@@ -150,8 +151,22 @@ public final class LossModel implements AutoCloseable {
     try {
       if (dir != null && ModelRewriter.usesExternalData(graph)) {
         java.nio.file.Path rewritten = dir.resolve(file.getFileName() + suffix);
-        java.nio.file.Files.write(rewritten, graph.toByteArray());
+        try (java.io.OutputStream out = new java.io.BufferedOutputStream(java.nio.file.Files.newOutputStream(rewritten))) {
+          graph.writeTo(out);
+        }
         model.load(rewritten, rewritten.getFileName().toString(), options);
+      } else if (graph.getSerializedSize() > SMALL_GRAPH_BYTES) {
+        // Streamed to a private temporary file and loaded from there: a serialized copy of the
+        // weights on the Java heap would stay in the process's resident set after the load.
+        java.nio.file.Path tmp = java.nio.file.Files.createTempFile("pockettune-session", ".onnx");
+        try {
+          try (java.io.OutputStream out = new java.io.BufferedOutputStream(java.nio.file.Files.newOutputStream(tmp))) {
+            graph.writeTo(out);
+          }
+          model.load(tmp, tmp.getFileName().toString(), options);
+        } finally {
+          java.nio.file.Files.deleteIfExists(tmp);
+        }
       } else {
         model.load(new ByteArrayInputStream(graph.toByteArray()), options);
       }
@@ -165,6 +180,9 @@ public final class LossModel implements AutoCloseable {
     }
     return model;
   }
+
+  /** Graphs above this size are handed to ONNX Runtime through a file, not a heap array. */
+  private static final int SMALL_GRAPH_BYTES = 4 << 20;
 
   /** One array per tensor of {@code parameters}, named as the graph input, wrapping its slice of the buffer. */
   static NDList parameterArrays(NDManager manager, ParameterSet parameters) {

@@ -46,8 +46,14 @@ final class ModelRewriter {
 
   record Lifted(ModelProto model, List<LiftedTensor> tensors) {}
 
+  /**
+   * Parses a model; the weights' bytes alias {@code bytes} rather than copying them (a model's
+   * weights are most of its size), so the array must not change while the result is in use.
+   */
   static ModelProto parse(byte[] bytes) {
-    return parse(com.google.protobuf.CodedInputStream.newInstance(bytes));
+    com.google.protobuf.CodedInputStream in = com.google.protobuf.CodedInputStream.newInstance(bytes);
+    in.enableAliasing(true);
+    return parse(in);
   }
 
   static ModelProto parse(com.google.protobuf.CodedInputStream in) {
