@@ -47,7 +47,10 @@ final class BenchQualityCommand implements Callable<Integer> {
   static final int[] FULL_BATCHES = {1, 8, 16, 32, 64};
   static final int[] QUICK_BATCHES = {1, 8};
   static final long[] SEEDS = {13, 21, 42, 87, 100};
-  static final List<String> METHODS = List.of("mezo-full", "mezo-lora", "mezo-norms", "adam", "zero-shot", "centroid");
+  static final List<String> METHODS = List.of("mezo-full", "mezo-lora", "mezo-norms", "side", "side-fzoo", "adam", "zero-shot",
+      "centroid");
+  /** FZOO's directions per step: a step costs this plus one loss evaluations. */
+  static final int FZOO_DIRECTIONS = 8;
 
   @Spec CommandSpec spec;
 
@@ -74,7 +77,7 @@ final class BenchQualityCommand implements Callable<Integer> {
   List<String> only;
 
   @Option(names = "--methods", split = ",", paramLabel = "METHOD",
-      description = "SST-2 methods to run: zero-shot, centroid, mezo-full, mezo-lora, mezo-norms, adam (default: all)")
+      description = "SST-2 methods to run: zero-shot, centroid, mezo-full, mezo-lora, mezo-norms, side, side-fzoo, adam (default: all)")
   List<String> methods;
 
   @Option(names = "--test-limit", description = "evaluate on this many test sentences, evenly spaced (default: all 872; quick 200)")
@@ -243,6 +246,8 @@ final class BenchQualityCommand implements Callable<Integer> {
         "mezo-full", new double[] {1e-7, 1e-6, 1e-5},
         "mezo-lora", new double[] {1e-5, 5e-5, 1e-4},
         "mezo-norms", new double[] {1e-4, 1e-3, 1e-2},
+        "side", new double[] {1e-3, 1e-2, 1e-1},
+        "side-fzoo", new double[] {1e-3, 1e-2, 1e-1},
         "adam", new double[] {1e-5, 3e-5, 5e-5});
     List<Job> last = new ArrayList<>();
     for (String task : List.of("sst2-16", "sst2-512")) {
@@ -266,7 +271,9 @@ final class BenchQualityCommand implements Callable<Integer> {
               lrs.add(lr);
             }
           }
-          spec.put("steps", method.equals("adam") ? adamSteps() : task.equals("sst2-16") ? steps16() : steps512());
+          int steps = method.equals("adam") ? adamSteps() : task.equals("sst2-16") ? steps16() : steps512();
+          // FZOO gets the same budget of loss evaluations as MeZO's two per step: N + 1 per step.
+          spec.put("steps", method.endsWith("-fzoo") ? Math.max(1, 2 * steps / (FZOO_DIRECTIONS + 1)) : steps);
           if (task.equals("sst2-512") && parts.contains("sst2-16")) {
             spec.put("lr_from", "sst2-16"); // the rate chosen on 16-shot dev: no grid of its own (time budget)
           }

@@ -115,7 +115,7 @@ final class QualityWorker {
     return switch (method) {
       case "zero-shot" -> single(r, zeroShot(test, QualityData.SST2_LABELS, QualityData.SST2_PROMPTS), 0);
       case "centroid" -> single(r, centroid(split.train(), test), split.train().size());
-      case "mezo-full", "mezo-lora", "mezo-norms", "adam" -> trained(r, method, split.train(), dev, test);
+      case "mezo-full", "mezo-lora", "mezo-norms", "side", "side-fzoo", "adam" -> trained(r, method, split.train(), dev, test);
       default -> throw new IllegalArgumentException("unknown method " + method);
     };
   }
@@ -233,11 +233,14 @@ final class QualityWorker {
     String trainable = switch (method) {
       case "mezo-full" -> "all";
       case "mezo-lora" -> LORA;
+      case "side", "side-fzoo" -> "side";
       default -> "norms";
     };
+    boolean fzoo = method.endsWith("-fzoo");
     float eps = (float) job.path("eps").asDouble(1e-3);
     int batch = job.path("batch").asInt(16);
-    Path pkg = modelPackage(method, QualityData.SST2_LABELS, QualityData.SST2_PROMPTS, trainable, (float) lr, eps);
+    Path pkg = modelPackage(method, QualityData.SST2_LABELS, QualityData.SST2_PROMPTS, trainable, (float) lr, eps,
+        fzoo ? "fzoo:" + BenchQualityCommand.FZOO_DIRECTIONS : null);
     Path dir = work.resolve(String.format(Locale.ROOT, "%s-lr%s-seed%d", method, lr, seed));
     deleteTree(dir);
     int every = Math.max(1, steps / job.path("evaluations").asInt(10));
@@ -279,7 +282,8 @@ final class QualityWorker {
         double plain = plainAccuracy(exported, test);
         run.put("test_accuracy_plain_onnx_runtime", plain).put("recomputed_equal", Math.abs(plain - testAccuracy) < 1e-9);
       }
-      run.put("forward_passes", 2L * trained.steps()).put("parameters", trained.parameters())
+      run.put("forward_passes", (fzoo ? BenchQualityCommand.FZOO_DIRECTIONS + 1L : 2L) * trained.steps())
+          .put("parameters", trained.parameters())
           .put("train_seconds", round(trainSeconds, 1));
     } finally {
       deleteTree(dir);
@@ -434,10 +438,16 @@ final class QualityWorker {
   /** A model package of MiniLM for this job (one per method and label set; the graph is hard-linked). */
   private Path modelPackage(String name, List<String> labels, List<String> prompts, String trainable, float lr, float eps)
       throws IOException {
+    return modelPackage(name, labels, prompts, trainable, lr, eps, null);
+  }
+
+  /** @param estimator the card's estimator ({@code fzoo:N}), or null for MeZO */
+  private Path modelPackage(String name, List<String> labels, List<String> prompts, String trainable, float lr, float eps,
+      String estimator) throws IOException {
     Path out = work.resolve("package-" + name);
     if (!Files.isDirectory(out)) {
       PocketTune.initModel(new PocketTune.ModelInit(resource(MINILM), resource(TOKENIZER), "embedding-classification",
-          labels, prompts, null, null, "mean", 20f, null, trainable, "label", 128, lr, eps, out));
+          labels, prompts, null, null, "mean", 20f, null, trainable, "label", 128, lr, eps, estimator, out));
     }
     return out;
   }
