@@ -139,7 +139,7 @@ final class LmComparison {
   record Point(long step, long forwardPasses, double heldoutLoss) {}
 
   /** One training run: its curve (null when not asked for), final dev loss, time. */
-  private record Run(List<Point> curve, double devLoss, double seconds) {}
+  private record Run(List<Point> curve, double devLoss, double seconds, double stepSeconds) {}
 
   private LmComparison() {}
 
@@ -241,7 +241,8 @@ final class LmComparison {
       Run chosenRun = null;
       for (float lr : s.grids().get(name)) {
         Run r = train(base, m, lr, firstSeed, steps, evalSteps, train, heldout, dev, s.threads(), tok);
-        grid.addObject().put("lr", lr).put("dev_loss", r.devLoss()).put("wall_seconds", r.seconds());
+        grid.addObject().put("lr", lr).put("dev_loss", r.devLoss()).put("wall_seconds", r.seconds())
+            .put("training_seconds", r.stepSeconds());
         log.printf(Locale.ROOT, "%s: lr %.0e seed %d: dev loss %.4f (%.1f s)%n", name, lr, firstSeed, r.devLoss(),
             r.seconds());
         if (chosenRun == null || r.devLoss() < bestDev) { // NaN never wins; of equal losses the first does
@@ -266,7 +267,7 @@ final class LmComparison {
       for (int i = 0; i < runs.size(); i++) {
         finals[i] = last(runs.get(i).curve());
         perSeed.addObject().put("seed", s.seeds().get(i)).put("final_heldout_loss", finals[i])
-            .put("wall_seconds", runs.get(i).seconds());
+            .put("wall_seconds", runs.get(i).seconds()).put("training_seconds", runs.get(i).stepSeconds());
       }
       double[] mean = new double[evalSteps.length];
       ArrayNode curve = node.putArray("curve");
@@ -292,7 +293,8 @@ final class LmComparison {
       double seconds = seconds(t0);
       node.put("wall_seconds", seconds);
       node.put("runs", s.grids().get(name).size() + runs.size() - 1);
-      node.put("seconds_per_step", chosenRun.seconds() / Math.max(1, steps));
+      // Training steps only (held-out and dev evaluations excluded), of the chosen grid run.
+      node.put("seconds_per_step", chosenRun.stepSeconds() / Math.max(1, steps));
       meanCurves.put(name, mean);
       curveForwards.put(name, forwards);
       meanFinal.put(name, finalMean);
@@ -377,6 +379,7 @@ final class LmComparison {
         PerturbationKernel kernel = new PerturbationKernel(threads)) {
       MezoTrainer trainer = new MezoTrainer(model, m.config(lr, seed), kernel, 0);
       List<Point> curve = new ArrayList<>();
+      long stepNanos = 0;
       int next = 0;
       for (int step = 0; ; step++) {
         if (next < evalSteps.length && evalSteps[next] == step) {
@@ -386,12 +389,15 @@ final class LmComparison {
         if (step == steps) {
           break;
         }
-        trainer.step(cyclicBatch(tok, train, step));
+        TokenBatch batch = cyclicBatch(tok, train, step);
+        long s0 = System.nanoTime();
+        trainer.step(batch);
+        stepNanos += System.nanoTime() - s0;
       }
       if (trainer.stepsDone() != steps) {
         throw new IllegalStateException("ran " + trainer.stepsDone() + " steps, not " + steps);
       }
-      return new Run(curve, trainer.evaluate(dev), seconds(t0));
+      return new Run(curve, trainer.evaluate(dev), seconds(t0), stepNanos / 1e9);
     }
   }
 
