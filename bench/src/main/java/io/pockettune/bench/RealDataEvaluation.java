@@ -30,7 +30,7 @@ final class RealDataEvaluation {
   record Sst2Result(String split, int trainExamples, int testExamples, int steps, double accuracyBefore,
       double accuracyAfter, double trainLossBefore, double trainLossAfter) {}
 
-  private static final int MAX_TOKENS = 128;
+  static final int MAX_TOKENS = 128;
   private final int threads;
 
   RealDataEvaluation(int threads) {
@@ -39,14 +39,7 @@ final class RealDataEvaluation {
 
   /** Trains the demo-sized LM on ham messages in file order; held out: the last {@code heldout}. */
   SmsResult sms(Path file, int steps, int batch, int heldout) throws IOException {
-    List<String> ham = new ArrayList<>();
-    List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
-    for (String line : lines.subList(1, lines.size())) {
-      int tab = line.indexOf('\t');
-      if (tab > 0 && line.startsWith("ham")) {
-        ham.add(line.substring(tab + 1));
-      }
-    }
+    List<String> ham = hamMessages(file);
     ByteTokenizer tok = new ByteTokenizer();
     List<String> train = ham.subList(0, ham.size() - heldout);
     List<TokenBatch> held = new ArrayList<>();
@@ -66,7 +59,21 @@ final class RealDataEvaluation {
     }
   }
 
-  private static TokenBatch lmBatch(ByteTokenizer tok, List<String> texts) {
+  /** The ham messages of the SMS Spam Collection ({@code ham\t<text>} lines after its header), in file order. */
+  static List<String> hamMessages(Path file) throws IOException {
+    List<String> ham = new ArrayList<>();
+    List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+    for (String line : lines.subList(1, lines.size())) {
+      int tab = line.indexOf('\t');
+      if (tab > 0 && line.startsWith("ham")) {
+        ham.add(line.substring(tab + 1));
+      }
+    }
+    return ham;
+  }
+
+  /** A language-modelling batch: each text as BOS, its bytes (cut to fit), EOS. */
+  static TokenBatch lmBatch(ByteTokenizer tok, List<String> texts) {
     List<long[]> seqs = new ArrayList<>();
     for (String t : texts) {
       seqs.add(tok.encode(t, MAX_TOKENS));
@@ -100,7 +107,8 @@ final class RealDataEvaluation {
     }
   }
 
-  private static List<String[]> tsv(Path file) throws IOException {
+  /** Rows {@code text, label} of a TSV file with a header, the label after the last tab. */
+  static List<String[]> tsv(Path file) throws IOException {
     List<String[]> rows = new ArrayList<>();
     List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
     for (String line : lines.subList(1, lines.size())) {
