@@ -73,7 +73,7 @@ final class BenchQualityCommand implements Callable<Integer> {
   int parallel = Math.max(1, Runtime.getRuntime().availableProcessors());
 
   @Option(names = "--only", split = ",", paramLabel = "TASK",
-      description = "run only these parts: sst2-16, sst2-512, sms, sms-lm, memory (default: all)")
+      description = "run only these parts: sst2-16, sst2-512, sms, sms-lm, lm-methods, memory (default: all)")
   List<String> only;
 
   @Option(names = "--methods", split = ",", paramLabel = "METHOD",
@@ -117,10 +117,11 @@ final class BenchQualityCommand implements Callable<Integer> {
     if (parallel < 1) {
       throw new IllegalArgumentException("--parallel must be at least 1");
     }
-    List<String> parts = only == null ? List.of("sst2-16", "sst2-512", "sms", "sms-lm", "memory") : only;
+    List<String> all = List.of("sst2-16", "sst2-512", "sms", "sms-lm", "lm-methods", "memory");
+    List<String> parts = only == null ? all : only;
     for (String p : parts) {
-      if (!List.of("sst2-16", "sst2-512", "sms", "sms-lm", "memory").contains(p)) {
-        throw new IllegalArgumentException("--only takes sst2-16, sst2-512, sms, sms-lm and memory, not '" + p + "'");
+      if (!all.contains(p)) {
+        throw new IllegalArgumentException("--only takes " + String.join(", ", all) + ", not '" + p + "'");
       }
     }
     for (String m : methods == null ? List.<String>of() : methods) {
@@ -129,7 +130,7 @@ final class BenchQualityCommand implements Callable<Integer> {
       }
     }
     if (quick && only == null) {
-      parts = List.of("sst2-16", "sms", "sms-lm", "memory");
+      parts = List.of("sst2-16", "sms", "sms-lm", "lm-methods", "memory");
     }
     Path root = work != null ? work : Files.createTempDirectory("pockettune-bench-quality");
     long t0 = System.nanoTime();
@@ -302,6 +303,12 @@ final class BenchQualityCommand implements Callable<Integer> {
       spec.put("steps", quick ? 50 : 1500);
       jobs.add(Job.worker(spec));
     }
+    if (parts.contains("lm-methods")) {
+      // The decoder comparison at an equal budget of loss evaluations (LmComparison); --quick: a tiny one.
+      ObjectNode spec = base("lm-methods", "all", root);
+      spec.put("quick", quick);
+      jobs.add(0, Job.worker(spec));
+    }
     if (parts.contains("memory")) {
       for (int b : batches()) {
         for (String m : List.of("mezo-minilm", "adam-minilm", "infer-minilm", "mezo-bench10m", "adam-bench10m",
@@ -413,7 +420,8 @@ final class BenchQualityCommand implements Callable<Integer> {
     StringBuilder s = new StringBuilder();
     s.append("| task | method | lr | test accuracy (mean +- std) | forward passes | seconds | peak RSS MB |\n");
     s.append("|---|---|---|---|---|---|---|\n");
-    doc.path("tasks").properties().forEach(t -> t.getValue().properties().forEach(m -> {
+    doc.path("tasks").properties().stream().filter(t -> !t.getKey().equals("lm-methods"))
+        .forEach(t -> t.getValue().properties().forEach(m -> {
       JsonNode r = m.getValue();
       String acc = r.has("accuracy_mean") ? String.format(Locale.ROOT, "%.2f +- %.2f", 100 * r.path("accuracy_mean").asDouble(),
           100 * r.path("accuracy_std").asDouble()) : String.format(Locale.ROOT, "loss %.4f -> %.4f",
@@ -427,6 +435,27 @@ final class BenchQualityCommand implements Callable<Integer> {
           r.path("forward_passes").asText("-"), r.has("seconds") ? r.path("seconds").asText() : "-",
           r.path("peak_rss_mb").asLong()));
     }));
+    JsonNode lm = doc.path("tasks").path("lm-methods").path("all");
+    if (!lm.isMissingNode()) {
+      s.append(String.format(Locale.ROOT, "%n| decoder on SMS ham, %d loss evaluations | lr | held-out loss (mean +- std) | steps | seconds per step |%n",
+          lm.path("budget_loss_evaluations").asInt()));
+      s.append("|---|---|---|---|---|\n");
+      s.append(String.format(Locale.ROOT, "| pretrained base (SST-2 sentences) | - | %.4f | %d | - |%n",
+          lm.path("pretraining").path("sms_heldout_loss_after").asDouble(), lm.path("pretraining").path("steps").asInt()));
+      lm.path("methods").properties().forEach(m -> {
+        JsonNode r = m.getValue();
+        s.append(String.format(Locale.ROOT, "| %s | %.0e | %.4f +- %.4f | %d | %.3f |%n", m.getKey(), r.path("chosen_lr").asDouble(),
+            r.path("final_heldout_loss_mean").asDouble(), r.path("final_heldout_loss_std").asDouble(), r.path("steps").asInt(),
+            r.path("seconds_per_step").asDouble()));
+      });
+      lm.path("forwards_to_target").properties().stream().filter(e -> e.getValue().isObject()).forEach(e -> {
+        JsonNode f = e.getValue();
+        s.append(String.format(Locale.ROOT, "%nforward passes to held-out loss %.4f (%s): %s %s, %s %s, ratio %s%s%n",
+            f.path("target_loss").asDouble(), e.getKey(), f.path("mezo_method").asText(), f.path("mezo_forwards_to_target").asText(),
+            f.path("fzoo_method").asText(), f.path("fzoo_forwards_to_target").asText(), f.path("mezo_over_fzoo").asText(),
+            f.has("note") ? " (" + f.path("note").asText() + ")" : ""));
+      });
+    }
     JsonNode mem = doc.path("memory");
     for (String model : List.of("minilm", "bench10m")) {
       JsonNode m = mem.path(model);

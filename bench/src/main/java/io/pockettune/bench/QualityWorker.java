@@ -98,6 +98,13 @@ final class QualityWorker {
     if (task.equals("sms")) {
       return sms(method);
     }
+    if (task.equals("lm-methods")) {
+      LmComparison.Settings s = job.path("quick").asBoolean()
+          ? new LmComparison.Settings(36, 10, List.of(1L), Map.of("side", List.of(1e-2f), "side-fzoo", List.of(1e-2f)), threads,
+              List.of("side", "side-fzoo"))
+          : LmComparison.Settings.defaults(threads);
+      return LmComparison.run(data, s, System.err);
+    }
     if (task.equals("sms-lm")) {
       int steps = job.path("steps").asInt();
       RealDataEvaluation.SmsResult r = new RealDataEvaluation(threads).sms(data.resolve("sms").resolve("SMSSpamCollection"),

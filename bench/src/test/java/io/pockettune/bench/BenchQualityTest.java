@@ -113,7 +113,7 @@ class BenchQualityTest {
     Files.createDirectories(dir.resolve("sms"));
     Run part = Run.of("quality", "--data", dir.toString(), "--only", "sst3");
     assertEquals(1, part.exit());
-    assertTrue(part.err().contains("--only takes sst2-16, sst2-512, sms, sms-lm and memory, not 'sst3'"), part.err());
+    assertTrue(part.err().contains("--only takes sst2-16, sst2-512, sms, sms-lm, lm-methods, memory, not 'sst3'"), part.err());
     Run method = Run.of("quality", "--data", dir.toString(), "--methods", "sgd");
     assertEquals(1, method.exit());
     assertTrue(method.err().contains("not 'sgd'"), method.err());
@@ -121,18 +121,21 @@ class BenchQualityTest {
 
   /**
    * A small real run: 16-shot SST-2, MeZO norms (4 steps, replay for selection and test, the
-   * export through a plain ONNX Runtime session) and Adam (2 steps, the export through a plain
+   * export through a plain ONNX Runtime session), a side network trained by FZOO (the same budget
+   * of loss evaluations: one step) and Adam (2 steps, the export through a plain
    * session), one JVM each, on 24 test sentences.
    */
   @Test
   void quality_smallRealRunRecomputesEveryFigure() throws Exception {
     assumeTrue(Files.isDirectory(SHARED.resolve("sst2-kshot")),
         "../shared/data is absent: the real-data run of bench quality is skipped");
-    Run r = Run.of("quality", "--json", "--data", SHARED.toString(), "--only", "sst2-16", "--methods", "mezo-norms,adam",
+    Run r = Run.of("quality", "--json", "--data", SHARED.toString(), "--only", "sst2-16", "--methods", "mezo-norms,side-fzoo,adam",
         "--quick", "--steps-16", "4", "--adam-steps", "2", "--test-limit", "24", "--work", dir.resolve("work").toString());
     assertEquals(0, r.exit(), r.err());
     JsonNode doc = JSON.readTree(r.out().strip().lines().reduce((a, b) -> b).orElseThrow());
-    for (String method : List.of("mezo-norms", "adam")) {
+    JsonNode fzoo = doc.path("tasks").path("sst2-16").path("side-fzoo").path("runs").get(0);
+    assertEquals(9, fzoo.path("forward_passes").asInt(), "FZOO at MeZO's budget of 8 loss evaluations: one step of 9");
+    for (String method : List.of("mezo-norms", "side-fzoo", "adam")) {
       JsonNode m = doc.path("tasks").path("sst2-16").path(method);
       assertEquals(24, m.path("test_examples").asInt(), method);
       assertEquals(2, m.path("accuracies").size(), method + ": two seeds in --quick");
