@@ -8,13 +8,10 @@ import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.TokenBatch;
 import io.pockettune.trainer.TrainableSelection;
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.io.PrintWriter;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -281,26 +278,7 @@ final class BenchTrainerCommand implements Callable<Integer> {
   }
 
   private long probe(String mode, int b) throws Exception {
-    String java = ProcessHandle.current().info().command().orElse("java");
-    List<String> cmd = new ArrayList<>(List.of(java, "-Xmx4g", "-XX:+UseSerialGC", "-DOPT_OUT_TRACKING=true",
-        "-Dai.djl.offline=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
-        "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), mode, modelName,
-        Integer.toString(b), Integer.toString(seq), "3"));
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-    long peak = -1;
-    StringBuilder all = new StringBuilder();
-    try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-      for (String line = r.readLine(); line != null; line = r.readLine()) {
-        all.append(line).append('\n');
-        if (line.startsWith("peak_rss_kb=")) {
-          peak = Long.parseLong(line.substring("peak_rss_kb=".length()));
-        }
-      }
-    }
-    if (p.waitFor() != 0 || peak < 0) {
-      throw new IllegalStateException("the " + mode + " memory probe failed: " + all);
-    }
-    return peak;
+    return MemoryProbe.inChild(mode, modelName, b, seq, 3);
   }
 
   /** The same pass as the kernel's, with z from SplittableRandom.nextGaussian on one thread. */

@@ -38,6 +38,34 @@ import java.util.SplittableRandom;
 final class MemoryProbe {
   private MemoryProbe() {}
 
+  /**
+   * Runs this probe in a child JVM on this JVM's class path (4 GB heap, serial GC, as every probe)
+   * and returns its peak resident set in kB.
+   */
+  static long inChild(String mode, String model, int batch, int seq, int steps) throws Exception {
+    String javaBin = ProcessHandle.current().info().command().orElse("java");
+    java.util.List<String> cmd = new java.util.ArrayList<>(java.util.List.of(javaBin, "-Xmx4g", "-XX:+UseSerialGC",
+        "-DOPT_OUT_TRACKING=true", "-Dai.djl.offline=true", "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
+        "-cp", System.getProperty("java.class.path"), MemoryProbe.class.getName(), mode, model,
+        Integer.toString(batch), Integer.toString(seq), Integer.toString(steps)));
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    long peak = -1;
+    StringBuilder all = new StringBuilder();
+    try (java.io.BufferedReader r = new java.io.BufferedReader(
+        new java.io.InputStreamReader(p.getInputStream(), java.nio.charset.StandardCharsets.UTF_8))) {
+      for (String line = r.readLine(); line != null; line = r.readLine()) {
+        all.append(line).append('\n');
+        if (line.startsWith("peak_rss_kb=")) {
+          peak = Long.parseLong(line.substring("peak_rss_kb=".length()));
+        }
+      }
+    }
+    if (p.waitFor() != 0 || peak < 0) {
+      throw new IllegalStateException("the " + mode + " memory probe failed: " + all);
+    }
+    return peak;
+  }
+
   public static void main(String[] args) throws Exception {
     System.setProperty("OPT_OUT_TRACKING", "true");
     System.setProperty("ai.djl.offline", "true");
