@@ -359,15 +359,18 @@ final class ModelRewriter {
       pooled = g.node("Div", "mean", sum, count);
     }
     g.nodeNamed("Identity", POOLED, new String[] {pooled});
-    String rows = normalize(g, "rows_n", POOLED);
-    String heads = normalize(g, "head_n", head);
+    String rows = normalize(g, "rows_n", POOLED, 1);
+    String heads = normalize(g, "head_n", head, 1);
     String cos = g.node("MatMul", "cos", rows, g.node("Transpose", "head_t", new String[] {heads}, "perm", new long[] {1, 0}));
     g.nodeNamed("Mul", LABEL_SCORES, new String[] {cos, g.constScalar("temperature", temperature)});
   }
 
-  /** Rows of a rank-2 tensor divided by their Euclidean norm (at least 1e-12). */
-  private static String normalize(GraphBuilder g, String hint, String x) {
-    String norm = g.node("Sqrt", hint + "_norm", g.reduceSum(hint + "_sq", g.node("Mul", hint + "_x2", x, x), true, 1));
+  /**
+   * Vectors along {@code axis} divided by their Euclidean norm (at least 1e-12). A negative axis
+   * needs opset 11 or later.
+   */
+  static String normalize(GraphBuilder g, String hint, String x, long axis) {
+    String norm = g.node("Sqrt", hint + "_norm", g.reduceSum(hint + "_sq", g.node("Mul", hint + "_x2", x, x), true, axis));
     return g.node("Div", hint, x, g.node("Max", hint + "_safe", norm, g.constScalar(hint + "_tiny", 1e-12f)));
   }
 

@@ -344,8 +344,8 @@ final class SideNetwork {
       pooled = g.node("Div", "mean", sum, g.unsqueeze("count_3d", count, 0));
     }
     g.nodeNamed("Identity", ModelRewriter.POOLED, new String[] {pooled});
-    String rows = normalize(g, "rows_n", ModelRewriter.POOLED);
-    String heads = normalize(g, "head_n", parameter(g, head, THETA));
+    String rows = ModelRewriter.normalize(g, "rows_n", ModelRewriter.POOLED, -1);
+    String heads = ModelRewriter.normalize(g, "head_n", parameter(g, head, THETA), -1);
     String cos = g.node("MatMul", "cos", rows, g.node("Transpose", "head_t", new String[] {heads}, "perm", new long[] {0, 2, 1}));
     g.nodeNamed("Mul", ModelRewriter.LABEL_SCORES, new String[] {cos, g.constScalar("temperature", e.temperature())});
     labelLoss(g, variants, (int) head.dims()[0]);
@@ -408,12 +408,6 @@ final class SideNetwork {
     g.output(ModelRewriter.LOSS, FLOAT, "variants");
     g.output(ModelRewriter.TOKEN_COUNT, FLOAT);
     g.output(ModelRewriter.LABEL_SCORES, FLOAT, "variants", "batch", (long) labels);
-  }
-
-  /** Rows (last axis) divided by their Euclidean norm, at least 1e-12. */
-  private static String normalize(GraphBuilder g, String hint, String x) {
-    String norm = g.node("Sqrt", hint + "_norm", g.reduceSum(hint + "_sq", g.node("Mul", hint + "_x2", x, x), true, -1));
-    return g.node("Div", hint, x, g.node("Max", hint + "_safe", norm, g.constScalar(hint + "_tiny", 1e-12f)));
   }
 
   /**
