@@ -110,13 +110,7 @@ class StepRecordCodecTest {
   void decode_wrongLength_isCorruption() {
     byte[] value =
         StepRecordCodec.encode(extremeRecords().findFirst().orElseThrow(), THREE_PARTITIONS);
-    for (int length = 1; length < value.length; length++) {
-      byte[] truncated = Arrays.copyOf(value, length);
-      assertThrows(StoreCorruptedException.class, () -> {
-        StepRecordCodec.decode(3, truncated);
-        StepRecordCodec.decodeOffsets(3, truncated);
-      }, "prefix of " + length);
-    }
+    assertEveryPrefixIsCorruption(value);
     byte[] longer = Arrays.copyOf(value, value.length + 1);
     assertThrows(StoreCorruptedException.class, () -> StepRecordCodec.decodeOffsets(3, longer));
     assertThrows(StoreCorruptedException.class, () -> StepRecordCodec.decode(3, new byte[0]));
@@ -212,13 +206,7 @@ class StepRecordCodecTest {
   @Test
   void fzoo_truncated_isCorruption() {
     byte[] value = StepRecordCodec.encode(fzooRecord(3), THREE_PARTITIONS);
-    for (int length = 1; length < value.length; length++) {
-      byte[] truncated = Arrays.copyOf(value, length);
-      assertThrows(StoreCorruptedException.class, () -> {
-        StepRecordCodec.decode(3, truncated);
-        StepRecordCodec.decodeOffsets(3, truncated);
-      }, "prefix of " + length);
-    }
+    assertEveryPrefixIsCorruption(value);
     // Cut inside the coefficients, decode itself refuses (it reads them).
     int inside = StepRecordCodec.FIXED_SIZE + 1 + 4 * 5 + 2;
     byte[] cut = Arrays.copyOf(value, inside);
@@ -258,5 +246,16 @@ class StepRecordCodecTest {
     Varint.put(out, n);
     out.put(value, StepRecordCodec.FIXED_SIZE + 1, value.length - StepRecordCodec.FIXED_SIZE - 1);
     return out.array();
+  }
+
+  /** Every proper prefix of {@code value} is refused as corruption by decode or decodeOffsets. */
+  private static void assertEveryPrefixIsCorruption(byte[] value) {
+    for (int length = 1; length < value.length; length++) {
+      byte[] truncated = Arrays.copyOf(value, length);
+      assertThrows(StoreCorruptedException.class, () -> {
+        StepRecordCodec.decode(3, truncated);
+        StepRecordCodec.decodeOffsets(3, truncated);
+      }, "prefix of " + length);
+    }
   }
 }

@@ -508,13 +508,8 @@ final class SideNetwork {
   static ModelRewriter.Lifted lifted(ModelProto fed, TrainableSelection selection) {
     Plan p = plan(fed.getGraph(), false, selection);
     List<ModelRewriter.LiftedTensor> tensors = initialTensors(p);
-    List<ParameterSet.Tensor> layout = new ArrayList<>();
-    int offset = 0;
-    for (ModelRewriter.LiftedTensor t : tensors) {
-      layout.add(new ParameterSet.Tensor(t.name(), t.dims(), offset, t.values().length));
-      offset += t.values().length;
-    }
-    return new ModelRewriter.Lifted(inline(fed, p, layout, offset), tensors);
+    ParameterSet layout = new ParameterSet(tensors);
+    return new ModelRewriter.Lifted(inline(fed, p, layout.tensors(), layout.size()), tensors);
   }
 
   /** {@code base} with the side network's nodes between the backbone and the head, reading the input {@link #THETA}. */
