@@ -646,6 +646,11 @@ public final class EmbeddedLog implements LogReader, Closeable {
         }
     }
 
+    /** @return the directory this log owns */
+    public Path directory() {
+        return dir;
+    }
+
     /** @return a number that changes whenever records are published anywhere in the log */
     long appendVersion() {
         synchronized (appendSignal) {
