@@ -239,10 +239,11 @@ final class ListenerGroups implements AutoCloseable {
             member.rebalanceTimeoutMs = request.rebalanceTimeoutMs() > 0 ? request.rebalanceTimeoutMs()
                     : request.sessionTimeoutMs();
             member.lastSeen = now;
+            if (group.members.isEmpty() || group.members.size() == 1 && !isNew) {
+                // The member is alone, so its protocol type becomes the group's.
+                group.protocolType = request.protocolType();
+            }
             if (isNew) {
-                if (group.members.isEmpty()) {
-                    group.protocolType = request.protocolType();
-                }
                 group.members.put(member.id, member);
                 LOG.debug("Member {} ({} at {}) joins group '{}'", member.id, clientId, clientHost, group.id);
             }

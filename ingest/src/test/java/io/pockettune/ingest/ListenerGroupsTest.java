@@ -445,6 +445,30 @@ class ListenerGroupsTest {
                 fetchRaw(new OffsetFetchRequestData().setGroupId(GROUP).setTopics(null), (short) 7).errorCode());
     }
 
+    @Test
+    void leaveGroup_byInstanceIdAlone_removesThatMember() throws Exception {
+        String id = join(joinRequest(GROUP, "").setGroupInstanceId("worker-1"), JOIN).memberId();
+        JoinGroupResponseData joined = join(joinRequest(GROUP, id).setGroupInstanceId("worker-1"), JOIN);
+        assertEquals("worker-1", joined.members().get(0).groupInstanceId());
+        LeaveGroupResponseData left = leaveRaw(new LeaveGroupRequestData().setGroupId(GROUP).setMembers(List.of(
+                new LeaveGroupRequestData.MemberIdentity().setMemberId("").setGroupInstanceId("worker-1"))), LEAVE);
+        assertEquals(List.of(Errors.NONE.code()), left.members().stream().map(m -> m.errorCode()).toList());
+        assertEquals(Errors.UNKNOWN_MEMBER_ID.code(), heartbeat(id, joined.generationId(), HEARTBEAT).errorCode());
+    }
+
+    @Test
+    void wire_rejectsWhatTheVersionCannotCarry() {
+        // The check every helper relies on: a null protocol name exists only from JoinGroup v7, and
+        // LeaveGroup's member list only from v3.
+        JoinGroupResponseData nullName = new JoinGroupResponseData().setProtocolName(null);
+        wire(nullName, (short) 7);
+        assertThrows(RuntimeException.class, () -> wire(nullName, (short) 6));
+        LeaveGroupResponseData members = new LeaveGroupResponseData().setMembers(List.of(
+                new LeaveGroupResponseData.MemberResponse().setMemberId("m")));
+        wire(members, (short) 3);
+        assertThrows(RuntimeException.class, () -> wire(members, (short) 2));
+    }
+
     // --- helpers ---
 
     /** Builds a Stable group of {@code n} members that joined one at a time; the first is the leader. */
