@@ -15,12 +15,14 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalLong;
+import java.util.Set;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Supplier;
+import java.util.stream.Collectors;
 import org.apache.kafka.clients.consumer.ConsumerPartitionAssignor.Assignment;
 import org.apache.kafka.clients.consumer.ConsumerPartitionAssignor.Subscription;
 import org.apache.kafka.clients.consumer.internals.ConsumerProtocol;
@@ -154,31 +156,46 @@ class ListenerGroupsTest {
         assertEquals(required.memberId(), joined.leader());
     }
 
-    @Test
-    void joinGroup_twoConcurrentMembers_shareOneGenerationAndGetTheirAssignments() throws Exception {
-        String a = join(joinRequest(GROUP, ""), JOIN).memberId();
-        String b = join(joinRequest(GROUP, ""), JOIN).memberId();
-        Future<JoinGroupResponseData> joinA = threads.submit(() -> join(joinRequest(GROUP, a), JOIN));
-        Future<JoinGroupResponseData> joinB = threads.submit(() -> join(joinRequest(GROUP, b), JOIN));
-        JoinGroupResponseData ra = joinA.get(10, TimeUnit.SECONDS);
-        JoinGroupResponseData rb = joinB.get(10, TimeUnit.SECONDS);
-        assertEquals(Errors.NONE.code(), ra.errorCode());
-        assertEquals(Errors.NONE.code(), rb.errorCode());
-        assertEquals(ra.generationId(), rb.generationId());
-        assertEquals(ra.leader(), rb.leader());
-        JoinGroupResponseData leader = ra.leader().equals(a) ? ra : rb;
-        JoinGroupResponseData follower = leader == ra ? rb : ra;
-        assertEquals(2, leader.members().size());
-        assertEquals(List.of(), follower.members());
+    @ParameterizedTest
+    @ValueSource(ints = {2, 5})
+    void joinGroup_concurrentMembers_shareOneGenerationAndGetTheirAssignments(int n) throws Exception {
+        List<String> ids = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            ids.add(join(joinRequest(GROUP, ""), JOIN).memberId());
+        }
+        List<Future<JoinGroupResponseData>> joins = new ArrayList<>();
+        ids.forEach(id -> joins.add(threads.submit(() -> join(joinRequest(GROUP, id), JOIN))));
+        List<JoinGroupResponseData> answers = new ArrayList<>();
+        for (Future<JoinGroupResponseData> f : joins) {
+            answers.add(f.get(10, TimeUnit.SECONDS));
+        }
+        for (JoinGroupResponseData r : answers) {
+            assertEquals(Errors.NONE.code(), r.errorCode());
+            assertEquals(1, r.generationId());
+            assertEquals(answers.get(0).leader(), r.leader());
+        }
+        JoinGroupResponseData leader = answers.stream().filter(r -> r.memberId().equals(r.leader())).findFirst()
+                .orElseThrow();
+        assertEquals(Set.copyOf(ids), leader.members().stream().map(m -> m.memberId()).collect(Collectors.toSet()));
+        List<JoinGroupResponseData> followers = answers.stream().filter(r -> r != leader).toList();
+        followers.forEach(r -> assertEquals(List.of(), r.members()));
 
-        Future<SyncGroupResponseData> followerSync = threads.submit(() ->
-                sync(syncRequest(follower.memberId(), follower.generationId(), Map.of()), SYNC));
-        assertBlocked(followerSync);
-        SyncGroupResponseData leaderSync = sync(syncRequest(leader.memberId(), leader.generationId(),
-                Map.of(leader.memberId(), List.of(P0), follower.memberId(), List.of(P1))), SYNC);
-        assertEquals(List.of(P0), assignment(leaderSync));
-        assertEquals(List.of(P1), assignment(followerSync.get(10, TimeUnit.SECONDS)));
+        List<Future<SyncGroupResponseData>> followerSyncs = new ArrayList<>();
+        for (JoinGroupResponseData f : followers) {
+            followerSyncs.add(threads.submit(() -> sync(syncRequest(f.memberId(), 1, Map.of()), SYNC)));
+        }
+        followerSyncs.forEach(ListenerGroupsTest::assertBlocked);
+        Map<String, List<TopicPartition>> assignments = new HashMap<>();
+        for (int i = 0; i < n; i++) {
+            assignments.put(answers.get(i).memberId(), List.of(new TopicPartition("events", i % 2)));
+        }
+        SyncGroupResponseData leaderSync = sync(syncRequest(leader.memberId(), 1, assignments), SYNC);
+        assertEquals(assignments.get(leader.memberId()), assignment(leaderSync));
         assertEquals("range", leaderSync.protocolName());
+        for (int i = 0; i < followers.size(); i++) {
+            assertEquals(assignments.get(followers.get(i).memberId()),
+                    assignment(followerSyncs.get(i).get(10, TimeUnit.SECONDS)));
+        }
     }
 
     @Test
@@ -653,7 +670,7 @@ class ListenerGroupsTest {
         return MessageUtil.toByteBufferAccessor(message, version);
     }
 
-    private static void assertBlocked(Future<?> call) throws Exception {
+    private static void assertBlocked(Future<?> call) {
         assertThrows(TimeoutException.class, () -> call.get(300, TimeUnit.MILLISECONDS));
     }
 
