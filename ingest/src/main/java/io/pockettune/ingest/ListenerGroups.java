@@ -68,7 +68,11 @@ import org.slf4j.LoggerFactory;
  *       group's, or that shares no protocol with every member, gets INCONSISTENT_GROUP_PROTOCOL.
  *   <li>A join of a known member with unchanged protocols to a Stable group (not the leader) or
  *       to a CompletingRebalance group answers the current generation without a rebalance, as in
- *       Kafka; any other join starts or joins a rebalance.
+ *       Kafka; any other join starts or joins a rebalance. A join of a member whose earlier join
+ *       is still blocked (on another connection) supersedes it: the earlier one answers
+ *       REBALANCE_IN_PROGRESS. A session timeout of 0 or less gets INVALID_SESSION_TIMEOUT (Kafka's
+ *       broker-side minimum and maximum are not enforced); a rebalance timeout of 0 or less, as
+ *       JoinGroup v0 implies, means the session timeout.
  *   <li>Members blocked in JoinGroup or SyncGroup are alive; any other member that sends no
  *       JoinGroup, SyncGroup, Heartbeat or OffsetCommit for its {@code session_timeout_ms} is
  *       removed and the group rebalances. A background task checks every
