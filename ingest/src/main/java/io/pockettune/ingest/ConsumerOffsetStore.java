@@ -142,6 +142,11 @@ final class ConsumerOffsetStore implements Closeable {
         return offset == null ? OptionalLong.empty() : OptionalLong.of(offset);
     }
 
+    /** @return a copy of every committed next offset of {@code group}; empty if it committed none */
+    synchronized Map<TopicPartition, Long> committedOffsets(String group) {
+        return Map.copyOf(groups.getOrDefault(group, Map.of()));
+    }
+
     /** @return the current file size in bytes */
     synchronized long sizeInBytes() {
         return size;

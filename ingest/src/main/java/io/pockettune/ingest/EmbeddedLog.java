@@ -554,6 +554,20 @@ public final class EmbeddedLog implements LogReader, Closeable {
     }
 
     /**
+     * @return a snapshot of every next offset to read that {@code group} committed, by partition;
+     *     empty if none (the Kafka listener answers an OffsetFetch for all topics with it)
+     */
+    Map<TopicPartition, Long> committedOffsets(String group) {
+        validateGroup(group);
+        Lock held = enter();
+        try {
+            return offsets.committedOffsets(group);
+        } finally {
+            held.unlock();
+        }
+    }
+
+    /**
      * Waits for calls in progress, forces all data, records the recovery points, writes the
      * clean-shutdown marker and releases the directory. If anything fails the marker is not
      * written, so the next open recovers. Does nothing if already closed.

@@ -144,4 +144,18 @@ class ConsumerOffsetsTest {
         }
         assertTrue(Files.notExists(storeDir.resolve(ConsumerOffsetStore.FILE_NAME + ".tmp")));
     }
+
+    @Test
+    void committedOffsets_listsEveryCommittedPartitionOfTheGroupOnly() throws IOException {
+        try (EmbeddedLog log = EmbeddedLog.open(dir)) {
+            assertEquals(Map.of(), log.committedOffsets("trainer"));
+            log.commitOffsets("trainer", Map.of(P0, 1L));
+            log.commitOffsets("trainer", Map.of(P1, 4L));
+            log.commitOffsets("eval", Map.of(P0, 2L));
+            assertEquals(Map.of(P0, 1L, P1, 4L), log.committedOffsets("trainer"));
+        }
+        try (EmbeddedLog log = EmbeddedLog.open(dir)) {
+            assertEquals(Map.of(P0, 2L), log.committedOffsets("eval"));
+        }
+    }
 }
