@@ -58,7 +58,10 @@ import org.slf4j.LoggerFactory;
  * <p><b>Idempotent producers.</b> {@link #writeIdempotent} checks a batch's producer identity
  * against the partition's {@link ProducerStateTable} and writes it, or recognises it as a retry,
  * under the append lock, so check, write and record are one step; the table records a batch only
- * once it is written, so a write that fails and is rolled back leaves no trace in it.
+ * once it is written, so a write that fails and is rolled back leaves no trace in it. At open
+ * the table is rebuilt from the batch headers of the last
+ * {@link ProducerStateTable#SEGMENTS_REPLAYED_AT_OPEN} segments, after recovery has cut what did
+ * not survive (see that class for the window this gives).
  *
  * <p><b>Retention.</b> {@link #enforceRetention} drops whole segments from the front (never the
  * active one): the segment array is replaced under the append lock, the files are unlinked at once
@@ -204,8 +207,12 @@ final class PartitionLog implements Closeable {
             if (!scanned.isEmpty()) {
                 LOG.info("Recovered {}: validated {} segment(s), end offset {}", tp, scanned.size(), next);
             }
-            return new PartitionLog(tp, dir, config, checkpoint, segments, next, scanned.size(),
-                    new ProducerStateTable(tp));
+            ProducerStateTable producers = new ProducerStateTable(tp);
+            for (LogSegment segment : segments.subList(
+                    Math.max(0, segments.size() - ProducerStateTable.SEGMENTS_REPLAYED_AT_OPEN), segments.size())) {
+                segment.loadProducerState(producers);
+            }
+            return new PartitionLog(tp, dir, config, checkpoint, segments, next, scanned.size(), producers);
         } catch (IOException | RuntimeException e) {
             for (LogSegment segment : segments) {
                 Utils.closeQuietly(segment, "segment " + segment);

@@ -33,7 +33,29 @@ import org.apache.kafka.common.errors.OutOfOrderSequenceException;
  * Five batches are kept because a Kafka producer keeps at most five requests in flight per
  * connection when idempotence is on, so a retry is always of one of its five latest batches.
  *
- * <p>The table lives in memory only, so far: after a restart every producer is unknown.
+ * <p><b>Durability and its window.</b> The state is not written anywhere of its own: the batches
+ * carry it (format version 2 of {@link RecordBatch}), and when a partition opens, cleanly or after
+ * recovery, the state is rebuilt by replaying the batch headers of its last
+ * {@link #SEGMENTS_REPLAYED_AT_OPEN} segments. Recovery has cut torn batches by then, so only
+ * batches that survived count, and a batch lost in the crash is appended once when it is retried.
+ * So retries of batches in the last two segments (at least one full segment, 64 MiB by default)
+ * are recognised across a restart. That is enough: the batches a producer may retry after a crash
+ * are the ones in flight when the process died, which are at the very tail of the log, and a
+ * producer gives up on a batch after its delivery timeout (two minutes by default) anyway. Two
+ * segments and not one, because right after a roll the active segment holds almost nothing. Not
+ * more, because opening pays for every batch header replayed, and Kafka's alternative (periodic
+ * snapshots of this table beside the segments) is a second file format to keep consistent with
+ * the log. A producer whose last batch lies further back opens unknown and is accepted as is.
+ *
+ * <p><b>Cost.</b> At open, per partition: the headers of two segments, read in 4 KiB windows
+ * ({@link LogSegment#loadProducerState}). With batches larger than a window that is one read per
+ * batch; with smaller ones it amounts to reading the two segments sequentially, up to 128 MiB at
+ * the default segment size, which is the same device I/O as reading each header alone since the
+ * device reads whole pages. In memory: one entry per producer with up to five batches. While the
+ * log is open, the table keeps every producer it has seen; it does not expire them (Kafka does,
+ * after {@code producer.id.expiration.ms}). Retention deleting segments leaves the state of removed
+ * offsets in place, which is harmless: a retry of such a batch is still recognised and answered
+ * with its (now deleted) offset; at the next open the window is what retention left.
  *
  * <p>This class is not thread-safe: the partition calls it under its append lock, so the check of a
  * batch and the recording of it after the write are atomic with respect to other appends.
@@ -43,6 +65,8 @@ final class ProducerStateTable {
 
     /** How many of a producer's latest batches are remembered; Kafka's number. */
     static final int BATCHES_PER_PRODUCER = 5;
+    /** How many segments, from the last, {@link PartitionLog} replays into the table at open. */
+    static final int SEGMENTS_REPLAYED_AT_OPEN = 2;
 
     /** One batch of a producer: its sequence range and where it is in the log. */
     private record BatchMetadata(int firstSequence, int lastSequence, long baseOffset, int recordCount) {
@@ -111,9 +135,9 @@ final class ProducerStateTable {
     }
 
     /**
-     * Records a batch that is in the log at {@code baseOffset}, one that {@link #check} accepted
-     * and that was written. A batch of an epoch older than the producer's is ignored; a newer
-     * epoch replaces the producer's state.
+     * Records a batch that is in the log at {@code baseOffset}: one that {@link #check} accepted
+     * and that was written, or one found in a segment at open. A batch of an epoch older than the
+     * producer's is ignored; a newer epoch replaces the producer's state.
      */
     void append(ProducerBatch batch, int recordCount, long baseOffset) {
         ProducerEntry entry = producers.get(batch.producerId());

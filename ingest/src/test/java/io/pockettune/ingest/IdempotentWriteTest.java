@@ -29,7 +29,8 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * Idempotent writes on real files: Kafka's producer-id, epoch and sequence rules.
+ * Idempotent writes on real files: Kafka's producer-id, epoch and sequence rules, and the
+ * de-duplication of retries across a clean close, a crash (an abandoned log) and a torn tail.
  */
 class IdempotentWriteTest {
 
@@ -174,6 +175,168 @@ class IdempotentWriteTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(booleans = {true, false})
+    void reopen_afterCleanOrUncleanShutdown_stillRecognisesRetries(boolean clean) throws IOException {
+        EmbeddedLog log = open(SMALL);
+        write(log, 21, 3, 0, "a", "b");
+        write(log, 22, 0, 5, "c");
+        write(log, 21, 3, 2, "d");
+        if (clean) {
+            log.close();
+        } else {
+            log.abandon();
+        }
+        try (EmbeddedLog reopened = EmbeddedLog.open(dir, SMALL)) {
+            assertEquals(clean ? 0 : 1, reopened.segmentsRecoveredAtOpen());
+            assertEquals(new IdempotentWrite(0, true), write(reopened, 21, 3, 0, "a", "b"));
+            assertEquals(new IdempotentWrite(3, true), write(reopened, 21, 3, 2, "d"));
+            assertEquals(new IdempotentWrite(2, true), write(reopened, 22, 0, 5, "c"));
+            assertThrows(InvalidProducerEpochException.class, () -> write(reopened, 21, 2, 0, "x"));
+            assertThrows(OutOfOrderSequenceException.class, () -> write(reopened, 21, 3, 5, "x"));
+            assertEquals(4, reopened.endOffset(TOPIC, 0));
+            assertEquals(22, reopened.maxProducerId());
+            assertEquals(new IdempotentWrite(4, false), write(reopened, 21, 3, 3, "e"));
+        }
+    }
+
+    /** A crash that tears the last (idempotent) batch: recovery cuts it, and its retry is appended once. */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 28, 29, 42, 43, -1})
+    void reopen_afterTornVersion2Tail_appendsTheRetryOfTheLostBatchOnce(int keptBytes) throws IOException {
+        EmbeddedLog log = open(SMALL);
+        write(log, 4, 0, 0, "a");
+        write(log, 4, 0, 1, "torn");
+        log.abandon();
+        List<Path> files = segments(partitionDir());
+        Path last = files.get(files.size() - 1);
+        List<BatchSpan> spans = batches(last);
+        BatchSpan torn = spans.get(spans.size() - 1);
+        long kept = keptBytes < 0 ? torn.end() - torn.start() - 1 : keptBytes;
+        LogTestSupport.truncate(last, torn.start() + kept);
+
+        try (EmbeddedLog reopened = EmbeddedLog.open(dir, SMALL)) {
+            assertEquals(1, reopened.endOffset(TOPIC, 0));
+            assertEquals(new IdempotentWrite(0, true), write(reopened, 4, 0, 0, "a"));
+            assertEquals(new IdempotentWrite(1, false), write(reopened, 4, 0, 1, "torn"));
+            assertEquals(new IdempotentWrite(1, true), write(reopened, 4, 0, 1, "torn"));
+            assertEquals(List.of("a", "torn"), values(reopened));
+        }
+    }
+
+    @Test
+    void reopen_rebuildsFromTheLastTwoSegmentsOnly() throws IOException {
+        long secondToLast;
+        try (EmbeddedLog log = open(SMALL)) {
+            write(log, 100, 0, 0, "oldest");
+            int other = 0;
+            while (segments(partitionDir()).size() < 2) {
+                write(log, 200, 0, other++, "filler " + other);
+            }
+            secondToLast = write(log, 101, 0, 0, "second to last").baseOffset();
+            while (segments(partitionDir()).size() < 3) {
+                write(log, 200, 0, other++, "filler " + other);
+            }
+            assertEquals(new IdempotentWrite(0, true), write(log, 100, 0, 0, "oldest"),
+                    "while open, the table keeps every producer");
+        }
+        try (EmbeddedLog log = EmbeddedLog.open(dir, SMALL)) {
+            assertEquals(3, segments(partitionDir()).size());
+            long end = log.endOffset(TOPIC, 0);
+            assertEquals(new IdempotentWrite(secondToLast, true), write(log, 101, 0, 0, "second to last"),
+                    "a batch in the second to last segment is in the window");
+            assertEquals(new IdempotentWrite(end, false), write(log, 100, 0, 0, "oldest"),
+                    "a producer whose batches left the window starts unknown and is accepted");
+            assertEquals(List.of("oldest", "oldest"), values(log).stream().filter("oldest"::equals).toList());
+        }
+    }
+
+    /**
+     * Batches from a few bytes to several header-read windows, so that the walk at open both finds
+     * headers inside one window read and reads one window per large batch.
+     */
+    @ParameterizedTest
+    @ValueSource(booleans = {true, false})
+    void reopen_batchesOfAllSizes_rebuildsEveryProducersLastBatches(boolean clean) throws IOException {
+        record Sent(long producerId, int baseSequence, List<LogRecord> records, long baseOffset) {
+        }
+        Random random = new Random(11);
+        List<Sent> sent = new ArrayList<>();
+        int[] next = new int[4];
+        EmbeddedLog log = open(LogConfig.defaults());
+        for (int i = 0; i < 300; i++) {
+            int producer = random.nextInt(next.length);
+            List<LogRecord> records = new ArrayList<>();
+            for (int r = 0, n = 1 + random.nextInt(3); r < n; r++) {
+                byte[] value = new byte[random.nextInt(4) == 0 ? random.nextInt(3 * LogSegment.HEADER_WINDOW_BYTES)
+                        : random.nextInt(60)];
+                random.nextBytes(value);
+                records.add(new LogRecord(i, null, value));
+            }
+            if (i % 7 == 0) {
+                log.append(TOPIC, 0, records);
+                continue;
+            }
+            IdempotentWrite w = log.writeIdempotent(TOPIC, 0, records,
+                    new ProducerBatch(producer, (short) 0, next[producer]));
+            log.awaitDurable(TOPIC, 0, w.baseOffset() + records.size());
+            sent.add(new Sent(producer, next[producer], records, w.baseOffset()));
+            next[producer] += records.size();
+        }
+        if (clean) {
+            log.close();
+        } else {
+            log.abandon();
+        }
+        try (EmbeddedLog reopened = EmbeddedLog.open(dir, LogConfig.defaults())) {
+            long end = reopened.endOffset(TOPIC, 0);
+            for (int producer = 0; producer < next.length; producer++) {
+                long id = producer;
+                List<Sent> own = sent.stream().filter(b -> b.producerId() == id).toList();
+                for (Sent b : own.subList(own.size() - ProducerStateTable.BATCHES_PER_PRODUCER, own.size())) {
+                    IdempotentWrite retry = reopened.writeIdempotent(TOPIC, 0, b.records(),
+                            new ProducerBatch(b.producerId(), (short) 0, b.baseSequence()));
+                    assertEquals(new IdempotentWrite(b.baseOffset(), true), retry, "producer " + producer);
+                }
+            }
+            assertEquals(end, reopened.endOffset(TOPIC, 0));
+            assertEquals(next.length - 1, reopened.maxProducerId());
+        }
+    }
+
+    /**
+     * A header that does not chain in a segment trusted after a clean close does not stop the log
+     * from opening: the walk keeps what it found before it and the later segment.
+     */
+    @Test
+    void reopen_damagedHeaderInTrustedSegment_opensWithTheStateAroundTheDamage() throws IOException {
+        List<Long> bases = new ArrayList<>();
+        try (EmbeddedLog log = open(SMALL)) {
+            for (long producer = 0; segments(partitionDir()).size() < 3; producer++) {
+                bases.add(write(log, producer, 0, 0, "batch of producer " + producer).baseOffset());
+            }
+        }
+        Path middle = segments(partitionDir()).get(1);
+        List<BatchSpan> spans = batches(middle);
+        BatchSpan damaged = spans.get(1);
+        LogTestSupport.overwrite(middle, damaged.start(), new byte[8]);
+        long beforeDamage = spans.get(0).baseOffset();
+        long afterDamage = spans.get(2).baseOffset();
+        long inLastSegment = bases.get(bases.size() - 1);
+
+        try (EmbeddedLog log = EmbeddedLog.open(dir, SMALL)) {
+            assertEquals(0, log.segmentsRecoveredAtOpen());
+            long end = log.endOffset(TOPIC, 0);
+            assertEquals(new IdempotentWrite(beforeDamage, true),
+                    write(log, bases.indexOf(beforeDamage), 0, 0, "batch of producer " + bases.indexOf(beforeDamage)));
+            assertEquals(new IdempotentWrite(inLastSegment, true),
+                    write(log, bases.size() - 1, 0, 0, "batch of producer " + (bases.size() - 1)));
+            assertEquals(new IdempotentWrite(end, false),
+                    write(log, bases.indexOf(afterDamage), 0, 0, "batch of producer " + bases.indexOf(afterDamage)),
+                    "the producers after the damage are not known");
+        }
+    }
+
     @Test
     void writeIdempotent_afterRetentionDeletedTheOriginal_isStillADuplicate() throws IOException {
         LogConfig config = SMALL.withRetention(-1, 1);
@@ -255,6 +418,9 @@ class IdempotentWriteTest {
             assertEquals(-1, log.maxProducerId());
             log.writeIdempotent("other", 2, List.of(record("a")), new ProducerBatch(40, (short) 0, 0));
             log.writeIdempotent(TOPIC, 0, List.of(record("b")), new ProducerBatch(7, (short) 0, 0));
+            assertEquals(40, log.maxProducerId());
+        }
+        try (EmbeddedLog log = EmbeddedLog.open(dir, SMALL)) {
             assertEquals(40, log.maxProducerId());
         }
     }
