@@ -28,7 +28,7 @@ import org.apache.kafka.common.errors.OutOfOrderSequenceException;
  *   <li>In the known epoch, a batch with exactly the sequence range of one of the cached batches
  *       is a duplicate: nothing is written and the caller gets that batch's base offset. Otherwise
  *       it must continue the latest batch's sequence, or it is refused with
- *       {@link OutOfOrderSequenceException}.
+ *       {@link OutOfOrderSequenceException}; so is a retry of a batch older than the cached ones.
  * </ul>
  * Five batches are kept because a Kafka producer keeps at most five requests in flight per
  * connection when idempotence is on, so a retry is always of one of its five latest batches.

@@ -41,6 +41,10 @@ class IdempotentWriteTest {
     @TempDir
     Path dir;
 
+    /** An idempotent batch a test wrote, to retry it later. */
+    private record Sent(long producerId, int baseSequence, List<LogRecord> records, long baseOffset) {
+    }
+
     @Test
     void writeIdempotent_retry_returnsTheOriginalOffsetAndAppendsNothing() throws IOException {
         try (EmbeddedLog log = open(SMALL)) {
@@ -258,8 +262,6 @@ class IdempotentWriteTest {
     @ParameterizedTest
     @ValueSource(booleans = {true, false})
     void reopen_batchesOfAllSizes_rebuildsEveryProducersLastBatches(boolean clean) throws IOException {
-        record Sent(long producerId, int baseSequence, List<LogRecord> records, long baseOffset) {
-        }
         Random random = new Random(11);
         List<Sent> sent = new ArrayList<>();
         int[] next = new int[4];
@@ -294,14 +296,78 @@ class IdempotentWriteTest {
                 long id = producer;
                 List<Sent> own = sent.stream().filter(b -> b.producerId() == id).toList();
                 for (Sent b : own.subList(own.size() - ProducerStateTable.BATCHES_PER_PRODUCER, own.size())) {
-                    IdempotentWrite retry = reopened.writeIdempotent(TOPIC, 0, b.records(),
-                            new ProducerBatch(b.producerId(), (short) 0, b.baseSequence()));
-                    assertEquals(new IdempotentWrite(b.baseOffset(), true), retry, "producer " + producer);
+                    assertEquals(new IdempotentWrite(b.baseOffset(), true),
+                            retry(reopened, id, b.baseSequence(), b.records()), "producer " + producer);
                 }
             }
             assertEquals(end, reopened.endOffset(TOPIC, 0));
             assertEquals(next.length - 1, reopened.maxProducerId());
         }
+    }
+
+    /**
+     * Garbage over the tail of the last segment, as in {@link LogRecoveryTest}: exactly the batches
+     * before it survive, each producer's surviving batches in the last two segments are recognised
+     * as duplicates, and the retry of each producer's first lost batch is appended once.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19})
+    void reopen_afterGarbageOverTheTail_knowsExactlyTheSurvivingBatches(int seed) throws IOException {
+        Random random = new Random(seed);
+        List<Sent> sent = new ArrayList<>();
+        int[] next = new int[3];
+        EmbeddedLog log = open(SMALL);
+        for (int i = 0; i < 60; i++) {
+            int producer = random.nextInt(next.length);
+            List<LogRecord> records = LogTestSupport.randomBatches(random, 1).get(0);
+            IdempotentWrite w = log.writeIdempotent(TOPIC, 0, records,
+                    new ProducerBatch(producer, (short) 0, next[producer]));
+            log.awaitDurable(TOPIC, 0, w.baseOffset() + records.size());
+            sent.add(new Sent(producer, next[producer], records, w.baseOffset()));
+            next[producer] += records.size();
+        }
+        log.abandon();
+        List<Path> files = segments(partitionDir());
+        Path last = files.get(files.size() - 1);
+        long position = random.nextInt((int) Files.size(last) + 1);
+        byte[] garbage = new byte[(int) (Files.size(last) - position) + 1 + random.nextInt(64)];
+        random.nextBytes(garbage);
+        LogTestSupport.overwrite(last, position, garbage);
+
+        try (EmbeddedLog reopened = EmbeddedLog.open(dir, SMALL)) {
+            long end = reopened.endOffset(TOPIC, 0);
+            assertEquals(sent.stream().filter(b -> b.baseOffset() < end).flatMap(b -> b.records().stream()).toList(),
+                    reopened.read(TOPIC, 0, 0, Integer.MAX_VALUE).stream().map(LogEntry::record).toList());
+            List<Path> kept = segments(partitionDir());
+            String secondToLast = kept.get(Math.max(0, kept.size() - 2)).getFileName().toString();
+            long windowStart = Long.parseLong(secondToLast.substring(0, 20));
+            for (int producer = 0; producer < next.length; producer++) {
+                long id = producer;
+                List<Sent> own = sent.stream().filter(b -> b.producerId() == id).toList();
+                List<Sent> survived = own.stream().filter(b -> b.baseOffset() < end).toList();
+                List<Sent> inWindow = survived.stream().filter(b -> b.baseOffset() >= windowStart).toList();
+                for (Sent b : inWindow.subList(Math.max(0, inWindow.size() - 5), inWindow.size())) {
+                    assertEquals(new IdempotentWrite(b.baseOffset(), true),
+                            retry(reopened, id, b.baseSequence(), b.records()), "producer " + producer);
+                }
+                if (survived.size() < own.size()) {
+                    Sent lost = own.get(survived.size());
+                    long at = reopened.endOffset(TOPIC, 0);
+                    assertEquals(new IdempotentWrite(at, false), retry(reopened, id, lost.baseSequence(),
+                            lost.records()), "producer " + producer);
+                    assertEquals(new IdempotentWrite(at, true), retry(reopened, id, lost.baseSequence(),
+                            lost.records()), "producer " + producer);
+                }
+            }
+        }
+    }
+
+    private static IdempotentWrite retry(EmbeddedLog log, long producerId, int baseSequence, List<LogRecord> records)
+            throws IOException {
+        ProducerBatch producer = new ProducerBatch(producerId, (short) 0, baseSequence);
+        IdempotentWrite w = log.writeIdempotent(TOPIC, 0, records, producer);
+        log.awaitDurable(TOPIC, 0, w.baseOffset() + records.size());
+        return w;
     }
 
     /**
