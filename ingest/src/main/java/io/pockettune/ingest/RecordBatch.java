@@ -46,8 +46,9 @@ import org.apache.kafka.common.utils.ByteUtils;
  * 1 - 2^-32 otherwise. The base offset is outside the CRC, as in Kafka, so a batch is encoded and
  * checksummed before the append lock is taken and stamped with its offset under the lock for free.
  * A damaged base offset is still caught: recovery and reads demand that offsets continue exactly
- * where the previous batch ended. The producer fields are inside the CRC, so a damaged one cannot
- * make a retry look like a duplicate of a batch it is not. A damaged length is caught by the
+ * where the previous batch ended. The producer fields are inside the CRC, so recovery and reads
+ * catch a damaged one like any other byte (the header walk that rebuilds producer state after a
+ * clean shutdown trusts them, as it trusts those segments). A damaged length is caught by the
  * bounds check or, failing that, by the CRC computed over the wrong range. The two leading fields
  * (baseOffset and batchLength) are the {@link #LOG_OVERHEAD}: enough to walk a segment from batch
  * to batch without reading bodies.
