@@ -2,6 +2,7 @@ package io.pockettune.ingest;
 
 import java.io.Closeable;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -385,7 +386,57 @@ public final class EmbeddedLog implements LogReader, Closeable {
         }
     }
 
+    /**
+     * Like {@link #write(String, int, List)} (writes without waiting for the device), but with the
+     * producer identity checked and recorded (see {@link ProducerStateTable}); for a duplicate
+     * nothing is written and the original base offset is returned. Follow with
+     * {@link #awaitDurable} for baseOffset + records.size() before acknowledging, for duplicates
+     * too: the original may still be in flight.
+     *
+     * @throws IllegalArgumentException as for {@link #append}
+     * @throws org.apache.kafka.common.errors.InvalidProducerEpochException if a newer epoch of the
+     *     producer id fenced this one
+     * @throws org.apache.kafka.common.errors.OutOfOrderSequenceException if the batch's sequence
+     *     does not continue the producer's, or a new epoch does not start at sequence 0
+     */
+    IdempotentWrite writeIdempotent(String topic, int partition, List<LogRecord> records, ProducerBatch producer)
+            throws IOException {
+        Objects.requireNonNull(producer, "producer");
+        Lock held = enter();
+        try {
+            PartitionLog log = partition(topic, partition);
+            ByteBuffer batch = encode(log, records, producer);
+            return log.writeIdempotent(batch, records.size(), RecordBatch.maxTimestamp(records), producer);
+        } finally {
+            held.unlock();
+        }
+    }
+
+    /**
+     * @return the largest producer id found in any partition's producer state (for allocating new
+     *     ids above it), or -1
+     */
+    long maxProducerId() {
+        Lock held = enter();
+        try {
+            long max = -1;
+            for (List<PartitionLog> partitions : topics.values()) {
+                for (PartitionLog p : partitions) {
+                    max = Math.max(max, p.maxProducerId());
+                }
+            }
+            return max;
+        } finally {
+            held.unlock();
+        }
+    }
+
     private long write(PartitionLog log, List<LogRecord> records) throws IOException {
+        return log.write(encode(log, records, null), records.size(), RecordBatch.maxTimestamp(records));
+    }
+
+    /** Validates {@code records} and encodes them as one batch, carrying {@code producer} unless it is null. */
+    private ByteBuffer encode(PartitionLog log, List<LogRecord> records, ProducerBatch producer) {
         Objects.requireNonNull(records, "records");
         if (records.isEmpty()) {
             throw new IllegalArgumentException("no records to append to " + log + "; pass at least one LogRecord");
@@ -396,13 +447,13 @@ public final class EmbeddedLog implements LogReader, Closeable {
                         + " is null; pass only LogRecord instances");
             }
         }
-        long size = RecordBatch.sizeInBytes(records);
+        long size = RecordBatch.sizeInBytes(records, producer);
         if (size > config.segmentBytes()) {
             throw new IllegalArgumentException("a batch of " + records.size() + " records for " + log + " encodes to "
                     + size + " bytes, more than the segment size of " + config.segmentBytes()
                     + " bytes; split it into smaller appends or raise LogConfig.segmentBytes");
         }
-        return log.write(RecordBatch.encode(records, (int) size), records.size(), RecordBatch.maxTimestamp(records));
+        return RecordBatch.encode(records, (int) size, producer);
     }
 
     /** Returns once the records of the partition below {@code end} are durable per the flush policy. */

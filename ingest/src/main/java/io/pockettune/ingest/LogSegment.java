@@ -52,6 +52,8 @@ final class LogSegment implements Closeable {
     static final String LOG_SUFFIX = ".log";
     static final String INDEX_SUFFIX = ".index";
     static final String TIME_INDEX_SUFFIX = ".timeindex";
+    /** The read size of {@link #loadProducerState}: one page. */
+    static final int HEADER_WINDOW_BYTES = 4096;
 
     /** What {@link #recover()} found; {@code problem} is null when nothing was cut. */
     record Recovery(long nextOffset, int validBytes, long truncatedBytes, String problem) {
@@ -255,6 +257,67 @@ final class LogSegment implements Closeable {
         }
         bytesSinceLastIndexEntry = writePosition - last.position();
         return OptionalLong.of(next);
+    }
+
+    /**
+     * Replays the producer identities of the segment's version 2 batches, in log order, into
+     * {@code table}, reading batch headers only. Headers are read through a window of
+     * {@link #HEADER_WINDOW_BYTES}, so batches smaller than that cost no extra read (the device
+     * reads whole pages anyway) and larger ones cost one read per batch without their bodies. The
+     * segment must have been recovered, or trusted after a clean shutdown; if its headers do not
+     * chain, the walk stops there with a warning and the producers of the rest of the segment
+     * start unknown, which only weakens de-duplication.
+     */
+    void loadProducerState(ProducerStateTable table) throws IOException {
+        ByteBuffer window = ByteBuffer.allocate(HEADER_WINDOW_BYTES).limit(0);
+        int windowStart = 0;
+        int position = 0;
+        long next = baseOffset;
+        while (position < writePosition) {
+            int remaining = writePosition - position;
+            int wanted = Math.min(RecordBatch.PRODUCER_HEADER_SIZE, remaining);
+            if (wanted < RecordBatch.HEADER_SIZE) {
+                warnProducerWalk(position, "a partial batch header");
+                return;
+            }
+            if (position + wanted > windowStart + window.limit()) {
+                window.clear().limit(Math.min(HEADER_WINDOW_BYTES, remaining));
+                Utils.readFullyOrFail(channel, window, position, "batch headers");
+                window.flip();
+                windowStart = position;
+            }
+            ByteBuffer header = window.slice(position - windowStart, wanted);
+            long base = header.getLong(RecordBatch.BASE_OFFSET_OFFSET);
+            int length = header.getInt(RecordBatch.LENGTH_OFFSET);
+            int count = header.getInt(RecordBatch.COUNT_OFFSET);
+            byte magic = header.get(RecordBatch.MAGIC_OFFSET);
+            int minLength = magic == RecordBatch.PRODUCER_MAGIC ? RecordBatch.MIN_PRODUCER_BATCH_LENGTH
+                    : RecordBatch.MIN_BATCH_LENGTH;
+            if (base != next || count < 1 || (magic != RecordBatch.MAGIC && magic != RecordBatch.PRODUCER_MAGIC)
+                    || length < minLength || length > remaining - RecordBatch.LOG_OVERHEAD) {
+                warnProducerWalk(position, "base offset " + base + " (expected " + next + "), batch length " + length
+                        + ", record count " + count + ", format version " + magic);
+                return;
+            }
+            if (magic == RecordBatch.PRODUCER_MAGIC) {
+                long producerId = header.getLong(RecordBatch.PRODUCER_ID_OFFSET);
+                short epoch = header.getShort(RecordBatch.PRODUCER_EPOCH_OFFSET);
+                int sequence = header.getInt(RecordBatch.BASE_SEQUENCE_OFFSET);
+                if (producerId < 0 || epoch < 0 || sequence < 0) {
+                    warnProducerWalk(position, "producer id " + producerId + ", epoch " + epoch + ", base sequence "
+                            + sequence);
+                    return;
+                }
+                table.append(new ProducerBatch(producerId, epoch, sequence), count, base);
+            }
+            position += RecordBatch.LOG_OVERHEAD + length;
+            next = base + count;
+        }
+    }
+
+    private void warnProducerWalk(int position, String problem) {
+        LOG.warn("The batch headers of {} do not chain at byte {} ({}); producer state is not rebuilt from there"
+                + " on, so a retry of an idempotent batch after it may be appended twice", logFile, position, problem);
     }
 
     /**

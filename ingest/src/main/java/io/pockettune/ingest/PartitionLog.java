@@ -55,6 +55,14 @@ import org.slf4j.LoggerFactory;
  * and a later successful force would prove nothing (the PostgreSQL "fsyncgate" lesson), so the
  * partition fails every waiter and refuses appends until the log is reopened and recovered.
  *
+ * <p><b>Idempotent producers.</b> {@link #writeIdempotent} checks a batch's producer identity
+ * against the partition's {@link ProducerStateTable} and writes it, or recognises it as a retry,
+ * under the append lock, so check, write and record are one step; the table records a batch only
+ * once it is written, so a write that fails and is rolled back leaves no trace in it. At open
+ * the table is rebuilt from the batch headers of the last
+ * {@link ProducerStateTable#SEGMENTS_REPLAYED_AT_OPEN} segments, after recovery has cut what did
+ * not survive (see that class for the window this gives).
+ *
  * <p><b>Retention.</b> {@link #enforceRetention} drops whole segments from the front (never the
  * active one): the segment array is replaced under the append lock, the files are unlinked at once
  * but kept open, and the channels are closed only after {@code fileDeleteDelayMs}, so readers that
@@ -102,9 +110,11 @@ final class PartitionLog implements Closeable {
     private volatile long recoveryPoint;
     /** Set when a failed append could not be undone or a force failed; then no appends are taken. */
     private volatile IOException failure;
+    /** Guarded by appendLock. */
+    private final ProducerStateTable producers;
 
     private PartitionLog(TopicPartition topicPartition, Path dir, LogConfig config, RecoveryCheckpoint checkpoint,
-            List<LogSegment> segments, long nextOffset, int segmentsRecovered) {
+            List<LogSegment> segments, long nextOffset, int segmentsRecovered, ProducerStateTable producers) {
         this.topicPartition = topicPartition;
         this.dir = dir;
         this.config = config;
@@ -114,6 +124,7 @@ final class PartitionLog implements Closeable {
         this.writeOffset = nextOffset;
         this.recoveryPoint = nextOffset;
         this.segmentsRecovered = segmentsRecovered;
+        this.producers = producers;
     }
 
     /** @return the directory name of a partition: {@code <topic>-<partition>} */
@@ -127,7 +138,7 @@ final class PartitionLog implements Closeable {
         Path dir = dataDir.resolve(dirName(tp));
         Files.createDirectories(dir);
         LogSegment first = LogSegment.create(dir, 0, config.indexIntervalBytes());
-        return new PartitionLog(tp, dir, config, checkpoint, List.of(first), 0, 0);
+        return new PartitionLog(tp, dir, config, checkpoint, List.of(first), 0, 0, new ProducerStateTable(tp));
     }
 
     /**
@@ -196,7 +207,12 @@ final class PartitionLog implements Closeable {
             if (!scanned.isEmpty()) {
                 LOG.info("Recovered {}: validated {} segment(s), end offset {}", tp, scanned.size(), next);
             }
-            return new PartitionLog(tp, dir, config, checkpoint, segments, next, scanned.size());
+            ProducerStateTable producers = new ProducerStateTable(tp);
+            for (LogSegment segment : segments.subList(
+                    Math.max(0, segments.size() - ProducerStateTable.SEGMENTS_REPLAYED_AT_OPEN), segments.size())) {
+                segment.loadProducerState(producers);
+            }
+            return new PartitionLog(tp, dir, config, checkpoint, segments, next, scanned.size(), producers);
         } catch (IOException | RuntimeException e) {
             for (LogSegment segment : segments) {
                 Utils.closeQuietly(segment, "segment " + segment);
@@ -279,6 +295,39 @@ final class PartitionLog implements Closeable {
         } finally {
             appendLock.unlock();
         }
+    }
+
+    /**
+     * Like {@link #write}, for a batch that carries {@code producer} (encoded into it): the
+     * producer's sequence is checked first (see {@link ProducerStateTable}); a retry of one of its
+     * recent batches is not written and gets the original base offset; a written batch is
+     * recorded in the producer state. Follow with {@link #awaitDurable} in both cases.
+     *
+     * @throws org.apache.kafka.common.errors.InvalidProducerEpochException if the producer's epoch
+     *     is fenced
+     * @throws org.apache.kafka.common.errors.OutOfOrderSequenceException if the sequence does not
+     *     continue the producer's
+     */
+    IdempotentWrite writeIdempotent(ByteBuffer batch, int recordCount, long maxTimestamp, ProducerBatch producer)
+            throws IOException {
+        appendLock.lock();
+        try {
+            checkFailure();
+            OptionalLong original = producers.check(producer, recordCount);
+            if (original.isPresent()) {
+                return new IdempotentWrite(original.getAsLong(), true);
+            }
+            long base = write(batch, recordCount, maxTimestamp);
+            producers.append(producer, recordCount, base);
+            return new IdempotentWrite(base, false);
+        } finally {
+            appendLock.unlock();
+        }
+    }
+
+    /** @return the largest producer id in this partition's producer state, or -1 if there is none */
+    long maxProducerId() {
+        return producers.maxProducerId();
     }
 
     /**

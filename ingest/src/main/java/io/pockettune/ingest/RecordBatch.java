@@ -10,33 +10,48 @@ import org.apache.kafka.common.utils.ByteUtils;
 /**
  * The on-disk record batch: the unit that is appended, checksummed, fsynced and recovered.
  *
- * <p>Format version 1. Fixed-width integers are big-endian; varints are zigzag encoded as in
- * Kafka's record format ({@link ByteUtils}).
+ * <p>Format versions 1 and 2. Fixed-width integers are big-endian; varints are zigzag encoded as
+ * in Kafka's record format ({@link ByteUtils}). Version 2 is version 1 with a producer identity
+ * (Kafka's idempotent producer) between the header and the records; it is written only for a batch
+ * that carries one, so a batch without one is byte for byte what version 1 always wrote, and
+ * readers and recovery accept both in any mix.
  *
  * <pre>
  *  position  size  field
  *         0     8  baseOffset      offset of the first record; record i has offset baseOffset + i
  *         8     4  batchLength     number of bytes after this field (crc through the last record)
  *        12     4  crc             CRC32C of every byte after this field
- *        16     1  magic           format version, 1
+ *        16     1  magic           format version, 1 or 2
  *        17     4  recordCount     number of records, at least 1
  *        21     8  firstTimestamp  timestamp of the first record
- *        29        records         recordCount times:
- *                    timestampDelta  varlong  timestamp - firstTimestamp (wrapping arithmetic)
+ *                  version 2 only:
+ *        29     8  producerId      0 or more
+ *        37     2  producerEpoch   0 or more
+ *        39     4  baseSequence    sequence number of the first record, 0 or more; record i has
+ *                                  baseSequence + i, wrapping from Integer.MAX_VALUE to 0
+ *    29 (v1)       records         recordCount times:
+ *    43 (v2)         timestampDelta  varlong  timestamp - firstTimestamp (wrapping arithmetic)
  *                    keyLength       varint   -1 for a null key
  *                    key             keyLength bytes
  *                    valueLength     varint   0 or more
  *                    value           valueLength bytes
  * </pre>
  *
+ * <p>The fields every version shares ({@link #HEADER_SIZE} bytes) are enough to walk a segment and
+ * to check offsets; the producer fields ({@link #PRODUCER_HEADER_SIZE} bytes of header in all) are
+ * what {@link ProducerStateTable} rebuilds its state from at open, without reading records.
+ *
  * <p>Why the CRC covers what it covers: everything from the magic byte on is checksummed, so a torn
  * or bit-rotted batch body is detected with certainty for short bursts and with probability
  * 1 - 2^-32 otherwise. The base offset is outside the CRC, as in Kafka, so a batch is encoded and
  * checksummed before the append lock is taken and stamped with its offset under the lock for free.
  * A damaged base offset is still caught: recovery and reads demand that offsets continue exactly
- * where the previous batch ended. A damaged length is caught by the bounds check or, failing that,
- * by the CRC computed over the wrong range. The two leading fields (baseOffset and batchLength) are
- * the {@link #LOG_OVERHEAD}: enough to walk a segment from batch to batch without reading bodies.
+ * where the previous batch ended. The producer fields are inside the CRC, so recovery and reads
+ * catch a damaged one like any other byte (the header walk that rebuilds producer state after a
+ * clean shutdown trusts them, as it trusts those segments). A damaged length is caught by the
+ * bounds check or, failing that, by the CRC computed over the wrong range. The two leading fields
+ * (baseOffset and batchLength) are the {@link #LOG_OVERHEAD}: enough to walk a segment from batch
+ * to batch without reading bodies.
  *
  * <p>This class is stateless and thread-safe.
  */
@@ -48,14 +63,30 @@ final class RecordBatch {
     static final int MAGIC_OFFSET = 16;
     static final int COUNT_OFFSET = 17;
     static final int FIRST_TIMESTAMP_OFFSET = 21;
+    /** Where the records of a version 1 batch start. */
     static final int RECORDS_OFFSET = 29;
-    /** Size of the fixed batch header. */
+    static final int PRODUCER_ID_OFFSET = 29;
+    static final int PRODUCER_EPOCH_OFFSET = 37;
+    static final int BASE_SEQUENCE_OFFSET = 39;
+    /** Where the records of a version 2 batch start. */
+    static final int PRODUCER_RECORDS_OFFSET = 43;
+    /** Size of the header fields every version has: enough to walk batches and check offsets. */
     static final int HEADER_SIZE = RECORDS_OFFSET;
+    /** Size of the header of a version 2 batch, producer fields included. */
+    static final int PRODUCER_HEADER_SIZE = PRODUCER_RECORDS_OFFSET;
     /** Bytes in front of the length-counted part: baseOffset and batchLength. */
     static final int LOG_OVERHEAD = CRC_OFFSET;
-    /** The smallest possible batchLength: a header and one record with a null key and empty value. */
+    /**
+     * The smallest possible batchLength of any version: a version 1 header and one record with a
+     * null key and empty value. Bounds checks that have not read the magic byte use this one.
+     */
     static final int MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD + 3;
+    /** The smallest possible batchLength of a version 2 batch. */
+    static final int MIN_PRODUCER_BATCH_LENGTH = PRODUCER_HEADER_SIZE - LOG_OVERHEAD + 3;
+    /** The format of a batch without a producer identity. */
     static final byte MAGIC = 1;
+    /** The format of a batch with a producer identity. */
+    static final byte PRODUCER_MAGIC = 2;
 
     private RecordBatch() {
     }
@@ -72,8 +103,17 @@ final class RecordBatch {
      *     careless caller can exceed 2 GiB
      */
     static long sizeInBytes(List<LogRecord> records) {
+        return sizeInBytes(records, null);
+    }
+
+    /**
+     * @param producer the batch's producer identity, or null for none (version 1)
+     * @return the exact encoded size of a batch holding {@code records}, as a long because a
+     *     careless caller can exceed 2 GiB
+     */
+    static long sizeInBytes(List<LogRecord> records, ProducerBatch producer) {
         long first = records.get(0).timestamp();
-        long size = HEADER_SIZE;
+        long size = producer == null ? HEADER_SIZE : PRODUCER_HEADER_SIZE;
         for (LogRecord r : records) {
             int keyLength = r.key() == null ? -1 : r.key().length;
             size += ByteUtils.sizeOfVarlong(r.timestamp() - first)
@@ -84,21 +124,39 @@ final class RecordBatch {
     }
 
     /**
-     * Encodes {@code records} with base offset 0; {@link #setBaseOffset} stamps the real one.
+     * Encodes {@code records} as a version 1 batch with base offset 0; {@link #setBaseOffset}
+     * stamps the real one.
      *
      * @param size the value of {@link #sizeInBytes} for these records, at most Integer.MAX_VALUE
      * @return a buffer positioned at 0 whose remaining bytes are the batch
      */
     static ByteBuffer encode(List<LogRecord> records, int size) {
-        assert size == sizeInBytes(records) : "size does not match the records";
+        return encode(records, size, null);
+    }
+
+    /**
+     * Encodes {@code records} with base offset 0, as version 2 if {@code producer} is not null and
+     * as version 1 otherwise; {@link #setBaseOffset} stamps the real offset.
+     *
+     * @param size the value of {@link #sizeInBytes(List, ProducerBatch)} for these records and
+     *     producer, at most Integer.MAX_VALUE
+     * @return a buffer positioned at 0 whose remaining bytes are the batch
+     */
+    static ByteBuffer encode(List<LogRecord> records, int size, ProducerBatch producer) {
+        assert size == sizeInBytes(records, producer) : "size does not match the records";
         ByteBuffer buf = ByteBuffer.allocate(size);
         long first = records.get(0).timestamp();
         buf.putLong(0L)
                 .putInt(size - LOG_OVERHEAD)
                 .putInt(0)
-                .put(MAGIC)
+                .put(producer == null ? MAGIC : PRODUCER_MAGIC)
                 .putInt(records.size())
                 .putLong(first);
+        if (producer != null) {
+            buf.putLong(producer.producerId())
+                    .putShort(producer.producerEpoch())
+                    .putInt(producer.baseSequence());
+        }
         for (LogRecord r : records) {
             ByteUtils.writeVarlong(r.timestamp() - first, buf);
             if (r.key() == null) {
@@ -122,8 +180,8 @@ final class RecordBatch {
 
     /**
      * Checks everything that can be checked about one complete batch: length field, CRC, magic,
-     * record count and that the records exactly fill the batch. The base offset is the caller's to
-     * check, against where the previous batch ended.
+     * record count, producer fields (version 2) and that the records exactly fill the batch. The
+     * base offset is the caller's to check, against where the previous batch ended.
      *
      * @param batch a buffer whose remaining bytes are exactly one batch (position unchanged)
      * @return the batch's record count
@@ -165,7 +223,7 @@ final class RecordBatch {
         long offset = b.getLong(BASE_OFFSET_OFFSET);
         int count = b.getInt(COUNT_OFFSET);
         long first = b.getLong(FIRST_TIMESTAMP_OFFSET);
-        b.position(RECORDS_OFFSET);
+        b.position(recordsOffset(b.get(MAGIC_OFFSET)));
         for (int i = 0; i < count && offset < end && out.size() < max; i++, offset++) {
             long timestamp = first + ByteUtils.readVarlong(b);
             int keyLength = ByteUtils.readVarint(b);
@@ -185,7 +243,7 @@ final class RecordBatch {
         int count = b.getInt(COUNT_OFFSET);
         long first = b.getLong(FIRST_TIMESTAMP_OFFSET);
         long max = Long.MIN_VALUE;
-        b.position(RECORDS_OFFSET);
+        b.position(recordsOffset(b.get(MAGIC_OFFSET)));
         for (int i = 0; i < count; i++) {
             max = Math.max(max, first + ByteUtils.readVarlong(b));
             int keyLength = ByteUtils.readVarint(b);
@@ -194,6 +252,25 @@ final class RecordBatch {
             b.position(b.position() + valueLength);
         }
         return max;
+    }
+
+    /**
+     * @return the producer identity of a batch that {@link #verify} accepted, or null for a
+     *     version 1 batch
+     */
+    static ProducerBatch producer(ByteBuffer batch) {
+        ByteBuffer b = batch.slice();
+        if (b.get(MAGIC_OFFSET) != PRODUCER_MAGIC) {
+            return null;
+        }
+        return new ProducerBatch(b.getLong(PRODUCER_ID_OFFSET), b.getShort(PRODUCER_EPOCH_OFFSET),
+                b.getInt(BASE_SEQUENCE_OFFSET));
+    }
+
+    /** @return where the records start in a batch of format {@code magic}, 1 or 2 */
+    static int recordsOffset(byte magic) {
+        assert magic == MAGIC || magic == PRODUCER_MAGIC : "unknown batch format version " + magic;
+        return magic == PRODUCER_MAGIC ? PRODUCER_RECORDS_OFFSET : RECORDS_OFFSET;
     }
 
     /** @return the largest timestamp of {@code records} */
@@ -221,14 +298,27 @@ final class RecordBatch {
             throw new CorruptBatchException(String.format("CRC mismatch (stored %08x, computed %08x)", stored, actual));
         }
         byte magic = b.get(MAGIC_OFFSET);
-        if (magic != MAGIC) {
+        if (magic != MAGIC && magic != PRODUCER_MAGIC) {
             throw new CorruptBatchException("unknown batch format version " + magic);
         }
         int count = b.getInt(COUNT_OFFSET);
         if (count < 1) {
             throw new CorruptBatchException("record count " + count + " is not positive");
         }
-        b.position(RECORDS_OFFSET);
+        if (magic == PRODUCER_MAGIC) {
+            if (length < MIN_PRODUCER_BATCH_LENGTH) {
+                throw new CorruptBatchException("batch length " + length + " is shorter than the smallest batch of"
+                        + " format version " + PRODUCER_MAGIC);
+            }
+            long producerId = b.getLong(PRODUCER_ID_OFFSET);
+            short epoch = b.getShort(PRODUCER_EPOCH_OFFSET);
+            int sequence = b.getInt(BASE_SEQUENCE_OFFSET);
+            if (producerId < 0 || epoch < 0 || sequence < 0) {
+                throw new CorruptBatchException("producer id " + producerId + ", epoch " + epoch + " or base sequence "
+                        + sequence + " is negative");
+            }
+        }
+        b.position(recordsOffset(magic));
         return b;
     }
 
