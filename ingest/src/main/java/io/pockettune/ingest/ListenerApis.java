@@ -248,11 +248,11 @@ final class ListenerApis implements AutoCloseable {
             case METADATA:
                 return reply(header, metadata(s, (MetadataRequestData) request, version));
             case PRODUCE:
-                return produce(header, (ProduceRequestData) request);
+                return produce(header, (ProduceRequestData) request, version);
             case FETCH:
                 return reply(header, fetch((FetchRequestData) request, version));
             case LIST_OFFSETS:
-                return reply(header, listOffsets((ListOffsetsRequestData) request));
+                return reply(header, listOffsets((ListOffsetsRequestData) request, version));
             case INIT_PRODUCER_ID:
                 return reply(header, initProducerId((InitProducerIdRequestData) request));
             case FIND_COORDINATOR:
@@ -375,8 +375,9 @@ final class ListenerApis implements AutoCloseable {
     // ---- Metadata and coordinators ------------------------------------------------------------
 
     private MetadataResponseData metadata(Session s, MetadataRequestData request, short version) {
-        MetadataResponseData response = new MetadataResponseData().setThrottleTimeMs(0).setClusterId(clusterId)
-                .setControllerId(NODE_ID);
+        // Fields a version lacks must keep their defaults, or serialization refuses the response.
+        MetadataResponseData response = new MetadataResponseData().setThrottleTimeMs(0)
+                .setClusterId(version >= 2 ? clusterId : null).setControllerId(version >= 1 ? NODE_ID : -1);
         response.brokers().add(new MetadataResponseData.MetadataResponseBroker().setNodeId(NODE_ID)
                 .setHost(s.localHost).setPort(s.localPort).setRack(null));
         Set<String> existing = log.topics();
@@ -404,11 +405,13 @@ final class ListenerApis implements AutoCloseable {
             if (!existing.contains(name)) {
                 topic.setErrorCode(Errors.UNKNOWN_TOPIC_OR_PARTITION.code());
             } else {
-                topic.setTopicId(topicId(name));
+                if (version >= 10) {
+                    topic.setTopicId(topicId(name));
+                }
                 int partitions = log.partitionCount(name);
                 for (int p = 0; p < partitions; p++) {
                     topic.partitions().add(new MetadataResponseData.MetadataResponsePartition().setPartitionIndex(p)
-                            .setLeaderId(NODE_ID).setLeaderEpoch(0).setReplicaNodes(List.of(NODE_ID))
+                            .setLeaderId(NODE_ID).setLeaderEpoch(version >= 7 ? 0 : -1).setReplicaNodes(List.of(NODE_ID))
                             .setIsrNodes(List.of(NODE_ID)).setOfflineReplicas(List.of()));
                 }
             }
@@ -474,7 +477,7 @@ final class ListenerApis implements AutoCloseable {
         }
     }
 
-    private Reply produce(RequestHeader header, ProduceRequestData request) {
+    private Reply produce(RequestHeader header, ProduceRequestData request, short version) {
         List<PartitionWrite> writes = new ArrayList<>();
         for (ProduceRequestData.TopicProduceData t : request.topicData()) {
             for (ProduceRequestData.PartitionProduceData p : t.partitionData()) {
@@ -504,7 +507,9 @@ final class ListenerApis implements AutoCloseable {
                 if (w.end >= 0) {
                     try {
                         log.awaitDurable(w.topic, w.response.index(), w.end);
-                        w.response.setLogStartOffset(log.startOffset(w.topic, w.response.index()));
+                        if (version >= 5) {
+                            w.response.setLogStartOffset(log.startOffset(w.topic, w.response.index()));
+                        }
                     } catch (IOException | RuntimeException e) {
                         w.response.setBaseOffset(-1);
                         fail(w.response, Errors.KAFKA_STORAGE_ERROR, "the records were not made durable: " + e.getMessage());
@@ -513,6 +518,11 @@ final class ListenerApis implements AutoCloseable {
             }
             if (silent) {
                 return null;
+            }
+            if (version < 8) {
+                for (PartitionWrite w : writes) { // no error messages or record errors before v8
+                    w.response.setErrorMessage(null).setRecordErrors(new ArrayList<>());
+                }
             }
             ProduceResponseData response = new ProduceResponseData().setThrottleTimeMs(0);
             Map<String, ProduceResponseData.TopicProduceResponse> byTopic = new LinkedHashMap<>();
@@ -663,7 +673,8 @@ final class ListenerApis implements AutoCloseable {
                 FetchResponseData.FetchableTopicResponse tr = new FetchResponseData.FetchableTopicResponse()
                         .setTopic(t.topic());
                 for (FetchRequestData.FetchPartition fp : t.partitions()) {
-                    FetchResponseData.PartitionData pd = fetchPartition(t.topic(), fp, maxBytes - total, total == 0);
+                    FetchResponseData.PartitionData pd = fetchPartition(t.topic(), fp, maxBytes - total, total == 0,
+                            version);
                     total += pd.records() == null ? 0 : pd.records().sizeInBytes();
                     error |= pd.errorCode() != Errors.NONE.code();
                     tr.partitions().add(pd);
@@ -682,7 +693,7 @@ final class ListenerApis implements AutoCloseable {
     }
 
     private FetchResponseData.PartitionData fetchPartition(String topic, FetchRequestData.FetchPartition fp,
-            long budget, boolean firstWithData) {
+            long budget, boolean firstWithData, short version) {
         FetchResponseData.PartitionData pd = new FetchResponseData.PartitionData().setPartitionIndex(fp.partition())
                 .setRecords(MemoryRecords.EMPTY).setHighWatermark(-1).setLastStableOffset(-1).setLogStartOffset(-1);
         if (topic == null || !log.topics().contains(topic) || fp.partition() < 0
@@ -691,7 +702,7 @@ final class ListenerApis implements AutoCloseable {
         }
         long end = log.endOffset(topic, fp.partition());
         long start = log.startOffset(topic, fp.partition());
-        pd.setHighWatermark(end).setLastStableOffset(end).setLogStartOffset(start);
+        pd.setHighWatermark(end).setLastStableOffset(end).setLogStartOffset(version >= 5 ? start : -1);
         long offset = fp.fetchOffset();
         if (offset < start || offset > end) {
             return pd.setErrorCode(Errors.OFFSET_OUT_OF_RANGE.code());
@@ -736,13 +747,14 @@ final class ListenerApis implements AutoCloseable {
         return pd.setRecords(builder.build());
     }
 
-    private ListOffsetsResponseData listOffsets(ListOffsetsRequestData request) {
+    private ListOffsetsResponseData listOffsets(ListOffsetsRequestData request, short version) {
         ListOffsetsResponseData response = new ListOffsetsResponseData().setThrottleTimeMs(0);
         for (ListOffsetsRequestData.ListOffsetsTopic t : request.topics()) {
             ListOffsetsResponseData.ListOffsetsTopicResponse tr = new ListOffsetsResponseData.ListOffsetsTopicResponse()
                     .setName(t.name());
             for (ListOffsetsRequestData.ListOffsetsPartition p : t.partitions()) {
-                tr.partitions().add(listOffset(t.name(), p));
+                ListOffsetsResponseData.ListOffsetsPartitionResponse r = listOffset(t.name(), p);
+                tr.partitions().add(version >= 4 ? r : r.setLeaderEpoch(-1));
             }
             response.topics().add(tr);
         }

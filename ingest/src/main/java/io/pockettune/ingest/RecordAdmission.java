@@ -5,7 +5,9 @@ import java.io.IOException;
 /**
  * What a {@link KafkaListener} does with each record value a Kafka producer sends, before it is
  * appended: keep it, convert it (a JSON event into the Avro event, say), or refuse it with a
- * reason. The runtime supplies the policy; the listener knows nothing of event formats.
+ * reason. The runtime supplies the policy; the listener knows nothing of event formats. (The
+ * runtime's policy refuses little: a value that is no event is kept, and the pipeline dead-letters
+ * it when it reads it, as it does any undecodable event.)
  *
  * <p>A batch with a refused record is refused as a whole, as a Kafka broker refuses a batch with an
  * invalid record ({@code INVALID_RECORD} with the record's index and the reason): no record of it

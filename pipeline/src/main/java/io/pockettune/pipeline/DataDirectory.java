@@ -57,6 +57,11 @@ final class DataDirectory {
     return root.resolve("control.sock");
   }
 
+  /** The Kafka listener's SASL/PLAIN credentials (mode 0600). */
+  Path kafkaCredentials() {
+    return root.resolve("kafka-credentials");
+  }
+
   Path metrics() {
     return root.resolve("metrics");
   }

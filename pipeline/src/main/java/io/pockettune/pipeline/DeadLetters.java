@@ -47,6 +47,25 @@ final class DeadLetters {
     count++;
   }
 
+  /**
+   * Dead-letters a record a Kafka producer sent that was refused before it was appended (so it has
+   * no offset), with the reason; durable on return.
+   */
+  void refused(String topic, int partition, byte[] key, byte[] value, long timestamp, String reason) throws IOException {
+    String coordinates = topic + "/" + partition + "/refused";
+    String json = new JsonLine()
+        .put("topic", topic)
+        .put("partition", partition)
+        .put("offset", null)
+        .put("source", "kafka-listener")
+        .put("reason", reason)
+        .put("key_base64", key == null ? null : Base64.getEncoder().encodeToString(key))
+        .put("payload_base64", Base64.getEncoder().encodeToString(value))
+        .toString();
+    log.append(TOPIC, 0, List.of(new LogRecord(timestamp, coordinates.getBytes(StandardCharsets.UTF_8),
+        json.getBytes(StandardCharsets.UTF_8))));
+  }
+
   long count() {
     return count;
   }

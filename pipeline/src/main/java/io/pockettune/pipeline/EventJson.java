@@ -79,41 +79,57 @@ final class EventJson {
   }
 
   Parsed parse(String topic, int partitions, String line, long lineNumber) {
+    String where = "line " + lineNumber;
     JsonNode node;
     try {
       node = JSON.readTree(line);
     } catch (JsonProcessingException e) {
-      throw new IllegalArgumentException("line " + lineNumber + " is not JSON (" + e.getOriginalMessage()
+      throw new IllegalArgumentException(where + " is not JSON (" + e.getOriginalMessage()
           + "): write one JSON object per line");
     }
     if (node == null || !node.isObject()) {
-      throw new IllegalArgumentException("line " + lineNumber + " is not a JSON object: write one object per line");
+      throw new IllegalArgumentException(where + " is not a JSON object: write one object per line");
     }
-    Instant time = time(node.get("eventTime"), lineNumber);
+    Event event = event(topic, node, where, System.currentTimeMillis());
+    byte[] keyBytes = event.key().getBytes(StandardCharsets.UTF_8);
+    int partition = KeyPartitioner.partitionOf(keyBytes, partitions);
+    return new Parsed(partition, new LogRecord(event.time().toEpochMilli(), keyBytes, serde.serialize(event.record())));
+  }
+
+  /**
+   * Converts one JSON object (a Kafka record's value, say) into the Avro event it describes.
+   *
+   * @param defaultTime the event time when the object has no {@code eventTime}
+   * @return the event's single-object encoding
+   * @throws IllegalArgumentException naming what is wrong with the object
+   */
+  byte[] convert(String topic, JsonNode node, long defaultTime) {
+    return serde.serialize(event(topic, node, "the JSON value", defaultTime).record());
+  }
+
+  /** An event read from JSON, with the key that partitions it. */
+  private record Event(SpecificRecord record, String key, Instant time) {}
+
+  private static Event event(String topic, JsonNode node, String where, long defaultTime) {
+    Instant time = time(node.get("eventTime"), where, defaultTime);
     Map<String, String> attrs = new LinkedHashMap<>();
     JsonNode a = node.get("attrs");
     if (a != null && a.isObject()) {
       a.properties().forEach(f -> attrs.put(f.getKey(), f.getValue().asText()));
     }
     String id = text(node, "id", UUID.randomUUID().toString());
-    SpecificRecord record;
-    String key;
     boolean message = topic.equals(Topics.MESSAGES) || (!topic.equals(Topics.NOTES) && node.has("text"));
     if (message) {
-      String text = required(node, "text", lineNumber);
+      String text = required(node, "text", where);
       String conversation = text(node, "conversation", "default");
-      record = Message.newBuilder().setId(id).setConversation(conversation).setSender(text(node, "sender", "me"))
-          .setText(text).setEventTime(time).setAttrs(attrs).build();
-      key = text(node, "key", conversation);
-    } else {
-      String body = required(node, "body", lineNumber);
-      record = Note.newBuilder().setId(id).setTitle(text(node, "title", "")).setBody(body).setEventTime(time)
-          .setAttrs(attrs).build();
-      key = text(node, "key", id);
+      SpecificRecord record = Message.newBuilder().setId(id).setConversation(conversation)
+          .setSender(text(node, "sender", "me")).setText(text).setEventTime(time).setAttrs(attrs).build();
+      return new Event(record, text(node, "key", conversation), time);
     }
-    byte[] keyBytes = key.getBytes(StandardCharsets.UTF_8);
-    int partition = KeyPartitioner.partitionOf(keyBytes, partitions);
-    return new Parsed(partition, new LogRecord(time.toEpochMilli(), keyBytes, serde.serialize(record)));
+    String body = required(node, "body", where);
+    SpecificRecord record = Note.newBuilder().setId(id).setTitle(text(node, "title", "")).setBody(body)
+        .setEventTime(time).setAttrs(attrs).build();
+    return new Event(record, text(node, "key", id), time);
   }
 
   private static String text(JsonNode node, String field, String otherwise) {
@@ -121,18 +137,18 @@ final class EventJson {
     return v == null || v.isNull() ? otherwise : v.asText();
   }
 
-  private static String required(JsonNode node, String field, long lineNumber) {
+  private static String required(JsonNode node, String field, String where) {
     JsonNode v = node.get(field);
     if (v == null || !v.isTextual()) {
-      throw new IllegalArgumentException("line " + lineNumber + " has no string field '" + field
+      throw new IllegalArgumentException(where + " has no string field '" + field
           + "': every event needs one");
     }
     return v.asText();
   }
 
-  private static Instant time(JsonNode v, long lineNumber) {
+  private static Instant time(JsonNode v, String where, long defaultTime) {
     if (v == null || v.isNull()) {
-      return Instant.ofEpochMilli(System.currentTimeMillis());
+      return Instant.ofEpochMilli(defaultTime);
     }
     if (v.isNumber()) {
       return Instant.ofEpochMilli(v.asLong());
@@ -140,7 +156,7 @@ final class EventJson {
     try {
       return Instant.parse(v.asText());
     } catch (DateTimeParseException e) {
-      throw new IllegalArgumentException("line " + lineNumber + " has eventTime '" + v.asText()
+      throw new IllegalArgumentException(where + " has eventTime '" + v.asText()
           + "', which is neither epoch milliseconds nor an ISO-8601 instant such as 2026-09-01T07:00:00Z");
     }
   }

@@ -5,6 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.pockettune.ingest.EmbeddedLog;
 import io.pockettune.ingest.EmbeddedProducer;
 import io.pockettune.ingest.EventSerializer;
+import io.pockettune.ingest.KafkaListener;
+import io.pockettune.ingest.ListenerCredentials;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.schemas.SchemaStore;
 import io.pockettune.store.Branch;
@@ -74,6 +76,9 @@ public final class PocketTune implements AutoCloseable {
   private ModelPackage pkg;
   private EmbeddedLog log;
   private EventSerde serde;
+  private final java.net.InetSocketAddress kafkaAddress;
+  private final boolean kafkaAllowRemote;
+  private KafkaListener kafkaListener;
   private EmbeddedProducer<String, SpecificRecord> producer;
   private Service service;
   private Foreground foreground;
@@ -86,6 +91,8 @@ public final class PocketTune implements AutoCloseable {
     this.progress = b.progress;
     this.stepLog = b.stepLog;
     this.time = b.time;
+    this.kafkaAddress = b.kafkaAddress;
+    this.kafkaAllowRemote = b.kafkaAllowRemote;
   }
 
   /** @return a builder for the data directory {@code dataDir} (created on first write) */
@@ -183,6 +190,35 @@ public final class PocketTune implements AutoCloseable {
     closeForeground();
     openLog();
     service = Service.start(dir, pkg(), log, serde, settings, time, progress, stepLog);
+    if (kafkaAddress != null) {
+      try {
+        startKafkaListener();
+      } catch (IOException | RuntimeException e) {
+        stopTraining();
+        throw e;
+      }
+    }
+  }
+
+  private void startKafkaListener() throws IOException {
+    ListenerCredentials.Loaded loaded = ListenerCredentials.loadOrCreate(dir.kafkaCredentials());
+    kafkaListener = KafkaListener.start(log, new KafkaListener.Settings(kafkaAddress, kafkaAllowRemote,
+        loaded.credentials(), new EventAdmission(log, serde)), time);
+    if (progress != null) {
+      java.net.InetSocketAddress bound = kafkaListener.address();
+      progress.println((loaded.created() ? "wrote new credentials for the Kafka listener to " : "the Kafka listener's"
+          + " credentials are in ") + dir.kafkaCredentials());
+      progress.println("Kafka listener on " + bound.getAddress().getHostAddress() + ":" + bound.getPort()
+          + " (SASL/PLAIN): point a Kafka client at bootstrap.servers=" + bound.getAddress().getHostAddress() + ":"
+          + bound.getPort() + " with security.protocol=SASL_PLAINTEXT, sasl.mechanism=PLAIN and the username and"
+          + " password from that file");
+      progress.flush();
+    }
+  }
+
+  /** @return where the Kafka listener listens while training runs, if one was asked for */
+  public synchronized Optional<java.net.InetSocketAddress> kafkaListenerAddress() {
+    return kafkaListener == null ? Optional.empty() : Optional.of(kafkaListener.address());
   }
 
   /** Pauses training after the step in flight (ingestion goes on); also a service in another process. */
@@ -244,6 +280,13 @@ public final class PocketTune implements AutoCloseable {
 
   /** Stops training after the step in flight, which commits; the log stays open. */
   public synchronized void stopTraining() throws IOException {
+    if (kafkaListener != null) {
+      try {
+        kafkaListener.close();
+      } finally {
+        kafkaListener = null;
+      }
+    }
     if (service != null) {
       try {
         service.close();
@@ -741,6 +784,8 @@ public final class PocketTune implements AutoCloseable {
     private boolean exitWhenIdle;
     private boolean metricsCsv;
     private boolean controlSocket;
+    private java.net.InetSocketAddress kafkaAddress;
+    private boolean kafkaAllowRemote;
     private PrintWriter progress;
     private PrintWriter stepLog;
     private Time time = Time.SYSTEM;
@@ -857,6 +902,18 @@ public final class PocketTune implements AutoCloseable {
      */
     public Builder controlSocket(boolean on) {
       this.controlSocket = on;
+      return this;
+    }
+
+    /**
+     * While training runs, serve Kafka clients on {@code address}: the Kafka wire protocol over this
+     * data directory's log (default: off). SASL/PLAIN with the credentials in
+     * {@code <data-dir>/kafka-credentials}, written with a random password on first start. Only a
+     * loopback address is accepted unless {@code allowRemote}.
+     */
+    public Builder kafkaListener(java.net.InetSocketAddress address, boolean allowRemote) {
+      this.kafkaAddress = Objects.requireNonNull(address, "address");
+      this.kafkaAllowRemote = allowRemote;
       return this;
     }
 

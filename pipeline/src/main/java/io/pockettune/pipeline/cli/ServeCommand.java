@@ -72,6 +72,14 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--max-idle-ms", description = "how long an empty partition holds back the time order (default: 200)")
   Long maxIdleMs;
 
+  @Option(names = "--kafka-listener", paramLabel = "HOST:PORT",
+      description = "also serve Kafka clients (the Kafka protocol, SASL/PLAIN) on this address (default: off)")
+  String kafkaListener;
+
+  @Option(names = "--kafka-listener-allow-remote",
+      description = "let --kafka-listener use an address other machines can reach (the password travels in the clear)")
+  boolean kafkaListenerAllowRemote;
+
   @Option(names = "--exit-when-idle", description = "stop once every acknowledged event is consumed (for scripts and tests)")
   boolean exitWhenIdle;
 
@@ -106,6 +114,13 @@ final class ServeCommand implements Callable<Integer> {
         .controlSocket(true)
         .progress(err)
         .stepLog(printSteps ? out : null);
+    String listen = pick(kafkaListener, p, "kafka-listener", (String) null);
+    if (listen != null) {
+      b.kafkaListener(address(listen), kafkaListenerAllowRemote
+          || Boolean.parseBoolean(p.getProperty("kafka-listener-allow-remote", "false")));
+    } else if (kafkaListenerAllowRemote) {
+      throw new IllegalArgumentException("--kafka-listener-allow-remote needs --kafka-listener HOST:PORT");
+    }
     long wait = pick(maxWaitMs, p, "max-wait-ms", Long.MAX_VALUE);
     if (wait != Long.MAX_VALUE) {
       b.maxWait(Duration.ofMillis(wait));
@@ -136,6 +151,9 @@ final class ServeCommand implements Callable<Integer> {
       synchronized (out) {
         out.println("serving " + tune.dataDirectory() + " with " + tune.model().get("package") + " (control socket "
             + tune.dataDirectory().resolve("control.sock") + ")");
+        tune.kafkaListenerAddress().ifPresent(a -> out.println("Kafka listener on " + a.getAddress().getHostAddress()
+            + ":" + a.getPort() + " (SASL/PLAIN; username and password in "
+            + tune.dataDirectory().resolve("kafka-credentials") + ")"));
         out.flush();
       }
       tune.awaitTrainingStopped();
@@ -165,6 +183,32 @@ final class ServeCommand implements Callable<Integer> {
       out.println(last);
     }
     return 0;
+  }
+
+  /** Parses HOST:PORT, with IPv6 hosts in brackets ([::1]:9092). */
+  static java.net.InetSocketAddress address(String value) {
+    String v = value.strip();
+    int colon = v.lastIndexOf(':');
+    String host = colon < 0 ? "" : v.substring(0, colon);
+    if (host.startsWith("[") && host.endsWith("]")) {
+      host = host.substring(1, host.length() - 1);
+    }
+    int port;
+    try {
+      port = colon < 0 ? -1 : Integer.parseInt(v.substring(colon + 1));
+    } catch (NumberFormatException e) {
+      port = -1;
+    }
+    if (host.isEmpty() || port < 0 || port > 65535) {
+      throw new IllegalArgumentException("--kafka-listener '" + value + "' is not HOST:PORT: give an address such as"
+          + " 127.0.0.1:9092 (port 0 picks a free one)");
+    }
+    java.net.InetSocketAddress a = new java.net.InetSocketAddress(host, port);
+    if (a.isUnresolved()) {
+      throw new IllegalArgumentException("--kafka-listener host '" + host + "' does not resolve: give an IP address"
+          + " such as 127.0.0.1");
+    }
+    return a;
   }
 
   @SuppressWarnings("unchecked")
