@@ -128,7 +128,9 @@ final class ListenerConnection {
                     return;
                 }
                 ByteBuffer body = reply.await();
-                writeFrame(out, body);
+                if (body != null) { // null: a request without a response (acks=0)
+                    writeFrame(out, body);
+                }
                 if (reply.closesAfter()) {
                     out.flush();
                     closedForError = true;
