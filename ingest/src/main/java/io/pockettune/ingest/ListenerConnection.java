@@ -65,7 +65,10 @@ final class ListenerConnection {
     }
 
     private void readLoop() {
-        try (DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024))) {
+        // Not try-with-resources: closing the stream closes the socket, and after a reply that ends
+        // the connection (a failed authentication) the writer closes it once the reply is out.
+        try {
+            DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024));
             while (!closing) {
                 int size;
                 try {
