@@ -252,7 +252,7 @@ final class ListenerApis implements AutoCloseable {
             case FETCH:
                 return reply(header, fetch((FetchRequestData) request, version));
             case LIST_OFFSETS:
-                return reply(header, listOffsets((ListOffsetsRequestData) request));
+                return reply(header, listOffsets((ListOffsetsRequestData) request, version));
             case INIT_PRODUCER_ID:
                 return reply(header, initProducerId((InitProducerIdRequestData) request));
             case FIND_COORDINATOR:
@@ -736,13 +736,17 @@ final class ListenerApis implements AutoCloseable {
         return pd.setRecords(builder.build());
     }
 
-    private ListOffsetsResponseData listOffsets(ListOffsetsRequestData request) {
+    private ListOffsetsResponseData listOffsets(ListOffsetsRequestData request, short version) {
         ListOffsetsResponseData response = new ListOffsetsResponseData().setThrottleTimeMs(0);
         for (ListOffsetsRequestData.ListOffsetsTopic t : request.topics()) {
             ListOffsetsResponseData.ListOffsetsTopicResponse tr = new ListOffsetsResponseData.ListOffsetsTopicResponse()
                     .setName(t.name());
             for (ListOffsetsRequestData.ListOffsetsPartition p : t.partitions()) {
-                tr.partitions().add(listOffset(t.name(), p));
+                ListOffsetsResponseData.ListOffsetsPartitionResponse r = listOffset(t.name(), p);
+                if (version < 4) {
+                    r.setLeaderEpoch(-1); // leader_epoch is v4+; the message classes refuse to write another value
+                }
+                tr.partitions().add(r);
             }
             response.topics().add(tr);
         }
