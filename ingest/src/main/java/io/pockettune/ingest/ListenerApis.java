@@ -546,9 +546,16 @@ final class ListenerApis implements AutoCloseable {
         }
         MutableRecordBatch batch = null;
         int batches = 0;
-        for (MutableRecordBatch b : records.batches()) {
-            batch = b;
-            batches++;
+        try {
+            for (MutableRecordBatch b : records.batches()) {
+                batch = b;
+                batches++;
+            }
+        } catch (KafkaException e) {
+            // The batch framing itself is broken (a negative size, an unknown magic): as Kafka answers it.
+            fail(r, Errors.CORRUPT_MESSAGE, "the records for " + topic + "-" + partition + " are not record batches: "
+                    + e.getMessage());
+            return;
         }
         if (batches != 1 || batch.magic() != RecordBatch.MAGIC_VALUE_V2) {
             fail(r, Errors.INVALID_RECORD, "a produce request must carry exactly one record batch of message format v2"
