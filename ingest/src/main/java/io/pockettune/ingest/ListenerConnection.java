@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.net.Socket;
 import java.net.SocketException;
+import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
@@ -32,6 +33,7 @@ final class ListenerConnection {
     private static final int MAX_QUEUED_REPLIES = 32;
 
     private final Socket socket;
+    private final BufferedInputStream in;
     private final ListenerApis apis;
     private final int maxRequestBytes;
     private final BiConsumer<ListenerConnection, Boolean> onClose;
@@ -50,11 +52,13 @@ final class ListenerConnection {
         this.maxRequestBytes = maxRequestBytes;
         this.onClose = onClose;
         socket.setTcpNoDelay(true);
+        this.in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
         String peer = String.valueOf(socket.getRemoteSocketAddress());
         this.session = new ListenerApis.Session(peer, socket.getLocalAddress().getHostAddress(), socket.getLocalPort(),
                 socket.getInetAddress().getHostAddress());
         this.reader = new Thread(this::readLoop, "pockettune-kafka-read " + peer);
         this.writer = new Thread(this::writeLoop, "pockettune-kafka-write " + peer);
+        session.watchPeer(this::peerClosed);
         reader.setDaemon(true);
         writer.setDaemon(true);
     }
@@ -68,7 +72,7 @@ final class ListenerConnection {
         // Not try-with-resources: closing the stream closes the socket, and after a reply that ends
         // the connection (a failed authentication) the writer closes it once the reply is out.
         try {
-            DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024));
+            DataInputStream in = new DataInputStream(this.in);
             while (!closing) {
                 int size;
                 try {
@@ -109,6 +113,33 @@ final class ListenerConnection {
                 closedForError = true;
             }
             shutdown(true);
+        }
+    }
+
+    /**
+     * @return whether the client closed its end; looks without consuming a byte of a request it may
+     *     have pipelined. For the reader thread only (a long-polling fetch asks it between waits).
+     */
+    private boolean peerClosed() {
+        try {
+            if (in.available() > 0) {
+                return false;
+            }
+            in.mark(1);
+            socket.setSoTimeout(1);
+            try {
+                if (in.read() < 0) {
+                    return true;
+                }
+                in.reset();
+                return false;
+            } finally {
+                socket.setSoTimeout(0);
+            }
+        } catch (SocketTimeoutException e) {
+            return false; // open, and nothing sent
+        } catch (IOException e) {
+            return true; // reset or closed
         }
     }
 
