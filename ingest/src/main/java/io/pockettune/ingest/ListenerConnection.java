@@ -12,6 +12,7 @@ import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiConsumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -37,6 +38,7 @@ final class ListenerConnection {
     private final ListenerApis apis;
     private final int maxRequestBytes;
     private final BiConsumer<ListenerConnection, Boolean> onClose;
+    private final AtomicLong unexpectedErrors;
     private final ListenerApis.Session session;
     private final BlockingQueue<ListenerApis.Reply> replies = new ArrayBlockingQueue<>(MAX_QUEUED_REPLIES);
     private final Thread reader;
@@ -46,8 +48,9 @@ final class ListenerConnection {
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     ListenerConnection(Socket socket, ListenerApis apis, int maxRequestBytes,
-            BiConsumer<ListenerConnection, Boolean> onClose) throws IOException {
+            BiConsumer<ListenerConnection, Boolean> onClose, AtomicLong unexpectedErrors) throws IOException {
         this.socket = socket;
+        this.unexpectedErrors = unexpectedErrors;
         this.apis = apis;
         this.maxRequestBytes = maxRequestBytes;
         this.onClose = onClose;
@@ -108,6 +111,7 @@ final class ListenerConnection {
         } catch (SocketException e) {
             shutdown(false); // reset by the client, or closed by us
         } catch (IOException | RuntimeException e) {
+            countUnexpected(e);
             if (!closing) {
                 LOG.warn("closing the Kafka connection from {} after an error: {}", session.peer(), e.toString());
                 closedForError = true;
@@ -173,12 +177,20 @@ final class ListenerConnection {
             LOG.warn("closing the Kafka connection from {}: {}", session.peer(), e.getMessage());
             closedForError = true;
         } catch (IOException | InterruptedException | RuntimeException e) {
+            countUnexpected(e);
             if (!closing) {
                 LOG.warn("closing the Kafka connection from {}: could not answer ({})", session.peer(), e.toString());
                 closedForError = true;
             }
         } finally {
             closeSocket();
+        }
+    }
+
+    private void countUnexpected(Exception e) {
+        if (e instanceof RuntimeException) {
+            unexpectedErrors.incrementAndGet();
+            LOG.error("a Kafka request handler failed for {}", session.peer(), e);
         }
     }
 
