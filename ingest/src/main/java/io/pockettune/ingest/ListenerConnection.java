@@ -166,7 +166,9 @@ final class ListenerConnection {
                     return;
                 }
                 ByteBuffer body = reply.await();
-                writeFrame(out, body);
+                if (body != null) { // null: the request gets no answer (acks=0 produce)
+                    writeFrame(out, body);
+                }
                 if (reply.closesAfter()) {
                     out.flush();
                     closedForError = true;
