@@ -590,21 +590,26 @@ class ListenerProtocolTest {
     @Test
     void connections_beyondTheLimit_closed() throws Exception {
         listener = start(RecordAdmission.ANY, 2);
-        try (RawKafkaClient a = authenticated(); RawKafkaClient b = authenticated()) {
+        RawKafkaClient first = authenticated();
+        try (RawKafkaClient second = authenticated()) {
             assertEquals(2, listener.connections());
-            try (RawKafkaClient c = client()) {
-                assertTrue(c.isClosedByPeer(3_000), "a third connection stays open");
+            try (RawKafkaClient third = client()) {
+                assertTrue(third.isClosedByPeer(3_000), "a third connection stays open");
             }
-            a.close();
+            first.close();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(3);
             while (listener.connections() > 1 && System.nanoTime() < deadline) {
                 Thread.sleep(10);
             }
-            try (RawKafkaClient d = authenticated()) {
+            try (RawKafkaClient fourth = authenticated()) {
                 assertEquals(2, listener.connections());
-                assertEquals(2, d.<MetadataResponseData>call(ApiKeys.METADATA, (short) 12,
-                        new MetadataRequestData().setTopics(null)).topics().size());
+                for (RawKafkaClient open : List.of(second, fourth)) {
+                    assertEquals(2, open.<MetadataResponseData>call(ApiKeys.METADATA, (short) 12,
+                            new MetadataRequestData().setTopics(null)).topics().size());
+                }
             }
+        } finally {
+            first.close();
         }
     }
 }
