@@ -168,23 +168,6 @@ final class RawKafkaClient implements Closeable {
         }
     }
 
-    /** @return whether nothing arrives (and the connection stays open) for {@code millis} */
-    boolean silentFor(int millis) throws IOException {
-        socket.setSoTimeout(millis);
-        try {
-            in.read();
-            return false; // a byte, or the end of the stream
-        } catch (SocketTimeoutException e) {
-            return true;
-        } finally {
-            socket.setSoTimeout(READ_TIMEOUT_MS);
-        }
-    }
-
-    void setReadTimeout(int millis) throws SocketException {
-        socket.setSoTimeout(millis);
-    }
-
     private static byte[] bytes(ByteBuffer b) {
         byte[] out = new byte[b.remaining()];
         b.get(out);
