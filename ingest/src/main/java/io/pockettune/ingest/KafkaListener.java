@@ -90,6 +90,7 @@ public final class KafkaListener implements Closeable {
     private final Set<ListenerConnection> connections = ConcurrentHashMap.newKeySet();
     private final Map<ApiKeys, Set<Short>> versionsUsed;
     private final AtomicLong connectionsClosedForErrors = new AtomicLong();
+    private final AtomicLong unexpectedErrors = new AtomicLong();
     private volatile boolean closed;
 
     private KafkaListener(Settings settings, ServerSocket server, ListenerApis apis, Map<ApiKeys, Set<Short>> used) {
@@ -158,6 +159,14 @@ public final class KafkaListener implements Closeable {
         return connectionsClosedForErrors.get();
     }
 
+    /**
+     * @return handler failures other than a malformed or refused request (a RuntimeException that
+     *     escaped a handler: a bug), since start; each also closed its connection
+     */
+    long unexpectedErrors() {
+        return unexpectedErrors.get();
+    }
+
     private void acceptLoop() {
         while (!closed) {
             Socket socket;
@@ -179,7 +188,8 @@ public final class KafkaListener implements Closeable {
                 continue;
             }
             try {
-                ListenerConnection c = new ListenerConnection(socket, apis, settings.maxRequestBytes(), this::closed);
+                ListenerConnection c = new ListenerConnection(socket, apis, settings.maxRequestBytes(), this::closed,
+                        unexpectedErrors);
                 connections.add(c);
                 c.start();
             } catch (IOException | RuntimeException e) {

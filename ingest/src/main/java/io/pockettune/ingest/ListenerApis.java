@@ -18,6 +18,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentSkipListSet;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.BooleanSupplier;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.Uuid;
 import org.apache.kafka.common.compress.Compression;
@@ -78,6 +79,8 @@ final class ListenerApis implements AutoCloseable {
 
     /** The only node of the one-node cluster the listener presents. */
     static final int NODE_ID = 1;
+    /** How often a fetch waiting for records looks whether its client closed the connection. */
+    private static final long PEER_CHECK_NANOS = TimeUnit.MILLISECONDS.toNanos(200);
     /** Records read from the log at a time while filling a fetch. */
     private static final int FETCH_RECORDS_PER_READ = 500;
 
@@ -133,6 +136,7 @@ final class ListenerApis implements AutoCloseable {
         private volatile boolean authenticated;
         private boolean handshaken;
         private boolean rawTokenNext;
+        private volatile BooleanSupplier peerGone = () -> false;
 
         Session(String peer, String localHost, int localPort, String clientHost) {
             this.peer = peer;
@@ -143,6 +147,11 @@ final class ListenerApis implements AutoCloseable {
 
         String peer() {
             return peer;
+        }
+
+        /** Sets how a waiting handler learns, on the connection's reader thread, that the client closed. */
+        void watchPeer(BooleanSupplier gone) {
+            this.peerGone = gone;
         }
 
         void closed() {
@@ -250,7 +259,7 @@ final class ListenerApis implements AutoCloseable {
             case PRODUCE:
                 return produce(header, (ProduceRequestData) request, version);
             case FETCH:
-                return reply(header, fetch((FetchRequestData) request, version));
+                return reply(header, fetch(s, (FetchRequestData) request, version));
             case LIST_OFFSETS:
                 return reply(header, listOffsets((ListOffsetsRequestData) request, version));
             case INIT_PRODUCER_ID:
@@ -556,9 +565,16 @@ final class ListenerApis implements AutoCloseable {
         }
         MutableRecordBatch batch = null;
         int batches = 0;
-        for (MutableRecordBatch b : records.batches()) {
-            batch = b;
-            batches++;
+        try {
+            for (MutableRecordBatch b : records.batches()) {
+                batch = b;
+                batches++;
+            }
+        } catch (KafkaException e) {
+            // The batch framing itself is broken (a negative size, an unknown magic): as Kafka answers it.
+            fail(r, Errors.CORRUPT_MESSAGE, "the records for " + topic + "-" + partition + " are not record batches: "
+                    + e.getMessage());
+            return;
         }
         if (batches != 1 || batch.magic() != RecordBatch.MAGIC_VALUE_V2) {
             fail(r, Errors.INVALID_RECORD, "a produce request must carry exactly one record batch of message format v2"
@@ -660,7 +676,7 @@ final class ListenerApis implements AutoCloseable {
 
     // ---- Fetch and ListOffsets --------------------------------------------------------------
 
-    private FetchResponseData fetch(FetchRequestData request, short version) throws InterruptedException {
+    private FetchResponseData fetch(Session s, FetchRequestData request, short version) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(0, request.maxWaitMs()));
         int maxBytes = version >= 3 && request.maxBytes() > 0 ? request.maxBytes() : Integer.MAX_VALUE;
         while (true) {
@@ -685,9 +701,17 @@ final class ListenerApis implements AutoCloseable {
             if (total >= Math.max(1, request.minBytes()) || error || left <= 0) {
                 return response;
             }
-            log.awaitAppend(seen, left);
-            if (log.appendVersion() == seen) {
-                return response; // waited the full max_wait_ms; answer what there is (nothing)
+            // Waits in slices, looking in between whether the client went away: its connection and
+            // threads are not held for a max_wait_ms that may be days.
+            while (true) {
+                log.awaitAppend(seen, Math.min(left, PEER_CHECK_NANOS));
+                if (log.appendVersion() != seen) {
+                    break; // new records: fill the response again
+                }
+                left = deadline - System.nanoTime();
+                if (left <= 0 || s.peerGone.getAsBoolean()) {
+                    return response; // waited the full max_wait_ms; answer what there is (nothing)
+                }
             }
         }
     }
@@ -754,7 +778,10 @@ final class ListenerApis implements AutoCloseable {
                     .setName(t.name());
             for (ListOffsetsRequestData.ListOffsetsPartition p : t.partitions()) {
                 ListOffsetsResponseData.ListOffsetsPartitionResponse r = listOffset(t.name(), p);
-                tr.partitions().add(version >= 4 ? r : r.setLeaderEpoch(-1));
+                if (version < 4) {
+                    r.setLeaderEpoch(-1); // leader_epoch is v4+; the message classes refuse to write another value
+                }
+                tr.partitions().add(r);
             }
             response.topics().add(tr);
         }

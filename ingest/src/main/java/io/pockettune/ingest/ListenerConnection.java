@@ -8,9 +8,11 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.net.Socket;
 import java.net.SocketException;
+import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiConsumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -32,9 +34,11 @@ final class ListenerConnection {
     private static final int MAX_QUEUED_REPLIES = 32;
 
     private final Socket socket;
+    private final BufferedInputStream in;
     private final ListenerApis apis;
     private final int maxRequestBytes;
     private final BiConsumer<ListenerConnection, Boolean> onClose;
+    private final AtomicLong unexpectedErrors;
     private final ListenerApis.Session session;
     private final BlockingQueue<ListenerApis.Reply> replies = new ArrayBlockingQueue<>(MAX_QUEUED_REPLIES);
     private final Thread reader;
@@ -44,17 +48,20 @@ final class ListenerConnection {
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     ListenerConnection(Socket socket, ListenerApis apis, int maxRequestBytes,
-            BiConsumer<ListenerConnection, Boolean> onClose) throws IOException {
+            BiConsumer<ListenerConnection, Boolean> onClose, AtomicLong unexpectedErrors) throws IOException {
         this.socket = socket;
+        this.unexpectedErrors = unexpectedErrors;
         this.apis = apis;
         this.maxRequestBytes = maxRequestBytes;
         this.onClose = onClose;
         socket.setTcpNoDelay(true);
+        this.in = new BufferedInputStream(socket.getInputStream(), 64 * 1024);
         String peer = String.valueOf(socket.getRemoteSocketAddress());
         this.session = new ListenerApis.Session(peer, socket.getLocalAddress().getHostAddress(), socket.getLocalPort(),
                 socket.getInetAddress().getHostAddress());
         this.reader = new Thread(this::readLoop, "pockettune-kafka-read " + peer);
         this.writer = new Thread(this::writeLoop, "pockettune-kafka-write " + peer);
+        session.watchPeer(this::peerClosed);
         reader.setDaemon(true);
         writer.setDaemon(true);
     }
@@ -65,7 +72,10 @@ final class ListenerConnection {
     }
 
     private void readLoop() {
-        try (DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024))) {
+        // Not try-with-resources: closing the stream closes the socket, and after a reply that ends
+        // the connection (a failed authentication) the writer closes it once the reply is out.
+        try {
+            DataInputStream in = new DataInputStream(this.in);
             while (!closing) {
                 int size;
                 try {
@@ -101,11 +111,39 @@ final class ListenerConnection {
         } catch (SocketException e) {
             shutdown(false); // reset by the client, or closed by us
         } catch (IOException | RuntimeException e) {
+            countUnexpected(e);
             if (!closing) {
                 LOG.warn("closing the Kafka connection from {} after an error: {}", session.peer(), e.toString());
                 closedForError = true;
             }
             shutdown(true);
+        }
+    }
+
+    /**
+     * @return whether the client closed its end; looks without consuming a byte of a request it may
+     *     have pipelined. For the reader thread only (a long-polling fetch asks it between waits).
+     */
+    private boolean peerClosed() {
+        try {
+            if (in.available() > 0) {
+                return false;
+            }
+            in.mark(1);
+            socket.setSoTimeout(1);
+            try {
+                if (in.read() < 0) {
+                    return true;
+                }
+                in.reset();
+                return false;
+            } finally {
+                socket.setSoTimeout(0);
+            }
+        } catch (SocketTimeoutException e) {
+            return false; // open, and nothing sent
+        } catch (IOException e) {
+            return true; // reset or closed
         }
     }
 
@@ -128,7 +166,7 @@ final class ListenerConnection {
                     return;
                 }
                 ByteBuffer body = reply.await();
-                if (body != null) { // null: a request without a response (acks=0)
+                if (body != null) { // null: the request gets no answer (acks=0 produce)
                     writeFrame(out, body);
                 }
                 if (reply.closesAfter()) {
@@ -141,12 +179,20 @@ final class ListenerConnection {
             LOG.warn("closing the Kafka connection from {}: {}", session.peer(), e.getMessage());
             closedForError = true;
         } catch (IOException | InterruptedException | RuntimeException e) {
+            countUnexpected(e);
             if (!closing) {
                 LOG.warn("closing the Kafka connection from {}: could not answer ({})", session.peer(), e.toString());
                 closedForError = true;
             }
         } finally {
             closeSocket();
+        }
+    }
+
+    private void countUnexpected(Exception e) {
+        if (e instanceof RuntimeException) {
+            unexpectedErrors.incrementAndGet();
+            LOG.error("a Kafka request handler failed for {}", session.peer(), e);
         }
     }
 
