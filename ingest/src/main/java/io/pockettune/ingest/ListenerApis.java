@@ -154,6 +154,11 @@ final class ListenerApis implements AutoCloseable {
             this.peerGone = gone;
         }
 
+        /** @return whether the client closed its end (checked on the connection's reader thread) */
+        boolean clientGone() {
+            return peerGone.getAsBoolean();
+        }
+
         void closed() {
             authenticated = false;
         }
@@ -268,9 +273,9 @@ final class ListenerApis implements AutoCloseable {
                 return reply(header, findCoordinator(s, (FindCoordinatorRequestData) request, version));
             case JOIN_GROUP:
                 return reply(header, groups.joinGroup((JoinGroupRequestData) request, version,
-                        header.clientId(), s.clientHost));
+                        header.clientId(), s.clientHost, s::clientGone));
             case SYNC_GROUP:
-                return reply(header, groups.syncGroup((SyncGroupRequestData) request, version));
+                return reply(header, groups.syncGroup((SyncGroupRequestData) request, version, s::clientGone));
             case HEARTBEAT:
                 return reply(header, groups.heartbeat((HeartbeatRequestData) request, version));
             case LEAVE_GROUP:

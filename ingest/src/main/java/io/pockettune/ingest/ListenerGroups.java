@@ -12,6 +12,7 @@ import java.util.Objects;
 import java.util.OptionalLong;
 import java.util.TreeMap;
 import java.util.UUID;
+import java.util.function.BooleanSupplier;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -108,6 +109,9 @@ import org.slf4j.LoggerFactory;
  */
 final class ListenerGroups implements AutoCloseable {
 
+    /** How often a blocked JoinGroup or SyncGroup checks that its client is still connected. */
+    static final long CLIENT_CHECK_MS = 200;
+
     /** How often session timeouts, pending member ids and rebalance timeouts are checked. */
     static final long EXPIRY_CHECK_INTERVAL_MS = 50;
     private static final Logger LOG = LoggerFactory.getLogger(ListenerGroups.class);
@@ -195,6 +199,16 @@ final class ListenerGroups implements AutoCloseable {
      */
     JoinGroupResponseData joinGroup(JoinGroupRequestData request, short version, String clientId, String clientHost)
             throws InterruptedException {
+        return joinGroup(request, version, clientId, clientHost, () -> false);
+    }
+
+    /**
+     * {@link #joinGroup(JoinGroupRequestData, short, String, String)}, giving up the wait once
+     * {@code clientGone} says the client closed its connection (it is checked every
+     * {@link #CLIENT_CHECK_MS}): the member then counts as silent and its session timeout removes it.
+     */
+    JoinGroupResponseData joinGroup(JoinGroupRequestData request, short version, String clientId, String clientHost,
+            BooleanSupplier clientGone) throws InterruptedException {
         String memberId = request.memberId() == null ? "" : request.memberId();
         synchronized (lock) {
             if (closed) {
@@ -269,7 +283,10 @@ final class ListenerGroups implements AutoCloseable {
             member.blocked++;
             try {
                 while (waiter.response == null && !closed) {
-                    lock.wait();
+                    lock.wait(CLIENT_CHECK_MS);
+                    if (waiter.response == null && clientGone.getAsBoolean()) {
+                        waiter.response = joinError(Errors.UNKNOWN_MEMBER_ID, member.id, version);
+                    }
                 }
             } finally {
                 member.blocked--;
@@ -288,6 +305,12 @@ final class ListenerGroups implements AutoCloseable {
      * leader's assignments arrive or the rebalance starts again.
      */
     SyncGroupResponseData syncGroup(SyncGroupRequestData request, short version) throws InterruptedException {
+        return syncGroup(request, version, () -> false);
+    }
+
+    /** {@link #syncGroup(SyncGroupRequestData, short)}, giving up the wait once the client is gone. */
+    SyncGroupResponseData syncGroup(SyncGroupRequestData request, short version, BooleanSupplier clientGone)
+            throws InterruptedException {
         synchronized (lock) {
             if (closed) {
                 return syncError(Errors.COORDINATOR_NOT_AVAILABLE);
@@ -333,7 +356,10 @@ final class ListenerGroups implements AutoCloseable {
             try {
                 while (!closed && !member.removed && group.state == State.COMPLETING_REBALANCE
                         && group.generation == generation) {
-                    lock.wait();
+                    lock.wait(CLIENT_CHECK_MS);
+                    if (clientGone.getAsBoolean()) {
+                        return syncError(Errors.UNKNOWN_MEMBER_ID);
+                    }
                 }
             } finally {
                 member.blocked--;

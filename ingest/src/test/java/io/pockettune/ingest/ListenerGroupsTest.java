@@ -463,6 +463,32 @@ class ListenerGroupsTest {
     }
 
     @Test
+    void blockedJoinAndSync_giveUpWhenTheirClientIsGone() throws Exception {
+        String a = join(joinRequest(GROUP, ""), JOIN).memberId();
+        String b = join(joinRequest(GROUP, ""), JOIN).memberId();
+        java.util.concurrent.atomic.AtomicBoolean goneA = new java.util.concurrent.atomic.AtomicBoolean();
+        Future<JoinGroupResponseData> joinA = threads.submit(() -> groups.joinGroup(
+                new JoinGroupRequestData(wire(joinRequest(GROUP, a), JOIN), JOIN), JOIN, "client", "/127.0.0.1",
+                goneA::get));
+        assertBlocked(joinA);
+        goneA.set(true);
+        assertEquals(Errors.UNKNOWN_MEMBER_ID.code(), joinA.get(5, TimeUnit.SECONDS).errorCode(),
+                "a join whose client left stops waiting within a check interval");
+
+        Future<JoinGroupResponseData> joinB = threads.submit(() -> join(joinRequest(GROUP, b), JOIN));
+        Future<JoinGroupResponseData> joinA2 = threads.submit(() -> join(joinRequest(GROUP, a), JOIN));
+        JoinGroupResponseData ra = joinA2.get(10, TimeUnit.SECONDS);
+        JoinGroupResponseData rb = joinB.get(10, TimeUnit.SECONDS);
+        JoinGroupResponseData follower = ra.leader().equals(a) ? rb : ra;
+        java.util.concurrent.atomic.AtomicBoolean goneF = new java.util.concurrent.atomic.AtomicBoolean();
+        Future<SyncGroupResponseData> blockedSync = threads.submit(() -> groups.syncGroup(new SyncGroupRequestData(
+                wire(syncRequest(follower.memberId(), follower.generationId(), Map.of()), SYNC), SYNC), SYNC, goneF::get));
+        assertBlocked(blockedSync);
+        goneF.set(true);
+        assertEquals(Errors.UNKNOWN_MEMBER_ID.code(), blockedSync.get(5, TimeUnit.SECONDS).errorCode());
+    }
+
+    @Test
     void leaveGroup_byInstanceIdAlone_removesThatMember() throws Exception {
         String id = join(joinRequest(GROUP, "").setGroupInstanceId("worker-1"), JOIN).memberId();
         JoinGroupResponseData joined = join(joinRequest(GROUP, id).setGroupInstanceId("worker-1"), JOIN);
