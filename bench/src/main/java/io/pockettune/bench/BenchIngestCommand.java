@@ -14,9 +14,12 @@ import io.pockettune.ingest.RecordAdmission;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -86,6 +89,9 @@ final class BenchIngestCommand implements Callable<Integer> {
   /** Rate and length of the latency run, where the producer is not saturated. */
   private static final int PACED_RATE = 2_000;
   private static final int PACED_EVENTS = 4_000;
+  /** The diagnostic's batch.size, 16 times the default 16384. */
+  private static final int WIDE_BATCH_BYTES = 262_144;
+  private static final int FSYNC_PROBES = 50;
   private static final String[] WORDS = ("the of and to in is you that it he was for on are as with his they at be this"
       + " from have or one had by word but not what all were we when your can said there use an each which she do"
       + " how their if will up other about out many then them these so some her would make like him into time has"
@@ -143,6 +149,14 @@ final class BenchIngestCommand implements Callable<Integer> {
       String flushMessages;
       String flushMs;
       KcatFigures kcat;
+      double kafkaRequestMs;
+      double listenerRequestMs;
+      double kafkaRecordsPerRequest;
+      double listenerRecordsPerRequest;
+      double[] fsyncMs;
+      Map<String, Double> listenerStates;
+      double wideKafkaPerS;
+      double wideListenerPerS;
       try (LocalKafkaBroker broker = LocalKafkaBroker.start(root.resolve("kafka"));
           EmbeddedLog log = EmbeddedLog.open(root.resolve("embedded"));
           EmbeddedLog listenerLog = EmbeddedLog.open(root.resolve("listener"))) {
@@ -201,6 +215,14 @@ final class BenchIngestCommand implements Callable<Integer> {
                   listened.last().perSecond() / kafka.last().perSecond(), String.join(", ", order), events);
             }
             embeddedSyncs = (long) metric(ours, "durability-wait-total");
+            // The producer's own view of the two sides over its last 30 to 60 s (Kafka's sample window).
+            kafkaRequestMs = metric(theirs, "request-latency-avg");
+            listenerRequestMs = metric(toListener, "request-latency-avg");
+            kafkaRecordsPerRequest = metric(theirs, "records-per-request-avg");
+            listenerRecordsPerRequest = metric(toListener, "records-per-request-avg");
+            out.printf("producer metrics: request latency avg kafka %.2f ms, listener %.2f ms; records per request"
+                    + " kafka %.1f, listener %.1f (max.in.flight.requests.per.connection=5)%n", kafkaRequestMs,
+                listenerRequestMs, kafkaRecordsPerRequest, listenerRecordsPerRequest);
             for (Side side : sides) {
               side.topics.create(TOPIC + "-paced");
             }
@@ -210,6 +232,58 @@ final class BenchIngestCommand implements Callable<Integer> {
             verifyLog(listenerLog, TOPIC + "-paced", pool, expected, PACED_EVENTS);
             out.printf("paced at %d events/s: p99 ack embedded %.2f ms, kafka %.2f ms, listener %.2f ms%n",
                 PACED_RATE, embeddedPaced.p99Ms(), kafkaPaced.p99Ms(), listenerPaced.p99Ms());
+            // Untimed, so that sampling does not slow the figures: what the listener's threads wait for.
+            try (ThreadStateSampler sampler = new ThreadStateSampler(
+                List.of("pockettune-kafka-read", "pockettune-kafka-write"))) {
+              listened.topics.create(TOPIC + "-profile");
+              sampler.resume();
+              Run profiled = produce(listened.producer, TOPIC + "-profile", pool, events);
+              sampler.pause();
+              verifyLog(listenerLog, TOPIC + "-profile", pool, expected, events);
+              listenerStates = sampler.percentages(2);
+              out.printf("listener threads, sampled every %d ms during an untimed run (%,.0f events/s): %s%n",
+                  ThreadStateSampler.INTERVAL_MS, profiled.perSecond(), listenerStates);
+            }
+          }
+          fsyncMs = fsyncMillis(root.resolve("listener"));
+          out.printf("fsync of a 16 KiB append in the listener's directory: median %.2f ms, p90 %.2f ms%n",
+              fsyncMs[0], fsyncMs[1]);
+          // Diagnostic, not in the ratio: the same two producers with a 16x larger batch.size, which
+          // widens what idempotence's 5 requests in flight can carry per fsync.
+          Map<String, Object> wide = Map.of("batch.size", WIDE_BATCH_BYTES);
+          Map<String, Object> wideKafkaConfig = new HashMap<>(kafkaConfig);
+          wideKafkaConfig.putAll(wide);
+          Map<String, Object> wideListenerConfig = new HashMap<>(listenerConfig);
+          wideListenerConfig.putAll(wide);
+          try (KafkaProducer<String, SpecificRecord> theirs =
+                  new KafkaProducer<>(wideKafkaConfig, new StringSerializer(), new EventSerializer());
+              KafkaProducer<String, SpecificRecord> toListener =
+                  new KafkaProducer<>(wideListenerConfig, new StringSerializer(), new EventSerializer())) {
+            Side wideKafka = new Side("kafka");
+            wideKafka.producer = theirs;
+            wideKafka.topics = kafka.topics;
+            Side wideListener = new Side("listener");
+            wideListener.producer = toListener;
+            wideListener.topics = listened.topics;
+            List<Side> pair = List.of(wideKafka, wideListener);
+            for (Side side : pair) {
+              side.topics.create("warmup-wide");
+              produce(side.producer, "warmup-wide", pool, Math.min(events, 20_000));
+            }
+            for (int round = 1; round <= ROUNDS; round++) {
+              String topic = TOPIC + "-wide-" + round;
+              for (int k = 0; k < pair.size(); k++) {
+                Side side = pair.get((round - 1 + k) % pair.size());
+                side.topics.create(topic);
+                side.runs.add(produce(side.producer, topic, pool, events));
+              }
+              verifyLog(listenerLog, topic, pool, expected, events);
+            }
+            wideKafkaPerS = wideKafka.median().perSecond();
+            wideListenerPerS = wideListener.median().perSecond();
+            out.printf("batch.size=%d (diagnostic): kafka %,.0f events/s, listener %,.0f events/s (medians of %s and"
+                    + " %s; listener/kafka %.2f)%n", WIDE_BATCH_BYTES, wideKafkaPerS, wideListenerPerS,
+                wideKafka.rounds(), wideListener.rounds(), wideListenerPerS / wideKafkaPerS);
           }
           out.printf("embedded: %,.0f events/s (median), p99 ack %.2f ms, %,d fsync groups in all%n",
               embedded.median().perSecond(), embedded.median().p99Ms(), embeddedSyncs);
@@ -273,6 +347,16 @@ final class BenchIngestCommand implements Callable<Integer> {
             .put("listener_cores_busy", Math.round(listened.cpu.coresBusy() * 100) / 100.0)
             .put("kafka_cpu_by_thread_ms_per_1k_events", kafka.cpu.groupsMsPer1kEvents(cpuEvents, 0.03))
             .put("listener_cpu_by_thread_ms_per_1k_events", listened.cpu.groupsMsPer1kEvents(cpuEvents, 0.03))
+            .put("kafka_request_latency_avg_ms", Math.round(kafkaRequestMs * 100) / 100.0)
+            .put("listener_request_latency_avg_ms", Math.round(listenerRequestMs * 100) / 100.0)
+            .put("kafka_records_per_request_avg", Math.round(kafkaRecordsPerRequest * 10) / 10.0)
+            .put("listener_records_per_request_avg", Math.round(listenerRecordsPerRequest * 10) / 10.0)
+            .put("listener_thread_states_percent", listenerStates)
+            .put("fsync_16k_median_ms", Math.round(fsyncMs[0] * 100) / 100.0)
+            .put("fsync_16k_p90_ms", Math.round(fsyncMs[1] * 100) / 100.0)
+            .put("wide_batch_size", WIDE_BATCH_BYTES)
+            .put("wide_kafka_events_per_s", Math.round(wideKafkaPerS))
+            .put("wide_listener_events_per_s", Math.round(wideListenerPerS))
             .put("embedded_fsync_groups", embeddedSyncs)
             .put("embedded_flush_policy", "group commit: fsync before every acknowledgement")
             .put("listener_flush_policy", "group commit: fsync before every produce answer")
@@ -396,6 +480,33 @@ final class BenchIngestCommand implements Callable<Integer> {
         version);
     return new KcatFigures(Math.round(listenerMedian), Math.round(kafkaMedian), Math.round(lineBytes * 10) / 10.0,
         null, version);
+  }
+
+  /**
+   * Appends 16 KiB to a scratch file in {@code dir} and forces it, {@link #FSYNC_PROBES} times: what
+   * one group commit costs on this disk now, next to the listener's log.
+   *
+   * @return the median and the 90th percentile, in milliseconds
+   */
+  private static double[] fsyncMillis(Path dir) throws IOException {
+    Path file = dir.resolve("fsync-probe");
+    double[] ms = new double[FSYNC_PROBES];
+    ByteBuffer block = ByteBuffer.allocate(16 * 1024);
+    try (FileChannel channel = FileChannel.open(file,
+        StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+        StandardOpenOption.APPEND)) {
+      for (int i = 0; i < FSYNC_PROBES; i++) {
+        block.clear();
+        channel.write(block);
+        long start = System.nanoTime();
+        channel.force(false);
+        ms[i] = (System.nanoTime() - start) / 1e6;
+      }
+    } finally {
+      Files.deleteIfExists(file);
+    }
+    Arrays.sort(ms);
+    return new double[] {ms[FSYNC_PROBES / 2], ms[(int) (FSYNC_PROBES * 0.9)]};
   }
 
   private static double medianPerSecond(List<KcatRun.Result> results) {
@@ -571,7 +682,13 @@ final class BenchIngestCommand implements Callable<Integer> {
     return out;
   }
 
+  /** @return the producer's metric of that name, from the group "producer-metrics" if it has one there */
   private static double metric(Producer<?, ?> producer, String name) {
+    for (Map.Entry<MetricName, ? extends Metric> e : producer.metrics().entrySet()) {
+      if (e.getKey().name().equals(name) && e.getKey().group().equals("producer-metrics")) {
+        return ((Number) e.getValue().metricValue()).doubleValue();
+      }
+    }
     for (Map.Entry<MetricName, ? extends Metric> e : producer.metrics().entrySet()) {
       if (e.getKey().name().equals(name)) {
         return ((Number) e.getValue().metricValue()).doubleValue();

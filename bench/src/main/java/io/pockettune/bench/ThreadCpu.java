@@ -87,7 +87,8 @@ final class ThreadCpu {
     return out;
   }
 
-  private static String group(String threadName) {
+  /** @return the thread's name without digits and peer address, its group */
+  static String group(String threadName) {
     String name = threadName == null ? "?" : threadName;
     int peer = name.indexOf(" /");
     if (peer >= 0) {
