@@ -297,6 +297,8 @@ final class BenchIngestCommand implements Callable<Integer> {
             out.printf("cpu %-8s %.1f ms per 1,000 events, %.2f cores busy: %s%n", side.name + ":",
                 side.cpu.processMsPer1kEvents(cpuEvents), side.cpu.coresBusy(),
                 side.cpu.groupsMsPer1kEvents(cpuEvents, 0.03));
+            out.printf("heap %-7s %,d KB per 1,000 events allocated: %s%n", side.name + ":",
+                side.cpu.kbPer1kEvents(cpuEvents), side.cpu.groupsKbPer1kEvents(cpuEvents, 0.03));
           }
           kcat = kcat(out, broker, listener, listenerLog, credentials, root, pool);
         }
@@ -345,6 +347,10 @@ final class BenchIngestCommand implements Callable<Integer> {
             .put("listener_cpu_ms_per_1k_events", Math.round(listened.cpu.processMsPer1kEvents(cpuEvents) * 100) / 100.0)
             .put("kafka_cores_busy", Math.round(kafka.cpu.coresBusy() * 100) / 100.0)
             .put("listener_cores_busy", Math.round(listened.cpu.coresBusy() * 100) / 100.0)
+            .put("kafka_alloc_kb_per_1k_events", kafka.cpu.kbPer1kEvents(cpuEvents))
+            .put("listener_alloc_kb_per_1k_events", listened.cpu.kbPer1kEvents(cpuEvents))
+            .put("kafka_alloc_by_thread_kb_per_1k_events", kafka.cpu.groupsKbPer1kEvents(cpuEvents, 0.03))
+            .put("listener_alloc_by_thread_kb_per_1k_events", listened.cpu.groupsKbPer1kEvents(cpuEvents, 0.03))
             .put("kafka_cpu_by_thread_ms_per_1k_events", kafka.cpu.groupsMsPer1kEvents(cpuEvents, 0.03))
             .put("listener_cpu_by_thread_ms_per_1k_events", listened.cpu.groupsMsPer1kEvents(cpuEvents, 0.03))
             .put("kafka_request_latency_avg_ms", Math.round(kafkaRequestMs * 100) / 100.0)
