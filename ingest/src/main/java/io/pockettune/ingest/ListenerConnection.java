@@ -65,7 +65,10 @@ final class ListenerConnection {
     }
 
     private void readLoop() {
-        try (DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024))) {
+        // Not try-with-resources: closing the stream closes the socket, and a reply that closes the
+        // connection (a failed SASL authentication) must first reach the client; the writer closes it.
+        try {
+            DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 * 1024));
             while (!closing) {
                 int size;
                 try {
