@@ -204,14 +204,9 @@ public final class PocketTune implements AutoCloseable {
     ListenerCredentials.Loaded loaded = ListenerCredentials.loadOrCreate(dir.kafkaCredentials());
     kafkaListener = KafkaListener.start(log, new KafkaListener.Settings(kafkaAddress, kafkaAllowRemote,
         loaded.credentials(), new EventAdmission(log, serde)), time);
-    if (progress != null) {
-      java.net.InetSocketAddress bound = kafkaListener.address();
-      progress.println((loaded.created() ? "wrote new credentials for the Kafka listener to " : "the Kafka listener's"
-          + " credentials are in ") + dir.kafkaCredentials());
-      progress.println("Kafka listener on " + bound.getAddress().getHostAddress() + ":" + bound.getPort()
-          + " (SASL/PLAIN): point a Kafka client at bootstrap.servers=" + bound.getAddress().getHostAddress() + ":"
-          + bound.getPort() + " with security.protocol=SASL_PLAINTEXT, sasl.mechanism=PLAIN and the username and"
-          + " password from that file");
+    if (progress != null && loaded.created()) {
+      progress.println("wrote new SASL/PLAIN credentials for the Kafka listener to " + dir.kafkaCredentials()
+          + " (kept across restarts; clients use its username and password)");
       progress.flush();
     }
   }
