@@ -174,7 +174,7 @@ final class BenchIngestCommand implements Callable<Integer> {
           kafkaConfig.put("acks", "all");
           // The same producer, settings and serializers; only the address and SASL/PLAIN differ.
           Map<String, Object> listenerConfig = new HashMap<>(kafkaConfig);
-          listenerConfig.putAll(listenerClientConfig(listener, credentials));
+          listenerConfig.putAll(credentials.clientConfig(listener.address()));
           byte[][] expected = pool.stream().map(m -> serializer.serialize(TOPIC, m)).toArray(byte[][]::new);
           try (EmbeddedProducer<String, SpecificRecord> ours =
                   new EmbeddedProducer<>(log, producerConfig, new StringSerializer(), new EventSerializer());
@@ -564,17 +564,6 @@ final class BenchIngestCommand implements Callable<Integer> {
         offset = e.offset() + 1;
       }
     }
-  }
-
-  /** The client settings that reach the listener: its address and SASL/PLAIN with its credentials. */
-  private static Map<String, Object> listenerClientConfig(KafkaListener listener, ListenerCredentials credentials) {
-    Map<String, Object> c = new HashMap<>();
-    c.put("bootstrap.servers", "127.0.0.1:" + listener.address().getPort());
-    c.put("security.protocol", "SASL_PLAINTEXT");
-    c.put("sasl.mechanism", "PLAIN");
-    c.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\""
-        + credentials.username() + "\" password=\"" + credentials.password() + "\";");
-    return c;
   }
 
   /** The result of one timed produce run. */

@@ -102,6 +102,22 @@ public record ListenerCredentials(String username, String password) {
                 & MessageDigest.isEqual(password.getBytes(StandardCharsets.UTF_8), pass.getBytes(StandardCharsets.UTF_8));
     }
 
+    /**
+     * @return the settings a Kafka client (Java, or librdkafka's names where they are the same) needs
+     *     to reach a listener at {@code address} as this user: {@code bootstrap.servers},
+     *     {@code security.protocol}, {@code sasl.mechanism} and {@code sasl.jaas.config}
+     */
+    public java.util.Map<String, Object> clientConfig(java.net.InetSocketAddress address) {
+        String host = address.getAddress().getHostAddress();
+        java.util.Map<String, Object> c = new java.util.HashMap<>();
+        c.put("bootstrap.servers", (host.contains(":") ? "[" + host + "]" : host) + ":" + address.getPort());
+        c.put("security.protocol", "SASL_PLAINTEXT");
+        c.put("sasl.mechanism", "PLAIN");
+        c.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\""
+                + username + "\" password=\"" + password + "\";");
+        return c;
+    }
+
     @Override
     public String toString() {
         return "ListenerCredentials[username=" + username + ", password=<hidden>]";

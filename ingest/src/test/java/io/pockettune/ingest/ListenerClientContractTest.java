@@ -47,13 +47,7 @@ class ListenerClientContractTest extends ClientContractTest {
 
     /** The client settings that reach the listener: its address and SASL/PLAIN with its credentials. */
     static Map<String, Object> clientConfigs(KafkaListener listener, ListenerCredentials credentials) {
-        Map<String, Object> c = new HashMap<>();
-        c.put("bootstrap.servers", "127.0.0.1:" + listener.address().getPort());
-        c.put("security.protocol", "SASL_PLAINTEXT");
-        c.put("sasl.mechanism", "PLAIN");
-        c.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\""
-                + credentials.username() + "\" password=\"" + credentials.password() + "\";");
-        return c;
+        return credentials.clientConfig(listener.address());
     }
 
     @Override

@@ -113,12 +113,7 @@ class KafkaListenerRuntimeTest {
           Files.getPosixFilePermissions(dataDir.resolve("kafka-credentials")));
       ListenerCredentials credentials = ListenerCredentials.loadOrCreate(dataDir.resolve("kafka-credentials"))
           .credentials();
-      Map<String, Object> config = new HashMap<>();
-      config.put("bootstrap.servers", "127.0.0.1:" + address.getPort());
-      config.put("security.protocol", "SASL_PLAINTEXT");
-      config.put("sasl.mechanism", "PLAIN");
-      config.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\""
-          + credentials.username() + "\" password=\"" + credentials.password() + "\";");
+      Map<String, Object> config = new HashMap<>(credentials.clientConfig(address));
       try (KafkaProducer<String, String> producer = new KafkaProducer<>(config, new StringSerializer(),
           new StringSerializer())) {
         for (int i = 0; i < 6; i++) {
