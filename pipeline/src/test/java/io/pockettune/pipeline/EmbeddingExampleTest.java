@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pockettune.events.Message;
-import io.pockettune.trainer.DecoderLmBuilder;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -27,11 +26,7 @@ class EmbeddingExampleTest {
 
   @Test
   void example_runsAsWrittenAndTrainsOneStep() throws Exception {
-    Path onnx = dir.resolve("decoder.onnx");
-    Files.write(onnx, DecoderLmBuilder.build(PipelineFixture.TINY));
-    Path modelDir = dir.resolve("model");
-    PocketTune.initModel(new PocketTune.ModelInit(onnx, null, null, null, null, null, null, null, null, null, null,
-        null, 32, null, null, modelDir));
+    Path modelDir = PipelineFixture.tinyPackage(dir, null, null);
     Path dataDir = dir.resolve("data");
     PrintStream stdout = System.out;
     ByteArrayOutputStream printed = new ByteArrayOutputStream();

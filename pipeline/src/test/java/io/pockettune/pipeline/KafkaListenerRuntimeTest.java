@@ -18,7 +18,6 @@ import io.pockettune.ingest.LogSnapshot;
 import io.pockettune.ingest.RecordAdmission;
 import io.pockettune.schemas.EventSerde;
 import io.pockettune.schemas.SchemaStore;
-import io.pockettune.trainer.DecoderLmBuilder;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -96,11 +95,7 @@ class KafkaListenerRuntimeTest {
 
   @Test
   void kafkaProducer_jsonStrings_areAppendedAsEventsAndTrained() throws Exception {
-    Path onnx = dir.resolve("decoder.onnx");
-    Files.write(onnx, DecoderLmBuilder.build(PipelineFixture.TINY));
-    Path modelDir = dir.resolve("model");
-    PocketTune.initModel(new PocketTune.ModelInit(onnx, null, null, null, null, null, null, null, null, null, null,
-        null, 32, null, null, modelDir));
+    Path modelDir = PipelineFixture.tinyPackage(dir, null, null);
     Path dataDir = dir.resolve("data");
     List<String> texts = new ArrayList<>();
     try (PocketTune tune = PocketTune.builder(dataDir).model(modelDir).batch(2).threads(1)

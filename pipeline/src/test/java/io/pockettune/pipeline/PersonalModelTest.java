@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.pockettune.trainer.DecoderLmBuilder;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -31,12 +29,7 @@ class PersonalModelTest {
   @TempDir Path dir;
 
   private Path pkg() throws Exception {
-    Path onnx = dir.resolve("decoder.onnx");
-    Files.write(onnx, DecoderLmBuilder.build(PipelineFixture.TINY));
-    Path m = dir.resolve("model");
-    PocketTune.initModel(new PocketTune.ModelInit(onnx, null, null, null, null, null, null, null, null, null, null,
-        null, 32, 1e-3f, 1e-3f, m));
-    return m;
+    return PipelineFixture.tinyPackage(dir, 1e-3f, 1e-3f);
   }
 
   private static List<String> events(int from, int n) {

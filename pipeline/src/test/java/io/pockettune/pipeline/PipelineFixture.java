@@ -61,6 +61,21 @@ final class PipelineFixture implements AutoCloseable {
   }
 
   /** Appends persona events straight to the log, messages keyed by conversation, as the demo's producer does. */
+  /**
+   * Makes a model package of the tiny decoder under {@code dir} (as {@code pockettune model init}
+   * does), with 32 tokens per example and the card's lr and eps given (null: the defaults).
+   *
+   * @return the package directory, {@code dir/model}
+   */
+  static Path tinyPackage(Path dir, Float lr, Float eps) throws Exception {
+    Path onnx = dir.resolve("decoder.onnx");
+    java.nio.file.Files.write(onnx, MODEL);
+    Path m = dir.resolve("model");
+    PocketTune.initModel(new PocketTune.ModelInit(onnx, null, null, null, null, null, null, null, null, null, null,
+        null, 32, lr, eps, m));
+    return m;
+  }
+
   static void appendPersona(EmbeddedLog log, EventSerde serde, PersonaStream persona, int count) throws IOException {
     for (PersonaStream.Event e : persona.next(count)) {
       org.apache.avro.specific.SpecificRecord record;
