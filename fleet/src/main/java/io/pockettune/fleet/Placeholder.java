@@ -1,0 +1,1 @@
+package io.pockettune.fleet; final class Placeholder {}
