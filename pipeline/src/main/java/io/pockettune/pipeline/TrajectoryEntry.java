@@ -18,6 +18,16 @@ import java.nio.ByteBuffer;
  * @param fingerprint the first 8 bytes of the SHA-256 of the user's values after the step
  */
 public record TrajectoryEntry(StepRecord record, long fingerprint) {
+  /** The topic the fleet job publishes to unless told otherwise. */
+  public static final String DEFAULT_TOPIC = "pockettune-trajectories";
+
+  /**
+   * The header that the entry of a user's step 1 carries: the run config (JSON, as
+   * {@link UserTrainer#runConfig()} gives it), which a device pulling the trajectory records in its
+   * store, so that its replay and any training it does next run under the job's settings.
+   */
+  public static final String RUN_CONFIG_HEADER = "pockettune.run-config";
+
   static final byte VERSION = 1;
   static final int FIXED_BYTES = 1 + 8 + 8 + 4 * 5 + 4 + 8 + 8 + 2;
 
