@@ -189,21 +189,33 @@ public final class UserTrainer implements AutoCloseable {
 
   /**
    * Trains one batch on a user's values: swaps {@code values} in, takes the step(s) the run's
-   * estimator takes (one record each), and writes the trained values back into {@code values}.
+   * estimator takes, and writes the trained values back into {@code values}. Each step comes with
+   * the fingerprint of the values after it ({@link #fingerprint}); with several directions per
+   * batch, the values between directions are found again by replaying the records on a copy.
    *
    * @param stepsDone  steps this user has taken so far
    * @param timeMillis the time stamped on the records (provenance only; replay never reads it)
    */
-  public List<StepRecord> train(float[] values, long stepsDone, List<Example> examples, long timeMillis) {
+  public List<TrajectoryEntry> train(float[] values, long stepsDone, List<Example> examples, long timeMillis) {
     if (examples.isEmpty()) {
       throw new IllegalArgumentException("a batch needs at least one example");
     }
+    float[] before = mezo.directions() > 1 && mezo.estimator() == MezoConfig.Estimator.MEZO ? values.clone() : null;
     ParameterSet p = model.parameters();
     p.load(values);
     MezoTrainer trainer = new MezoTrainer(model, mezo, kernel, stepsDone, fixedClock(timeMillis));
     List<StepRecord> records = trainer.steps(batchOf(examples));
     p.floats().get(0, values, 0, values.length);
-    return records;
+    List<TrajectoryEntry> entries = new ArrayList<>(records.size());
+    for (int i = 0; i < records.size(); i++) {
+      if (i < records.size() - 1) {
+        replay(before, records.get(i));
+        entries.add(new TrajectoryEntry(records.get(i), fingerprint(before)));
+      } else {
+        entries.add(new TrajectoryEntry(records.get(i), fingerprint(values)));
+      }
+    }
+    return entries;
   }
 
   /** Re-applies a recorded step to a user's values (which must stand at {@code r.step() - 1}). */

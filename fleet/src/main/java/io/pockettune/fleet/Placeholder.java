@@ -1,1 +1,0 @@
-package io.pockettune.fleet; final class Placeholder {}
