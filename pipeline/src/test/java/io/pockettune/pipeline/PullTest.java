@@ -336,6 +336,10 @@ class PullTest {
     assertEquals(0, again.json().path("steps_pulled").asLong());
     assertTrue(again.out().contains("no new steps"), again.out());
 
+    CliRun status = CliRun.of("status", "--data-dir", data.toString(), "--json");
+    assertEquals(0, status.exit(), status.err());
+    assertEquals(2, status.json().path("last_step").asLong());
+
     CliRun wrong = CliRun.of("pull", "--bootstrap-servers", broker.bootstrapServers(), "--user", "nobody", "--topic",
         topic, "--model", pkg.toString(), "--data-dir", dir.resolve("other").toString());
     assertEquals(1, wrong.exit());
