@@ -303,6 +303,22 @@ class PullTest {
   }
 
   @Test
+  void pull_noBroker_refusedWithinTheTimeout() throws Exception {
+    int port;
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    long started = System.nanoTime();
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PocketTune.pull(
+        dir.resolve("data"), pkg, new PocketTune.PullOptions("127.0.0.1:" + port, null, "ada", Map.of(),
+            Duration.ofSeconds(2))));
+    assertTrue(e.getMessage().startsWith("could not reach Kafka at 127.0.0.1:" + port + " to read topic "
+        + TrajectoryEntry.DEFAULT_TOPIC + " within 2000 ms"), e.getMessage());
+    assertTrue(System.nanoTime() - started < Duration.ofSeconds(10).toNanos());
+    assertFalse(Files.exists(dir.resolve("data").resolve("store")));
+  }
+
+  @Test
   void pull_thenPersonalModel_generatesAndScoresAtTheLastStep() throws Exception {
     String topic = newTopic();
     Trained ada = train("ada", events("ada", 8, 0));
