@@ -55,21 +55,21 @@ final class TrajectoryPull {
       boolean fresh = !Files.isDirectory(dir.store());
       long lastStep = fresh ? 0 : verifyStored(dir, entries, o.user());
       requireContiguous(entries, lastStep, o);
-      if (fresh) {
-        if (read.runConfig() == null) {
-          throw new IllegalArgumentException("step 1 of user " + o.user() + " on topic " + o.topic()
-              + " carries no " + TrajectoryEntry.RUN_CONFIG_HEADER + " header, so the run config to replay it"
-              + " under is unknown: publish the trajectory with the fleet job, which sets it");
-        }
+      if (fresh && read.runConfig() == null) {
+        throw new IllegalArgumentException("step 1 of user " + o.user() + " on topic " + o.topic() + " carries no "
+            + TrajectoryEntry.RUN_CONFIG_HEADER + " header, so the run config to replay it under is unknown: publish"
+            + " the trajectory with the fleet job, which sets it");
       }
       if (read.runConfig() != null) {
         requirePackage(read.runConfig(), pkg, o.user());
       }
       boolean news = entries.lastKey() > lastStep;
-      try (StoreSession session = news && read.runConfig() != null
-          ? StoreSession.forRunConfig(dir, pkg, read.runConfig(), o.threads())
-          : StoreSession.writable(dir, pkg, o.threads())) {
+      try (StoreSession session = open(dir, pkg, news, read.runConfig(), o.threads())) {
         ModelStore store = session.store();
+        if (news && store.lastStep() != lastStep) {
+          throw new IllegalArgumentException("the store in " + dir + " went from step " + lastStep + " to "
+              + store.lastStep() + " while the topic was read: stop training on it, then pull again");
+        }
         MezoTrainer trainer = session.restore(store.lastStep()).trainer();
         ParameterSet params = session.model().parameters();
         long pulled = 0;
@@ -95,6 +95,19 @@ final class TrajectoryPull {
             (System.nanoTime() - started) / 1_000_000);
       }
     }
+  }
+
+  /**
+   * Opens the store: read-only when there is nothing to pull (a service may be training into it),
+   * else for writing, recording the job's run config when the topic still holds step 1.
+   */
+  private static StoreSession open(DataDirectory dir, ModelPackage pkg, boolean news, String runConfig, int threads)
+      throws IOException {
+    if (!news) {
+      return StoreSession.readOnly(dir, pkg, threads);
+    }
+    return runConfig != null ? StoreSession.forRunConfig(dir, pkg, runConfig, threads)
+        : StoreSession.writable(dir, pkg, threads);
   }
 
   /** @return the store's last step, after checking that the entries at or below it are its records */

@@ -233,6 +233,19 @@ class PullTest {
   }
 
   @Test
+  void pull_intoLocallyTrainedPrefix_appendsTheRest() throws Exception {
+    String topic = newTopic();
+    Trained ada = train("ada", events("ada", 12, 0));
+    publish(topic, "ada", ada.entries(), true, true);
+    Path data = dir.resolve("data");
+    trainOnDevice(data, ada.events().subList(0, 8));
+    PocketTune.PullResult r = pull(data, topic, "ada");
+    assertEquals(1, r.stepsPulled());
+    assertEquals(ada.digest(), r.digest());
+    assertEquals(withoutTime(ada.entries().stream().map(TrajectoryEntry::record).toList()), withoutTime(steps(data)));
+  }
+
+  @Test
   void pull_divergedTrajectory_refused() throws Exception {
     String topic = newTopic();
     String other = newTopic();
