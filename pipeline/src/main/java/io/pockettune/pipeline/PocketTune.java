@@ -394,6 +394,78 @@ public final class PocketTune implements AutoCloseable {
   }
 
   /**
+   * Pulls a personalized model that the fleet job trained: reads the user's trajectory from a Kafka
+   * topic (every partition, from the beginning to the end offsets at the start, read committed) and
+   * makes the store of {@code dataDir} hold exactly it. Each step is replayed and its fingerprint
+   * checked before it commits; a second pull appends only the steps after the store's last. Training
+   * and services must not run on the directory meanwhile.
+   *
+   * @param modelDir the model package the job trains, or null for the built-in demo model
+   * @throws IllegalArgumentException one sentence: a missing step or run-config header, another
+   *     package, a diverged trajectory, a step that does not replay, no steps for the user, or the
+   *     cluster not reachable within the timeout
+   */
+  public static PullResult pull(Path dataDir, Path modelDir, PullOptions options) throws IOException {
+    Objects.requireNonNull(dataDir, "dataDir");
+    Objects.requireNonNull(options, "options");
+    return TrajectoryPull.pull(dataDir, modelDir, options);
+  }
+
+  /**
+   * Where and whose trajectory to pull.
+   *
+   * @param bootstrapServers the Kafka cluster ({@code bootstrap.servers})
+   * @param topic            the topic the fleet job publishes to (null: {@link TrajectoryEntry#DEFAULT_TOPIC})
+   * @param user             the user id, the records' key
+   * @param consumerConfigs  further Kafka consumer configs (security, say); {@code isolation.level} is
+   *                         always read_committed
+   * @param timeout          how long reading the topic to its end may take
+   * @param threads          threads of the perturbation kernel and the model's session (results do
+   *                         not depend on it)
+   */
+  public record PullOptions(String bootstrapServers, String topic, String user, Map<String, Object> consumerConfigs,
+      Duration timeout, int threads) {
+    public PullOptions {
+      if (bootstrapServers == null || bootstrapServers.isBlank()) {
+        throw new IllegalArgumentException("--bootstrap-servers is required: give the Kafka cluster as HOST:PORT");
+      }
+      if (user == null || user.isEmpty()) {
+        throw new IllegalArgumentException("--user is required: give the user id the fleet job keys the steps by");
+      }
+      if (timeout == null || timeout.isNegative() || timeout.isZero() || threads < 1) {
+        throw new IllegalArgumentException("--timeout-ms and --threads must be positive");
+      }
+      topic = topic == null ? TrajectoryEntry.DEFAULT_TOPIC : topic;
+      consumerConfigs = consumerConfigs == null ? Map.of() : Map.copyOf(consumerConfigs);
+    }
+
+    /** Options with one thread. */
+    public PullOptions(String bootstrapServers, String topic, String user, Map<String, Object> consumerConfigs,
+        Duration timeout) {
+      this(bootstrapServers, topic, user, consumerConfigs, timeout, 1);
+    }
+  }
+
+  /**
+   * What a pull did.
+   *
+   * @param user        the user pulled
+   * @param stepsPulled steps committed by this pull (0: the store already held the topic's steps)
+   * @param lastStep    the store's last step now
+   * @param digest      SHA-256 of the parameters at {@code lastStep}, as {@code ParameterSet.digest()}
+   * @param recordsRead records read on the topic, of every user
+   * @param millis      time taken
+   */
+  public record PullResult(String user, long stepsPulled, long lastStep, String digest, long recordsRead,
+      long millis) {
+
+    public JsonLine json() {
+      return new JsonLine().put("user", user).put("steps_pulled", stepsPulled).put("last_step", lastStep)
+          .put("parameters_sha256", digest).put("records_read", recordsRead).put("pull_ms", millis);
+    }
+  }
+
+  /**
    * Writes the model at a live checkpoint as a standalone ONNX file (the base graph with the
    * trained values; LoRA adapters merged, or kept as nodes with {@code keepAdapters}).
    */

@@ -36,12 +36,20 @@ final class StoreSession implements AutoCloseable {
    */
   static StoreSession forTraining(DataDirectory data, ModelPackage pkg, MezoConfig mezo, int batch, int maxTokens,
       int threads) throws IOException {
+    return forRunConfig(data, pkg, RunConfig.of(pkg, mezo, batch, maxTokens).toJson(), threads);
+  }
+
+  /**
+   * As {@link #forTraining}, recording a run config given as the store keeps it: a pull records the
+   * config the fleet job trained the pulled steps under.
+   */
+  static StoreSession forRunConfig(DataDirectory data, ModelPackage pkg, String runConfig, int threads)
+      throws IOException {
     pkg.bind(data);
     LossModel model = pkg.open(threads);
     PerturbationKernel kernel = null;
     try {
       kernel = new PerturbationKernel(threads);
-      String runConfig = RunConfig.of(pkg, mezo, batch, maxTokens).toJson();
       ModelStore store = ModelStore.open(data.store(), new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
           model.parameters().layout(), runConfig));
       return new StoreSession(pkg, model, kernel, store);

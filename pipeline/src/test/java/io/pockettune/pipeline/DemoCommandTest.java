@@ -66,7 +66,7 @@ class DemoCommandTest {
   void main_helpListsEveryCommandOfTheContract() {
     CliRun help = CliRun.of("--help");
     assertEquals(0, help.exit());
-    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "generate", "classify", "score", "bench"}) {
+    for (String c : new String[] {"demo", "serve", "produce", "status", "checkpoints", "rollback", "replay", "export", "model", "generate", "classify", "score", "pull", "bench"}) {
       assertTrue(help.out().contains(c), "help lists " + c);
     }
   }

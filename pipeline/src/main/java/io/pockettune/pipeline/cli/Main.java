@@ -26,6 +26,7 @@ import picocli.CommandLine;
       RollbackCommand.class,
       ReplayCommand.class,
       ExportCommand.class,
+      PullCommand.class,
       ModelCommand.class,
       GenerateCommand.class,
       ClassifyCommand.class,
