@@ -90,10 +90,11 @@ class PullTest {
         assertTrue(p.trains(), p.deadLetterReason());
         batch.add(p.example());
       }
-      List<StepRecord> records = trainer.train(values, entries.size(), batch,
+      List<TrajectoryEntry> trained = trainer.train(values, entries.size(), batch,
           events.get(i + 3).getEventTime().toEpochMilli());
-      assertEquals(1, records.size());
-      entries.add(new TrajectoryEntry(records.get(0), UserTrainer.fingerprint(values)));
+      assertEquals(1, trained.size());
+      assertEquals(UserTrainer.fingerprint(values), trained.get(0).fingerprint());
+      entries.addAll(trained);
     }
     return new Trained(user, events, entries, UserTrainer.digest(values));
   }
