@@ -27,6 +27,11 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * training ({@link PocketTune#train}) on exactly those events, one partition so the order is
  * the file's; then prints each committed step record of the device store as a line "user step
  * seed g lr eps l+ l- batch" (floats as their IEEE bits in hex).
+ *
+ * <p>{@code pull BOOTSTRAP TOPIC WORK_DIR USER...}: for every user, a fresh data directory that
+ * pulls the user's trajectory from the topic ({@link PocketTune#pull}: each step replayed and its
+ * fingerprint checked before it is committed); then prints "user last-step parameters-sha256 steps"
+ * where the steps are read back from the device store.
  */
 public final class DeviceCheck {
   private DeviceCheck() {}
@@ -35,6 +40,7 @@ public final class DeviceCheck {
     PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
     switch (args[0]) {
       case "train" -> train(Path.of(args[1]), Path.of(args[2]), Integer.parseInt(args[3]), out);
+      case "pull" -> pull(args[1], args[2], Path.of(args[3]), List.of(args).subList(4, args.length), out);
       default -> throw new IllegalArgumentException("unknown mode " + args[0]);
     }
   }
@@ -59,6 +65,18 @@ public final class DeviceCheck {
         for (StepRecord r : store.steps(1, store.lastStep())) {
           out.println(line(u.getKey(), r));
         }
+      }
+    }
+  }
+
+  private static void pull(String bootstrap, String topic, Path work, List<String> users, PrintStream out)
+      throws Exception {
+    for (String user : users) {
+      Path dir = work.resolve(user);
+      PocketTune.PullResult r = PocketTune.pull(dir, null,
+          new PocketTune.PullOptions(bootstrap, topic, user, Map.of(), java.time.Duration.ofSeconds(60)));
+      try (ModelStore store = ModelStore.openReadOnly(dir.resolve("store"))) {
+        out.println(user + " " + r.lastStep() + " " + r.digest() + " " + store.steps(1, store.lastStep()).size());
       }
     }
   }

@@ -50,7 +50,11 @@ class FleetJobTest {
   static final int USERS = 50;
   static final int BATCH = 4;
   static final long WAIT_MS = 3_600_000;
-  static final long START = 1_780_000_000_000L;
+  /**
+   * Event times start 4 hours ago: within the broker's retention (7 days by event time; older
+   * records would be deleted under the test) and never more than the broker's 1 hour ahead.
+   */
+  static final long START = System.currentTimeMillis() - 4 * 3_600_000L;
   /** A user whose events have a gap longer than the batch wait, and two values that are not events. */
   static final String GAP_USER = "user-gap";
 
@@ -116,7 +120,7 @@ class FleetJobTest {
   }
 
   @Test
-  void recoveryFromACheckpointPublishesTheSameTrajectoriesAsAnUninterruptedRun() throws Exception {
+  void recoveryFromACheckpointPublishesTheSameTrajectoriesAsAnUninterruptedRunAndADeviceRebuildsEachFromThem() throws Exception {
     run(settings("traj-plain", "g-plain"), 0, s -> s);
     Map<String, List<FleetFixture.Published>> plain = FleetFixture.trajectories(kafka.bootstrapServers(), "traj-plain");
 
@@ -151,6 +155,23 @@ class FleetJobTest {
         assertEquals(byUser.get(user).size(), trained, user + ": every event trained once");
         assertEquals(byUser.get(user).size() / BATCH, a.size(), user + ": one step per batch of " + BATCH);
       }
+    }
+    // A device store rebuilt from the published trajectories (duplicates and all) holds each
+    // user's steps, and its values are the job's: their SHA-256 starts with the last fingerprint.
+    List<String> users = new ArrayList<>(failed.keySet());
+    List<String> args = new ArrayList<>(List.of("pull", kafka.bootstrapServers(), "traj-failed",
+        work.resolve("pulled").toString()));
+    args.addAll(users);
+    List<String> pulled = ChildJvm.run(work.resolve("pull"), args.toArray(String[]::new));
+    assertEquals(users.size(), pulled.size());
+    for (String line : pulled) {
+      String[] f = line.split(" ");
+      List<FleetFixture.Published> steps = failed.get(f[0]);
+      TrajectoryEntry last = steps.get(steps.size() - 1).decoded();
+      assertEquals(last.record().step(), Long.parseLong(f[1]), f[0] + ": last step pulled");
+      assertEquals(steps.size(), Integer.parseInt(f[3]), f[0] + ": steps in the device store");
+      assertEquals(String.format("%016x", last.fingerprint()), f[2].substring(0, 16),
+          f[0] + ": the pulled values against the job's");
     }
     // The gap user: 6 events, then the two-hour gap closes the partial batch by its wait, 6 more,
     // and the end of the input closes the last one; the two values that are not events trained nothing.
@@ -198,7 +219,7 @@ class FleetJobTest {
     }
   }
 
-  /** Throws once, at the first event after {@code failAt} events that follows a completed checkpoint. */
+  /** Throws once, at the first event from the {@code failAt}-th on that follows a completed checkpoint. */
   static final class FailOnce implements MapFunction<FleetEvent, FleetEvent>, CheckpointedFunction, CheckpointListener {
     private static final long serialVersionUID = 1L;
     static final AtomicBoolean failed = new AtomicBoolean();
@@ -219,10 +240,13 @@ class FleetJobTest {
 
     @Override
     public FleetEvent map(FleetEvent e) throws Exception {
+      long n = seen.incrementAndGet();
       if (!failed.get()) {
-        TimeUnit.MILLISECONDS.sleep(pauseMillis);
+        // Past the chosen event and still no checkpoint: slow down (not stop: the barriers must
+        // pass) until one completes, so that the failure always recovers from a checkpoint.
+        TimeUnit.MILLISECONDS.sleep(n >= failAt && !checkpointed.get() ? 20 : pauseMillis);
       }
-      if (seen.incrementAndGet() >= failAt && checkpointed.get() && failed.compareAndSet(false, true)) {
+      if (n >= failAt && checkpointed.get() && failed.compareAndSet(false, true)) {
         throw new IllegalStateException("injected failure at " + e.position());
       }
       return e;
