@@ -80,17 +80,7 @@ final class EventJson {
 
   Parsed parse(String topic, int partitions, String line, long lineNumber) {
     String where = "line " + lineNumber;
-    JsonNode node;
-    try {
-      node = JSON.readTree(line);
-    } catch (JsonProcessingException e) {
-      throw new IllegalArgumentException(where + " is not JSON (" + e.getOriginalMessage()
-          + "): write one JSON object per line");
-    }
-    if (node == null || !node.isObject()) {
-      throw new IllegalArgumentException(where + " is not a JSON object: write one object per line");
-    }
-    Event event = event(topic, node, where, System.currentTimeMillis());
+    Event event = event(topic, object(line, where), where, System.currentTimeMillis());
     byte[] keyBytes = event.key().getBytes(StandardCharsets.UTF_8);
     int partition = KeyPartitioner.partitionOf(keyBytes, partitions);
     return new Parsed(partition, new LogRecord(event.time().toEpochMilli(), keyBytes, serde.serialize(event.record())));
@@ -107,10 +97,36 @@ final class EventJson {
     return serde.serialize(event(topic, node, "the JSON value", defaultTime).record());
   }
 
-  /** An event read from JSON, with the key that partitions it. */
-  private record Event(SpecificRecord record, String key, Instant time) {}
+  /**
+   * Reads one line as a JSON object.
+   *
+   * @param where the line's name in messages ("line 3")
+   * @throws IllegalArgumentException naming the line when it is not one JSON object
+   */
+  static JsonNode object(String line, String where) {
+    JsonNode node;
+    try {
+      node = JSON.readTree(line);
+    } catch (JsonProcessingException e) {
+      throw new IllegalArgumentException(where + " is not JSON (" + e.getOriginalMessage()
+          + "): write one JSON object per line");
+    }
+    if (node == null || !node.isObject()) {
+      throw new IllegalArgumentException(where + " is not a JSON object: write one object per line");
+    }
+    return node;
+  }
 
-  private static Event event(String topic, JsonNode node, String where, long defaultTime) {
+  /** An event read from JSON, with the key that partitions it. */
+  record Event(SpecificRecord record, String key, Instant time) {}
+
+  /**
+   * Converts one JSON object into the event it describes (the format in the class comment).
+   *
+   * @param defaultTime the event time when the object has no {@code eventTime}
+   * @throws IllegalArgumentException naming {@code where} and what is wrong
+   */
+  static Event event(String topic, JsonNode node, String where, long defaultTime) {
     Instant time = time(node.get("eventTime"), where, defaultTime);
     Map<String, String> attrs = new LinkedHashMap<>();
     JsonNode a = node.get("attrs");
