@@ -24,7 +24,6 @@ import org.apache.flink.connector.kafka.source.KafkaSourceBuilder;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
-import org.apache.kafka.clients.consumer.OffsetResetStrategy;
 
 /**
  * Per-user personalization as a Flink job: {@code KafkaSource} over the event topics (the record
@@ -43,7 +42,7 @@ import org.apache.kafka.clients.consumer.OffsetResetStrategy;
 public final class FleetJob {
   /** The topics read unless {@code --topics} says otherwise. */
   public static final List<String> DEFAULT_TOPICS = List.of("messages", "notes");
-  /** The consumer group whose offsets the source commits (for monitoring; the checkpoint is the truth). */
+  /** The consumer group whose offsets the source commits at checkpoints: for monitoring lag only. */
   public static final String DEFAULT_GROUP_ID = "pockettune-fleet";
   /** Every option {@link #parse} accepts. */
   public static final List<String> OPTIONS = List.of("--bootstrap-servers", "--topics", "--trajectory-topic",
@@ -152,7 +151,10 @@ public final class FleetJob {
         .setBootstrapServers(s.bootstrapServers())
         .setTopics(s.topics())
         .setGroupId(s.groupId())
-        .setStartingOffsets(OffsetsInitializer.committedOffsets(OffsetResetStrategy.EARLIEST))
+        // From the beginning, not from the group's committed offsets: a job started without its
+        // state (no checkpoint or savepoint) must not skip the events its users were trained on.
+        // A restored job starts from the offsets in its checkpoint, whatever this says.
+        .setStartingOffsets(OffsetsInitializer.earliest())
         .setDeserializer(new FleetEventDeserializer())
         .setProperty("isolation.level", "read_committed")
         .setProperty("commit.offsets.on.checkpoint", "true");
