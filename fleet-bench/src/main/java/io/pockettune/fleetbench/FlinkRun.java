@@ -12,6 +12,7 @@ import org.apache.flink.configuration.RestOptions;
 import org.apache.flink.configuration.WebOptions;
 import org.apache.flink.runtime.checkpoint.AbstractCheckpointStats;
 import org.apache.flink.runtime.checkpoint.CompletedCheckpointStats;
+import org.apache.flink.runtime.checkpoint.FailedCheckpointStats;
 import org.apache.flink.runtime.executiongraph.ArchivedExecutionGraph;
 import org.apache.flink.runtime.jobmaster.JobResult;
 import org.apache.flink.runtime.minicluster.MiniCluster;
@@ -23,7 +24,9 @@ import org.apache.flink.streaming.api.graph.StreamGraph;
  * One bounded run of the fleet job on a MiniCluster: the job exactly as {@link FleetJob#define}
  * builds it, submitted as a stream graph, timed from submission to the job's result, with the
  * checkpoints' statistics taken from the finished job's archived execution graph (the same figures
- * the REST API's {@code /jobs/<id>/checkpoints} gives).
+ * the REST API's {@code /jobs/<id>/checkpoints} gives). A checkpoint triggered while a bounded
+ * job's tasks are finishing is declined ("task is closing") and counted as failed; the job's final
+ * checkpoint, taken when every source has reached its end, is the last completed one.
  */
 final class FlinkRun {
   /** A completed checkpoint: full state size (every file it references), bytes it added, end-to-end time. */
@@ -33,7 +36,8 @@ final class FlinkRun {
    * @param jobMillis        submission to the job's result, measured here
    * @param netRuntimeMillis the job's own runtime as its JobMaster reports it
    */
-  record Result(long jobMillis, long netRuntimeMillis, String stateBackend, List<Checkpoint> checkpoints) {
+  record Result(long jobMillis, long netRuntimeMillis, String stateBackend, List<Checkpoint> checkpoints,
+      int failedCheckpoints) {
     /** @return the newest completed checkpoint, or null if none completed */
     Checkpoint last() {
       return checkpoints.isEmpty() ? null : checkpoints.get(checkpoints.size() - 1);
@@ -73,13 +77,17 @@ final class FlinkRun {
     }
     ArchivedExecutionGraph g = cluster.getArchivedExecutionGraph(id).get(60, TimeUnit.SECONDS);
     List<Checkpoint> done = new ArrayList<>();
+    int failed = 0;
     for (AbstractCheckpointStats cs : g.getCheckpointStatsSnapshot().getHistory().getCheckpoints()) {
-      if (cs instanceof CompletedCheckpointStats cc) {
+      if (cs instanceof FailedCheckpointStats) {
+        failed++;
+      } else if (cs instanceof CompletedCheckpointStats cc) {
         done.add(new Checkpoint(cc.getCheckpointId(), cc.getStateSize(), cc.getCheckpointedSize(),
             cc.getEndToEndDuration()));
       }
     }
     done.sort(Comparator.comparingLong(Checkpoint::id));
-    return new Result(jobMillis, result.getNetRuntime(), g.getStateBackendName().orElse("unknown"), done);
+    return new Result(jobMillis, result.getNetRuntime(), g.getStateBackendName().orElse("unknown"), done,
+        failed);
   }
 }

@@ -18,13 +18,14 @@ import org.junit.jupiter.api.Test;
 class BenchFleetCommandTest {
   private static final List<String> FIELDS = List.of("users", "events_per_user", "events", "batch",
       "trainable_values", "steps_per_user", "checkpoint_interval_ms", "snapshot_every", "direct_open_ms",
-      "direct_train_ms", "direct_steps", "direct_events_per_s", "direct_steps_per_s", "warmup_ms",
+      "direct_train_ms", "direct_after_train_ms", "direct_before_events_per_s", "direct_after_events_per_s",
+      "direct_steps", "direct_events_per_s", "direct_steps_per_s", "warmup_ms",
       "flink_p1_vs_direct", "p2_vs_p1", "full_parameter_state_bytes_per_user_estimate", "rocksdb_code_source",
       "load_average_start", "load_average_end", "time_covers");
   private static final List<String> PER_RUN = List.of("job_ms", "net_runtime_ms", "startup_ms", "events_per_s",
-      "steps_per_s", "events_per_s_excluding_startup", "steps", "steps_checked", "duplicates", "checkpoints_completed",
-      "checkpoint_ms_median", "checkpoint_ms_max", "last_checkpoint_id", "state_bytes", "state_bytes_per_user",
-      "last_checkpointed_bytes", "state_backend");
+      "steps_per_s", "events_per_s_excluding_startup", "steps", "steps_checked", "duplicates",
+      "checkpoints_completed", "checkpoints_failed", "checkpoint_ms_median", "checkpoint_ms_max", "last_checkpoint_id",
+      "state_bytes", "state_bytes_per_user", "last_checkpointed_bytes", "state_backend");
 
   @Test
   void run_tinyFleet_checksEveryUsersStepsAndReportsEveryFigure() throws Exception {
