@@ -47,7 +47,8 @@ public final class BenchFleetCommand implements Callable<Integer> {
   private static final ObjectMapper JSON = new ObjectMapper();
   private static final String TIME_COVERS = "job_ms: submission of the job graph to the job's result (source, training,"
       + " Kafka sink, checkpoints, final checkpoint); startup_ms: the same for the job over empty topics, after a"
-      + " warm-up job (warmup_ms); rates divide by job_ms; direct: the training loop only (decode, prepare, train),"
+      + " warm-up job (warmup_ms); checkpoint_ms: trigger to last acknowledgement, checkpoint_write_ms: the slowest"
+      + " subtask's synchronous and asynchronous parts; rates divide by job_ms; direct: the training loop only (decode, prepare, train),"
       + " model opening excluded (direct_open_ms), once before and once after the jobs, direct_events_per_s over both";
 
   @Spec CommandSpec spec;
@@ -225,6 +226,9 @@ public final class BenchFleetCommand implements Callable<Integer> {
         f.put(k + "checkpoints_failed", run.failedCheckpoints());
         f.put(k + "checkpoint_ms_median", durations.length == 0 ? null : median(durations));
         f.put(k + "checkpoint_ms_max", durations.length == 0 ? null : durations[durations.length - 1]);
+        long[] writes = run.checkpoints().stream().mapToLong(FlinkRun.Checkpoint::writeMillis).sorted().toArray();
+        f.put(k + "checkpoint_write_ms_median", writes.length == 0 ? null : median(writes));
+        f.put(k + "checkpoint_write_ms_max", writes.length == 0 ? null : writes[writes.length - 1]);
         f.put(k + "last_checkpoint_id", last == null ? null : last.id());
         f.put(k + "state_bytes", last == null ? null : last.stateBytes());
         f.put(k + "state_bytes_per_user", last == null ? null : round(last.stateBytes() / (double) users));
@@ -233,9 +237,11 @@ public final class BenchFleetCommand implements Callable<Integer> {
         out.printf(Locale.ROOT, "flink p%d: job %,d ms (submit to finished; over empty topics %,d ms): %.1f events/s,"
             + " %.1f steps/s; %,d steps checked against direct%n", p, run.jobMillis(), startup.jobMillis(), rate,
             steps / seconds, steps);
-        out.printf(Locale.ROOT, "  %d checkpoints completed (%d declined or failed), end to end median %s ms, max %s ms;"
-            + " last (%s) state %s bytes = %s bytes a user%n", durations.length, run.failedCheckpoints(), durations.length == 0 ? "-" : median(durations),
-            durations.length == 0 ? "-" : durations[durations.length - 1], last == null ? "none" : "#" + last.id(),
+        out.printf(Locale.ROOT, "  %d checkpoints completed (%d declined or failed), end to end median %s ms, max %s ms"
+            + " (writing the state: median %s ms, max %s ms); last (%s) state %s bytes = %s bytes a user%n",
+            durations.length, run.failedCheckpoints(), durations.length == 0 ? "-" : median(durations),
+            durations.length == 0 ? "-" : durations[durations.length - 1], writes.length == 0 ? "-" : median(writes),
+            writes.length == 0 ? "-" : writes[writes.length - 1], last == null ? "none" : "#" + last.id(),
             last == null ? "-" : String.format(Locale.ROOT, "%,d", last.stateBytes()),
             last == null ? "-" : String.format(Locale.ROOT, "%,.0f", last.stateBytes() / (double) users));
       }

@@ -24,7 +24,8 @@ class BenchFleetCommandTest {
       "load_average_start", "load_average_end", "time_covers");
   private static final List<String> PER_RUN = List.of("job_ms", "net_runtime_ms", "startup_ms", "events_per_s",
       "steps_per_s", "events_per_s_excluding_startup", "steps", "steps_checked", "duplicates",
-      "checkpoints_completed", "checkpoints_failed", "checkpoint_ms_median", "checkpoint_ms_max", "last_checkpoint_id",
+      "checkpoints_completed", "checkpoints_failed", "checkpoint_ms_median", "checkpoint_ms_max", "checkpoint_write_ms_median",
+      "checkpoint_write_ms_max", "last_checkpoint_id",
       "state_bytes", "state_bytes_per_user", "last_checkpointed_bytes", "state_backend");
 
   @Test
