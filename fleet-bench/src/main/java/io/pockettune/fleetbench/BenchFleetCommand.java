@@ -1,5 +1,7 @@
 package io.pockettune.fleetbench;
 
+import io.pockettune.fleet.FleetFixture;
+
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.pockettune.fleet.FleetJob;
 import io.pockettune.ingest.LocalKafkaBroker;
@@ -142,9 +144,9 @@ public final class BenchFleetCommand implements Callable<Integer> {
     kafka.createTopic("notes", 2);
     kafka.createTopic("empty-messages", 4);
     kafka.createTopic("empty-notes", 2);
-    List<BenchEvents.Event> events = BenchEvents.generate(users, eventsPerUser, seed, System.currentTimeMillis());
-    BenchEvents.produce(kafka.bootstrapServers(), events);
-    Map<String, List<BenchEvents.Event>> byUser = BenchEvents.byUser(events);
+    List<FleetFixture.Produced> events = BenchEvents.generate(users, eventsPerUser, seed, System.currentTimeMillis());
+    FleetFixture.produce(kafka.bootstrapServers(), events);
+    Map<String, List<FleetFixture.Produced>> byUser = FleetFixture.byUser(events);
     // A batch closes by count, or at the end of the input (the watermark's end runs every user's
     // wait timer): no wait can expire inside the three hours of event time.
     UserTrainer.Settings trainer = UserTrainer.Settings.defaults().withBatch(batch)
@@ -203,7 +205,7 @@ public final class BenchFleetCommand implements Callable<Integer> {
         if (!run.stateBackend().toLowerCase(Locale.ROOT).contains("rocksdb")) {
           throw new IllegalStateException("the job ran on the " + run.stateBackend() + " state backend, not RocksDB");
         }
-        Trajectories.Read read = Trajectories.read(kafka.bootstrapServers(), topic);
+        FleetFixture.Trajectories read = FleetFixture.trajectories(kafka.bootstrapServers(), topic);
         long steps = Trajectories.check(read, direct, "parallelism " + p);
         double seconds = run.jobMillis() / 1e3;
         double rate = events.size() / seconds;

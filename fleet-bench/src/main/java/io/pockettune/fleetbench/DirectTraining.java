@@ -1,5 +1,7 @@
 package io.pockettune.fleetbench;
 
+import io.pockettune.fleet.FleetFixture;
+
 import io.pockettune.pipeline.TrajectoryEntry;
 import io.pockettune.pipeline.UserTrainer;
 import java.io.IOException;
@@ -22,7 +24,7 @@ final class DirectTraining {
 
   private DirectTraining() {}
 
-  static Result run(Map<String, List<BenchEvents.Event>> byUser, Path work, UserTrainer.Settings settings)
+  static Result run(Map<String, List<FleetFixture.Produced>> byUser, Path work, UserTrainer.Settings settings)
       throws IOException {
     long opened = System.nanoTime();
     try (UserTrainer t = UserTrainer.open(null, work, settings)) {
@@ -39,7 +41,7 @@ final class DirectTraining {
         List<UserTrainer.Example> open = new ArrayList<>();
         long openTokens = 0;
         long openLast = 0;
-        for (BenchEvents.Event e : u.getValue()) {
+        for (FleetFixture.Produced e : u.getValue()) {
           UserTrainer.Prepared p = t.prepare(e.value());
           events++;
           if (!p.trains()) {

@@ -25,23 +25,28 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
-/** Events for many users on a real broker, and the trajectories a job published, read back. */
-final class FleetFixture {
-  static final EventSerde SERDE = new EventSerde(SchemaStore.withBuiltIns());
+/**
+ * Events for many users on a real broker, and the trajectories a job published, read back: for
+ * fleet's tests and, through fleet's test-jar, for {@code pockettune bench fleet}.
+ */
+public final class FleetFixture {
+  public static final EventSerde SERDE = new EventSerde(SchemaStore.withBuiltIns());
   private static final String[] WORDS = ("the morning train was late again so I read the news and wrote a note about"
       + " the garden tomatoes coffee meeting moved to friday call mum about the weekend trip bring the charger")
       .split(" ");
 
   /** One event as produced: its user, topic, time and Avro value. */
-  record Produced(String user, String topic, long time, byte[] value) {}
+  public record Produced(String user, String topic, long time, byte[] value) {}
 
   private FleetFixture() {}
 
   /**
    * Events of {@code users} users, {@code perUser.apply(i)} each, interleaved at random (seeded),
-   * one second apart in event time, about a quarter of them notes.
+   * {@code spacingMillis} apart in event time from {@code startMillis} (distinct times, so the
+   * job's training order is the order of {@link #byUser}), about a quarter of them notes.
    */
-  static List<Produced> events(int users, java.util.function.IntUnaryOperator perUser, long seed, long startMillis) {
+  public static List<Produced> events(int users, java.util.function.IntUnaryOperator perUser, long seed,
+      long startMillis, long spacingMillis) {
     Random rnd = new Random(seed);
     List<String> pending = new ArrayList<>();
     for (int u = 0; u < users; u++) {
@@ -56,16 +61,16 @@ final class FleetFixture {
     for (String user : pending) {
       int n = counts.merge(user, 1, Integer::sum);
       out.add(event(user, n, t, rnd));
-      t += 1000;
+      t += spacingMillis;
     }
     return out;
   }
 
-  static String user(int u) {
-    return String.format("user-%03d", u);
+  public static String user(int u) {
+    return String.format("user-%04d", u);
   }
 
-  static Produced event(String user, int n, long time, Random rnd) {
+  public static Produced event(String user, int n, long time, Random rnd) {
     StringBuilder text = new StringBuilder();
     int words = 4 + rnd.nextInt(10);
     for (int w = 0; w < words; w++) {
@@ -86,7 +91,7 @@ final class FleetFixture {
   }
 
   /** Sends the events keyed by user, timestamped with their event time, and waits for every ack. */
-  static void produce(String bootstrap, List<Produced> events) throws Exception {
+  public static void produce(String bootstrap, List<Produced> events) throws Exception {
     try (KafkaProducer<byte[], byte[]> p = new KafkaProducer<>(Map.of("bootstrap.servers", bootstrap, "acks", "all",
         "linger.ms", "5"), new ByteArraySerializer(), new ByteArraySerializer())) {
       List<java.util.concurrent.Future<?>> acks = new ArrayList<>();
@@ -101,7 +106,7 @@ final class FleetFixture {
   }
 
   /** Sends raw values (not events) for a user, to test the dead letters. */
-  static void produceRaw(String bootstrap, String topic, String user, long time, byte[] value) throws Exception {
+  public static void produceRaw(String bootstrap, String topic, String user, long time, byte[] value) throws Exception {
     try (KafkaProducer<byte[], byte[]> p = new KafkaProducer<>(Map.of("bootstrap.servers", bootstrap, "acks", "all"),
         new ByteArraySerializer(), new ByteArraySerializer())) {
       p.send(new ProducerRecord<>(topic, null, time, user.getBytes(StandardCharsets.UTF_8), value)).get();
@@ -109,22 +114,26 @@ final class FleetFixture {
   }
 
   /** One published step: the user, the entry's bytes and the run-config header if it had one. */
-  record Published(String user, byte[] entry, String runConfig) {
-    TrajectoryEntry decoded() {
+  public record Published(String user, byte[] entry, String runConfig) {
+    public TrajectoryEntry decoded() {
       return TrajectoryEntry.decode(entry);
     }
   }
 
-  /** Entries the last {@link #trajectories} call dropped as published again (identical) after a recovery. */
-  static int duplicates;
+  /** A trajectory topic read back: per user, one entry per step in step order; duplicates dropped. */
+  public record Trajectories(Map<String, List<Published>> steps, int duplicates) {}
 
   /**
    * Everything on {@code topic}, per user in step order, one entry per step: an entry published
-   * again after a recovery must equal the first, and is dropped (counted in {@link #duplicates}).
+   * again after a recovery must equal the first, and is dropped (counted); a user's steps must
+   * come 1, 2, ... in their partition.
+   *
+   * @throws AssertionError naming the user and step when two entries of a step differ, a step is
+   *     missing, or the topic cannot be read to its end in 60 s
    */
-  static Map<String, List<Published>> trajectories(String bootstrap, String topic) {
+  public static Trajectories trajectories(String bootstrap, String topic) {
     Map<String, List<Published>> out = new LinkedHashMap<>();
-    duplicates = 0;
+    int duplicates = 0;
     try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(Map.of("bootstrap.servers", bootstrap,
         "enable.auto.commit", "false"), new ByteArrayDeserializer(),
         new ByteArrayDeserializer())) {
@@ -152,17 +161,19 @@ final class FleetFixture {
               throw new AssertionError(user + " step " + step + " was published twice with different contents");
             }
             duplicates++;
-          } else {
+          } else if (step == steps.size() + 1) {
             steps.add(p);
+          } else {
+            throw new AssertionError(user + " step " + step + " follows step " + steps.size() + " in " + topic);
           }
         }
       }
     }
-    return out;
+    return new Trajectories(out, duplicates);
   }
 
   /** A user's events in the order the job trains them (event time, topic, partition, offset). */
-  static Map<String, List<Produced>> byUser(List<Produced> events) {
+  public static Map<String, List<Produced>> byUser(List<Produced> events) {
     return events.stream().sorted(java.util.Comparator.comparingLong(Produced::time))
         .collect(Collectors.groupingBy(Produced::user, LinkedHashMap::new, Collectors.toList()));
   }

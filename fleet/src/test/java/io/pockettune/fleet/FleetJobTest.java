@@ -76,7 +76,7 @@ class FleetJobTest {
       kafka.createTopic(t, 3);
     }
     // 4, 8 or 12 events per user: every batch of theirs closes by count, as on a device.
-    events = new ArrayList<>(FleetFixture.events(USERS, u -> BATCH * (1 + u % 3), 7, START));
+    events = new ArrayList<>(FleetFixture.events(USERS, u -> BATCH * (1 + u % 3), 7, START, 1000));
     FleetFixture.produce(kafka.bootstrapServers(), events);
     // The gap user: 6 events, two hours of silence (more than the wait), 6 more, and two bad values.
     Random rnd = new Random(11);
@@ -122,15 +122,17 @@ class FleetJobTest {
   @Test
   void recoveryFromACheckpointPublishesTheSameTrajectoriesAsAnUninterruptedRunAndADeviceRebuildsEachFromThem() throws Exception {
     run(settings("traj-plain", "g-plain"), 0, s -> s);
-    Map<String, List<FleetFixture.Published>> plain = FleetFixture.trajectories(kafka.bootstrapServers(), "traj-plain");
+    Map<String, List<FleetFixture.Published>> plain =
+        FleetFixture.trajectories(kafka.bootstrapServers(), "traj-plain").steps();
 
     FailOnce.reset(new Random().nextInt(events.size() / 4) + events.size() / 3, 3);
     run(settings("traj-failed", "g-failed"), 2, s -> s.map(new FailOnce()).name("inject failure"));
     assertTrue(FailOnce.failed.get(), "the injected failure never happened: the job ran out of events before it");
     assertTrue(FailOnce.restored.get(), "the job did not restore from a checkpoint after the injected failure at event "
         + FailOnce.failAt);
-    Map<String, List<FleetFixture.Published>> failed = FleetFixture.trajectories(kafka.bootstrapServers(), "traj-failed");
-    System.out.println("injected failure after " + FailOnce.failAt + " events; " + FleetFixture.duplicates
+    FleetFixture.Trajectories read = FleetFixture.trajectories(kafka.bootstrapServers(), "traj-failed");
+    Map<String, List<FleetFixture.Published>> failed = read.steps();
+    System.out.println("injected failure after " + FailOnce.failAt + " events; " + read.duplicates()
         + " steps were published again (identical) after the recovery");
 
     Map<String, List<FleetFixture.Produced>> byUser = FleetFixture.byUser(events);
@@ -183,7 +185,7 @@ class FleetJobTest {
   void eachUsersTrajectoryIsWhatTheDevicesOwnTrainerDoesWithThatUsersEvents() throws Exception {
     run(settings("traj-device", "g-device"), 0, s -> s);
     Map<String, List<FleetFixture.Published>> published =
-        FleetFixture.trajectories(kafka.bootstrapServers(), "traj-device");
+        FleetFixture.trajectories(kafka.bootstrapServers(), "traj-device").steps();
     Map<String, List<FleetFixture.Produced>> byUser = FleetFixture.byUser(events);
     // Every user, in the order the job trains their events, to a file the child JVM reads.
     List<String> lines = new ArrayList<>();
