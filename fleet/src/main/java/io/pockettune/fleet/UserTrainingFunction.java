@@ -12,6 +12,8 @@ import java.util.Map;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
@@ -45,7 +47,7 @@ import org.slf4j.LoggerFactory;
  * and, for classification, unlabelled events are skipped ({@code unlabelled}), as on the device.
  *
  * <h2>State, per user</h2>
- * The waiting events; the open batch (examples and its first and last times); the steps taken;
+ * The waiting events, by time; the open batch (examples, its first and last times); the steps taken;
  * a snapshot of the user's trainable values every {@code snapshotEvery} steps and the trajectory
  * entries since it; and, unless turned off, every entry of the user's history (59 bytes a step), as
  * the device store keeps every step record. The values themselves live in a per-slot cache; after a
@@ -71,7 +73,7 @@ final class UserTrainingFunction extends KeyedProcessFunction<String, FleetEvent
   private transient UserTrainer trainer;
   private transient Map<String, UserValues> cache;
   private transient int cacheEntries;
-  private transient ListState<FleetEvent> waiting;
+  private transient MapState<Long, List<FleetEvent>> waiting;
   private transient ListState<byte[]> openExamples;
   private transient ValueState<long[]> openMeta;
   private transient ValueState<Long> steps;
@@ -105,7 +107,8 @@ final class UserTrainingFunction extends KeyedProcessFunction<String, FleetEvent
         return size() > cacheEntries;
       }
     };
-    waiting = getRuntimeContext().getListState(new ListStateDescriptor<>("waiting", TypeInformation.of(FleetEvent.class)));
+    waiting = getRuntimeContext().getMapState(new MapStateDescriptor<>("waiting", Types.LONG,
+        Types.LIST(TypeInformation.of(FleetEvent.class))));
     openExamples = getRuntimeContext().getListState(new ListStateDescriptor<>("open-examples", BYTES));
     openMeta = getRuntimeContext().getState(new ValueStateDescriptor<>("open-meta",
         PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO));
@@ -138,7 +141,12 @@ final class UserTrainingFunction extends KeyedProcessFunction<String, FleetEvent
       scheduleDeadline(ctx.timerService());
       return;
     }
-    waiting.add(e);
+    List<FleetEvent> at = waiting.get(e.timestamp);
+    if (at == null) {
+      at = new ArrayList<>(1);
+    }
+    at.add(e);
+    waiting.put(e.timestamp, at);
     ctx.timerService().registerEventTimeTimer(e.timestamp);
   }
 
@@ -150,13 +158,11 @@ final class UserTrainingFunction extends KeyedProcessFunction<String, FleetEvent
         && time - meta[OPENED] >= settings.trainer().maxWaitMillis()) {
       commit(user, out);
     }
-    List<FleetEvent> due = new ArrayList<>();
-    List<FleetEvent> later = new ArrayList<>();
-    for (FleetEvent e : waiting.get()) {
-      (e.timestamp <= time ? due : later).add(e);
-    }
-    if (!due.isEmpty()) {
-      waiting.update(later);
+    // Every waiting event registered a timer at its own time, and timers fire in time order, so
+    // the events due now are exactly those waiting at this time.
+    List<FleetEvent> due = waiting.get(time);
+    if (due != null) {
+      waiting.remove(time);
       due.sort(FleetEvent.TRAINING_ORDER);
       for (FleetEvent e : due) {
         train(user, e, out);
