@@ -237,6 +237,29 @@ record ModelCard(
    * @throws IllegalArgumentException one sentence naming the field and the fix
    */
   static ModelCard parse(String json, String where) {
+    try {
+      return parseUnchecked(json, where);
+    } catch (IllegalArgumentException e) {
+      // The messages quote the card's field names and values: keep them one line, whatever the card holds.
+      throw new IllegalArgumentException(oneLine(e.getMessage()), e.getCause());
+    }
+  }
+
+  /** {@code text} with control and line-separator characters written as Java escapes (backslash, u, 4 hex digits). */
+  static String oneLine(String text) {
+    StringBuilder b = new StringBuilder(text.length());
+    for (int i = 0; i < text.length(); i++) {
+      char ch = text.charAt(i);
+      if (Character.isISOControl(ch) || ch == '\u2028' || ch == '\u2029') {
+        b.append(String.format("\\u%04x", (int) ch));
+      } else {
+        b.append(ch);
+      }
+    }
+    return b.toString();
+  }
+
+  private static ModelCard parseUnchecked(String json, String where) {
     ModelCard c;
     try {
       c = JSON.readValue(json, ModelCard.class);
