@@ -941,7 +941,10 @@ public final class PocketTune implements AutoCloseable {
       return this;
     }
 
-    /** How long an empty partition holds back the time order (default 200 ms). */
+    /**
+     * How long an empty partition holds back the time order, and how long training stays caught up
+     * before the service marks an {@code idle} checkpoint at new steps (default 200 ms).
+     */
     public Builder maxIdle(Duration idle) {
       this.maxIdleMillis = idle.toMillis();
       return this;
