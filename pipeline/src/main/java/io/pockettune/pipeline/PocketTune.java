@@ -500,7 +500,9 @@ public final class PocketTune implements AutoCloseable {
    * @param from        first offset (every partition) or ISO-8601 instant; null for the start
    * @param to          offset or instant to stop before; null for the end
    * @param topic       one topic, or null for messages and notes
-   * @param checkpoints {@code all}, or checkpoint ids such as {@code 1,3}
+   * @param checkpoints comma-separated {@code all}, checkpoint ids, {@code base} (the base model) and
+   *                    {@code latest} (the last committed step, which needs no checkpoint), such as
+   *                    {@code 1,3} or {@code base,latest}
    * @param report      the HTML report to write (CSV and JSON beside it); null for {@code reports/replay.html}
    * @param batch       events per forward pass
    * @param prequential test-then-train from the first chosen checkpoint instead
@@ -939,7 +941,10 @@ public final class PocketTune implements AutoCloseable {
       return this;
     }
 
-    /** How long an empty partition holds back the time order (default 200 ms). */
+    /**
+     * How long an empty partition holds back the time order, and how long training stays caught up
+     * before the service marks an {@code idle} checkpoint at new steps (default 200 ms).
+     */
     public Builder maxIdle(Duration idle) {
       this.maxIdleMillis = idle.toMillis();
       return this;

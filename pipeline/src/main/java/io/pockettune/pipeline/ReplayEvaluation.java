@@ -39,8 +39,18 @@ import org.apache.kafka.common.TopicPartition;
  */
 final class ReplayEvaluation {
 
-  /** The figures of one checkpoint. */
-  record Result(long id, long step, String label, double loss, double perplexity, Double accuracy,
+  /**
+   * What to evaluate: a checkpoint, or a step that has none ({@code base}, step 0, and
+   * {@code latest}, the last committed step), whose id is then null.
+   */
+  record Target(Long id, long step, String label) {
+    static Target of(Checkpoint c) {
+      return new Target(c.id(), c.step(), c.label());
+    }
+  }
+
+  /** The figures of one target; {@code id} is its checkpoint's, or null. */
+  record Result(Long id, long step, String label, double loss, double perplexity, Double accuracy,
       long[] unlabelledPredicted) {}
 
   /** One batch of a prequential run: the loss before training on it. */
@@ -63,15 +73,11 @@ final class ReplayEvaluation {
     Instant time = null;
     long offset = -1;
     if (bound != null) {
-      if (bound.matches("\\d+")) {
-        offset = Long.parseLong(bound);
+      Comparable<?> parsed = parseBound(bound, start ? "--from" : "--to");
+      if (parsed instanceof Long l) {
+        offset = l;
       } else {
-        try {
-          time = Instant.parse(bound);
-        } catch (DateTimeParseException e) {
-          throw new IllegalArgumentException("'" + bound + "' is neither an offset nor an ISO-8601 instant such as"
-              + " 2026-09-01T07:00:00Z: give --from/--to as one of them");
-        }
+        time = (Instant) parsed;
       }
     }
     for (TopicPartition tp : partitions) {
@@ -89,6 +95,41 @@ final class ReplayEvaluation {
       out.put(tp, Math.max(first, Math.min(end, o)));
     }
     return out;
+  }
+
+  /** A bound as an offset (Long) or an instant; {@code option} names it in the error. */
+  private static Comparable<?> parseBound(String bound, String option) {
+    if (bound.matches("\\d+")) {
+      try {
+        return Long.parseLong(bound);
+      } catch (NumberFormatException e) {
+        throw new IllegalArgumentException(option + " " + bound + " is too large for an offset: give one below 2^63");
+      }
+    }
+    try {
+      return Instant.parse(bound);
+    } catch (DateTimeParseException e) {
+      throw new IllegalArgumentException(option + " '" + bound + "' is neither an offset nor an ISO-8601 instant such"
+          + " as 2026-09-01T07:00:00Z: give it as one of them");
+    }
+  }
+
+  /**
+   * Refuses a {@code from} after {@code to} when both are offsets or both instants (the slice is
+   * [from, to)); a mix is compared per partition once resolved.
+   */
+  static void requireOrdered(String from, String to) {
+    if (from == null || to == null) {
+      return;
+    }
+    Comparable<?> f = parseBound(from, "--from");
+    Comparable<?> t = parseBound(to, "--to");
+    boolean after = f instanceof Long a && t instanceof Long b ? a > b
+        : f instanceof Instant x && t instanceof Instant y && x.isAfter(y);
+    if (after) {
+      throw new IllegalArgumentException("--from " + from + " is after --to " + to + ": --from is the first offset or"
+          + " instant to evaluate and --to the one to stop before, so give a --from at or before --to");
+    }
   }
 
   /** Reads the slice [from, to) and cuts it into batches. */
@@ -155,10 +196,17 @@ final class ReplayEvaluation {
   /** As above; each checkpoint also predicts the {@code unlabelled} batches (counts per label). */
   static List<Result> evaluate(ModelStore store, LossModel model, Function<String, MezoConfig> configOf, PerturbationKernel kernel,
       List<Checkpoint> checkpoints, List<TokenBatch> batches, List<TokenBatch> unlabelled) {
+    return evaluateTargets(store, model, configOf, kernel, checkpoints.stream().map(Target::of).toList(), batches,
+        unlabelled);
+  }
+
+  /** As above, for checkpoints and steps without one; a step evaluated once serves every target at it. */
+  static List<Result> evaluateTargets(ModelStore store, LossModel model, Function<String, MezoConfig> configOf,
+      PerturbationKernel kernel, List<Target> targets, List<TokenBatch> batches, List<TokenBatch> unlabelled) {
     float[] base = model.parameters().toArray();
     List<Result> results = new ArrayList<>();
     Map<Long, Result> byStep = new java.util.HashMap<>();
-    for (Checkpoint c : checkpoints) {
+    for (Target c : targets) {
       Result same = byStep.get(c.step());
       if (same != null) {
         results.add(new Result(c.id(), c.step(), c.label(), same.loss(), same.perplexity(), same.accuracy(),
@@ -178,7 +226,7 @@ final class ReplayEvaluation {
    * Evaluates the model restored at {@code step} ({@code model} must hold the base values, and is
    * left at that step).
    */
-  static Result evaluateAt(ModelStore store, LossModel model, Function<String, MezoConfig> configOf, PerturbationKernel kernel, long id,
+  static Result evaluateAt(ModelStore store, LossModel model, Function<String, MezoConfig> configOf, PerturbationKernel kernel, Long id,
       long step, String label, List<TokenBatch> batches, List<TokenBatch> unlabelled) {
     MezoTrainer trainer = store.restore(step, model, configOf, kernel).trainer();
     double loss = batches.isEmpty() ? Double.NaN : trainer.evaluate(batches);

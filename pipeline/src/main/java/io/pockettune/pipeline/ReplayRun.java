@@ -43,7 +43,7 @@ final class ReplayRun {
       ModelStore store = session.store();
       LossModel model = session.model();
       PerturbationKernel kernel = session.kernel();
-      List<Checkpoint> chosen = choose(store, o.checkpoints());
+      List<ReplayEvaluation.Target> chosen = choose(store, o.checkpoints());
       // A read-only snapshot: replay never writes the log and works beside a running service.
       try (LogSnapshot log = LogSnapshot.open(dir.log())) {
         List<TopicPartition> partitions = new ArrayList<>();
@@ -60,16 +60,21 @@ final class ReplayRun {
             partitions.add(new TopicPartition(o.topic(), p));
           }
         }
+        ReplayEvaluation.requireOrdered(o.from(), o.to());
         Map<TopicPartition, Long> start = ReplayEvaluation.bound(log, partitions, o.from(), true);
         Map<TopicPartition, Long> end = ReplayEvaluation.bound(log, partitions, o.to(), false);
-        end.replaceAll((tp, e) -> Math.max(e, start.get(tp)));
+        for (TopicPartition tp : partitions) {
+          if (start.get(tp) > end.get(tp)) {
+            throw new IllegalArgumentException("--from " + o.from() + " is after --to " + o.to() + " in " + tp
+                + " (offset " + start.get(tp) + " after " + end.get(tp) + "): give a --from at or before --to");
+          }
+        }
         EventSerde serde = new EventSerde(SchemaStore.open(dir.schemas()));
         boolean classification = pkg.card().classification();
         ReplayEvaluation.Slice slice = ReplayEvaluation.read(log, serde, pkg.mapper(), pkg.exampleTokenizer(),
             session.runConfig().maxTokens(), o.batch(), start, end, classification);
         if (slice.batches().isEmpty() && (o.prequential() || slice.unlabelledBatches().isEmpty())) {
-          throw new IllegalArgumentException("the slice from " + start + " to " + end + " holds no event to evaluate on:"
-              + " widen --from/--to or check --topic");
+          throw new IllegalArgumentException(emptySlice(log, partitions, start, end, slice, o.prequential()));
         }
         Function<String, MezoConfig> config = RunConfig::replayConfig;
         JsonLine json = new JsonLine().put("events", slice.events()).put("skipped", slice.skipped())
@@ -99,24 +104,25 @@ final class ReplayRun {
               .put("checkpoints_evaluated", 0).put("points", series);
         } else {
           if (chosen.isEmpty()) {
-            throw new IllegalArgumentException("the store has no checkpoints to evaluate: train with demo or serve first");
+            throw new IllegalArgumentException("the store has no checkpoints to evaluate: give --checkpoints base,latest"
+                + " to evaluate the base model and the last committed step, or train with demo or serve first");
           }
           if (o.baseline() && chosen.stream().noneMatch(c -> c.step() == 0)) {
             float[] base = model.parameters().toArray();
-            ReplayEvaluation.Result b = ReplayEvaluation.evaluateAt(store, model, config, kernel, 0, 0, "base",
+            ReplayEvaluation.Result b = ReplayEvaluation.evaluateAt(store, model, config, kernel, 0L, 0, "base",
                 slice.batches(), slice.unlabelledBatches());
             model.parameters().load(base);
             lines.add(String.format(Locale.ROOT, "base model (step 0): loss %.4f%s", b.loss(),
                 b.accuracy() == null ? "" : String.format(Locale.ROOT, ", accuracy %.4f", b.accuracy())));
             json.put("baseline", resultJson(b, pkg.card()));
           }
-          List<ReplayEvaluation.Result> results = ReplayEvaluation.evaluate(store, model, config, kernel, chosen,
+          List<ReplayEvaluation.Result> results = ReplayEvaluation.evaluateTargets(store, model, config, kernel, chosen,
               slice.batches(), slice.unlabelledBatches());
           List<ReplayReport.Point> rows = new ArrayList<>();
           List<Object> list = new ArrayList<>();
           lines.add(String.format(Locale.ROOT, "%5s %9s  %-16s %9s %11s", "id", "step", "label", "loss", "perplexity"));
           for (ReplayEvaluation.Result r : results) {
-            lines.add(String.format(Locale.ROOT, "%5d %9d  %-16s %9.4f %11.3f%s", r.id(), r.step(),
+            lines.add(String.format(Locale.ROOT, "%5s %9d  %-16s %9.4f %11.3f%s", r.id() == null ? "-" : r.id(), r.step(),
                 r.label() == null ? "-" : r.label(), r.loss(), r.perplexity(),
                 r.accuracy() == null ? "" : String.format(Locale.ROOT, "  accuracy %.4f", r.accuracy())));
             rows.add(new ReplayReport.Point(r.step(), r.loss(),
@@ -138,27 +144,69 @@ final class ReplayRun {
     }
   }
 
-  private static List<Checkpoint> choose(ModelStore store, String checkpoints) {
-    List<Checkpoint> live = store.checkpoints().stream().filter(Checkpoint::live).toList();
-    if (checkpoints.equals("all")) {
-      return live.stream().sorted(Comparator.comparingLong(Checkpoint::step)).toList();
-    }
-    List<Checkpoint> chosen = new ArrayList<>();
-    for (String id : checkpoints.split(",")) {
-      long n;
-      try {
-        n = Long.parseLong(id.strip());
-      } catch (NumberFormatException e) {
-        throw new IllegalArgumentException("--checkpoints takes 'all' or ids such as 1,3; '" + id + "' is not an id");
+  /**
+   * The targets of {@code --checkpoints}, in the order given: a comma-separated list of {@code all}
+   * (every live checkpoint, by step), checkpoint ids, {@code base} (the base model, step 0) and
+   * {@code latest} (the last committed step), the last two needing no checkpoint.
+   */
+  private static List<ReplayEvaluation.Target> choose(ModelStore store, String checkpoints) {
+    List<ReplayEvaluation.Target> chosen = new ArrayList<>();
+    for (String item : checkpoints.split(",")) {
+      String id = item.strip();
+      switch (id) {
+        case "all" -> store.checkpoints().stream().filter(Checkpoint::live)
+            .sorted(Comparator.comparingLong(Checkpoint::step)).map(ReplayEvaluation.Target::of).forEach(chosen::add);
+        case "base" -> chosen.add(new ReplayEvaluation.Target(null, 0, "base"));
+        case "latest" -> chosen.add(new ReplayEvaluation.Target(null, store.lastStep(), "latest"));
+        default -> chosen.add(ReplayEvaluation.Target.of(checkpoint(store, id)));
       }
-      Checkpoint c = store.checkpoint(n).orElseThrow(() -> new IllegalArgumentException(
-          "there is no checkpoint " + n + ": list them with 'pockettune checkpoints'"));
-      if (!c.live()) {
-        throw new IllegalArgumentException("checkpoint " + n + " was abandoned by a rollback: choose a live one");
-      }
-      chosen.add(c);
     }
     return chosen;
+  }
+
+  private static Checkpoint checkpoint(ModelStore store, String id) {
+    long n;
+    try {
+      n = Long.parseLong(id);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("--checkpoints takes all, base, latest or checkpoint ids, such as 1,3 or"
+          + " base,latest; '" + id + "' is none of them");
+    }
+    Checkpoint c = store.checkpoint(n).orElseThrow(() -> new IllegalArgumentException(
+        "there is no checkpoint " + n + ": list them with 'pockettune checkpoints'"));
+    if (!c.live()) {
+      throw new IllegalArgumentException("checkpoint " + n + " was abandoned by a rollback: choose a live one");
+    }
+    return c;
+  }
+
+  /** Why a slice has nothing to evaluate on, in one sentence naming the fix. */
+  private static String emptySlice(LogSnapshot log, List<TopicPartition> partitions, Map<TopicPartition, Long> start,
+      Map<TopicPartition, Long> end, ReplayEvaluation.Slice slice, boolean prequential) throws IOException {
+    long inLog = 0;
+    long inSlice = 0;
+    for (TopicPartition tp : partitions) {
+      inLog += log.endOffset(tp.topic(), tp.partition()) - log.startOffset(tp.topic(), tp.partition());
+      inSlice += end.get(tp) - start.get(tp);
+    }
+    if (inLog == 0) {
+      return "the log holds no events in " + partitions + ": produce some first, or check --topic";
+    }
+    if (inSlice == 0) {
+      return "the slice from " + offsets(start) + " to " + offsets(end) + " is empty (--from equals --to, or is past"
+          + " the end of the log): widen --from/--to, the log holding offsets up to " + offsets(ends(log, partitions));
+    }
+    return "none of the " + inSlice + " events from " + offsets(start) + " to " + offsets(end) + " can be evaluated on ("
+        + slice.skipped() + " undecodable or oversize" + (prequential && slice.unlabelled() > 0 ? ", " + slice.unlabelled()
+        + " without a label, which --prequential cannot train on" : "") + "): widen --from/--to or check --topic";
+  }
+
+  private static Map<TopicPartition, Long> ends(LogSnapshot log, List<TopicPartition> partitions) throws IOException {
+    Map<TopicPartition, Long> out = new LinkedHashMap<>();
+    for (TopicPartition tp : partitions) {
+      out.put(tp, log.endOffset(tp.topic(), tp.partition()));
+    }
+    return out;
   }
 
   private static JsonLine resultJson(ReplayEvaluation.Result r, ModelCard card) {

@@ -44,6 +44,14 @@ import org.slf4j.LoggerFactory;
  * Then the control socket, the store and the log close, the log writing its clean-shutdown marker,
  * so the next start validates nothing. A SIGKILL instead leaves at most an uncommitted batch,
  * which the next start trains again from the committed offsets.
+ *
+ * <h2>Checkpoints</h2>
+ * Besides the periodic ones ({@code checkpointEvery}), the service marks a checkpoint at the last
+ * committed step when it stops cleanly (label {@code stop}) and when it has been idle, caught up
+ * with the log, for {@code maxIdle} (label {@code idle}), in both cases only if steps were
+ * committed since the last checkpoint: a run shorter than {@code checkpointEvery} still leaves a
+ * model to replay, export or roll back to, and an idle service marks one checkpoint per quiet
+ * spell, not one per poll.
  */
 final class Service implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Service.class);
@@ -127,7 +135,13 @@ final class Service implements AutoCloseable {
   private volatile double recentLoss = Double.NaN;
   private volatile Map<TopicPartition, Long> consumed;
   private volatile Checkpoint lastCheckpoint;
+  /** When the source was last found caught up after a step, or {@link #NOT_QUIET}; trainer thread only. */
+  private long quietSince = NOT_QUIET;
+  /** Whether this quiet spell has had its idle checkpoint; trainer thread only. */
+  private boolean quietCheckpointed;
   private boolean closed;
+
+  private static final long NOT_QUIET = Long.MIN_VALUE;
 
   private Service(DataDirectory dir, ModelPackage pkg, EmbeddedLog log, EventSerde serde, Settings s, Time time,
       PrintWriter progress) throws IOException {
@@ -235,15 +249,18 @@ final class Service implements AutoCloseable {
           if (settings.exitWhenIdle() && idle) {
             break;
           }
+          checkpointWhenQuiet(idle);
           sleep(TimeUnit.MILLISECONDS.toNanos(settings.pollMillis()));
           continue;
         }
         idle = false;
+        quietSince = NOT_QUIET;
+        quietCheckpointed = false;
         long took = time.nanoseconds() - t0;
         metrics.stepTook(took, model.forwards() - forwardsBefore, model.forwardNanos() - forwardNanosBefore);
         sleep(governor.restNanos(took));
       }
-      checkpointOnStop();
+      checkpointLastStep("stop");
     } catch (Throwable t) {
       failure = t;
       LOG.error("training stopped: {}", PocketTune.message(t), t);
@@ -417,16 +434,29 @@ final class Service implements AutoCloseable {
   }
 
   /**
-   * A clean stop marks a checkpoint (label {@code stop}) at the last committed step, unless one is
-   * already there: the model a service ends with can always be replayed, exported or rolled back to.
+   * Marks the {@code idle} checkpoint once the source has stayed caught up for {@code maxIdle};
+   * once per quiet spell (a committed step starts the next one).
    */
-  private void checkpointOnStop() {
-    long last = store.lastStep();
-    long checkpointed = store.checkpoints().stream().filter(Checkpoint::live).mapToLong(Checkpoint::step).max()
-        .orElse(0);
-    if (last > checkpointed) {
-      lastCheckpoint = store.markCheckpoint("stop",
-          Double.isFinite(recentLoss) ? Map.of("train_loss", recentLoss) : Map.of());
+  private void checkpointWhenQuiet(boolean caughtUp) {
+    if (!caughtUp) {
+      quietSince = NOT_QUIET;
+      return;
+    }
+    long now = time.nanoseconds();
+    if (quietSince == NOT_QUIET) {
+      quietSince = now;
+    }
+    if (!quietCheckpointed && now - quietSince >= TimeUnit.MILLISECONDS.toNanos(settings.maxIdleMillis())) {
+      quietCheckpointed = true;
+      checkpointLastStep("idle");
+    }
+  }
+
+  /** Marks a checkpoint at the last committed step unless one is there (see the class comment). */
+  private void checkpointLastStep(String label) {
+    Checkpoint c = job.checkpointLastStep(label);
+    if (c != null) {
+      lastCheckpoint = c;
     }
   }
 

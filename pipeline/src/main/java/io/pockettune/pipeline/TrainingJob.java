@@ -2,6 +2,7 @@ package io.pockettune.pipeline;
 
 import io.pockettune.schemas.EventDecodingException;
 import io.pockettune.schemas.EventSerde;
+import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.SourcePartition;
 import io.pockettune.trainer.MezoTrainer;
@@ -210,11 +211,31 @@ final class TrainingJob {
     recentLoss += (rec.lossPlus() + rec.lossMinus()) / 2;
     recentSteps++;
     if (checkpointEvery > 0 && rec.step() % checkpointEvery == 0) {
-      store.markCheckpoint(null, Map.of("train_loss", recentLoss / recentSteps));
-      recentLoss = 0;
-      recentSteps = 0;
-      checkpoints++;
+      mark(null);
     }
     listener.stepCommitted(rec, trained);
+  }
+
+  /**
+   * Marks a checkpoint at the last committed step unless a live one is there already (or no step
+   * was ever committed): what the service does on a clean stop and when it goes idle, so that a
+   * run shorter than {@link #checkpointEvery} still leaves a model to replay, export or roll back to.
+   *
+   * @return the checkpoint marked, or null when the last step already had one
+   */
+  Checkpoint checkpointLastStep(String label) {
+    long last = store.lastStep();
+    boolean covered = store.checkpoints().stream().anyMatch(c -> c.live() && c.step() == last);
+    return last == 0 || covered ? null : mark(label);
+  }
+
+  /** A checkpoint with the mean training loss of this job's steps since the previous one (none if there were none). */
+  private Checkpoint mark(String label) {
+    Checkpoint c = store.markCheckpoint(label,
+        recentSteps == 0 ? Map.of() : Map.of("train_loss", recentLoss / recentSteps));
+    recentLoss = 0;
+    recentSteps = 0;
+    checkpoints++;
+    return c;
   }
 }

@@ -17,7 +17,9 @@ import picocli.CommandLine.Spec;
  *
  * <p>{@code --from}/{@code --to} (to exclusive) are each either an offset, applied to every
  * partition of the chosen topics and clamped to what each holds, or an ISO-8601 instant, resolved
- * per partition to the first record at or after it; the defaults are the whole log. The store is
+ * per partition to the first record at or after it; the defaults are the whole log, and {@code --from}
+ * after {@code --to} is refused. {@code --checkpoints base,latest} evaluates a store that has no
+ * checkpoint (the base model and the last committed step). The store is
  * opened read-only and the log through a read-only snapshot, so replay works beside a running
  * service.
  */
@@ -39,7 +41,8 @@ final class ReplayCommand implements Callable<Integer> {
   @Option(names = "--topic", description = "topic to replay (default: messages and notes)")
   String topic;
 
-  @Option(names = "--checkpoints", description = "all, or checkpoint ids such as 1,3 (default: ${DEFAULT-VALUE})")
+  @Option(names = "--checkpoints", description = "comma-separated: all, checkpoint ids, base (the base model) and latest"
+      + " (the last committed step, checkpoint or not), such as 1,3 or base,latest (default: ${DEFAULT-VALUE})")
   String checkpoints = "all";
 
   @Option(names = "--report", paramLabel = "FILE", description = "HTML report to write; CSV and JSON beside it (default: DIR/reports/replay.html)")
