@@ -942,8 +942,8 @@ public final class PocketTune implements AutoCloseable {
     }
 
     /**
-     * How long an empty partition holds back the time order, and how long training stays caught up
-     * before the service marks an {@code idle} checkpoint at new steps (default 200 ms).
+     * How long an empty partition holds back the time order (default 200 ms). Training stays caught
+     * up for 30 s, or this if longer, before the service marks an {@code idle} checkpoint at new steps.
      */
     public Builder maxIdle(Duration idle) {
       this.maxIdleMillis = idle.toMillis();

@@ -48,7 +48,7 @@ import org.slf4j.LoggerFactory;
  * <h2>Checkpoints</h2>
  * Besides the periodic ones ({@code checkpointEvery}), the service marks a checkpoint at the last
  * committed step when it stops cleanly (label {@code stop}) and when it has been idle, caught up
- * with the log, for {@code maxIdle} (label {@code idle}), in both cases only if steps were
+ * with the log, for 30 s (label {@code idle}), in both cases only if steps were
  * committed since the last checkpoint: a run shorter than {@code checkpointEvery} still leaves a
  * model to replay, export or roll back to, and an idle service marks one checkpoint per quiet
  * spell, not one per poll.
@@ -434,8 +434,15 @@ final class Service implements AutoCloseable {
   }
 
   /**
-   * Marks the {@code idle} checkpoint once the source has stayed caught up for {@code maxIdle};
-   * once per quiet spell (a committed step starts the next one).
+   * How long the source must stay caught up before the {@code idle} checkpoint (or {@code maxIdle},
+   * if longer): long enough that messages trickling in do not leave a checkpoint after every step.
+   */
+  static final long IDLE_CHECKPOINT_MILLIS = 30_000;
+
+  /**
+   * Marks the {@code idle} checkpoint once the source has stayed caught up for {@link
+   * #IDLE_CHECKPOINT_MILLIS} (or {@code maxIdle}, if longer); once per quiet spell (a committed step
+   * starts the next one).
    */
   private void checkpointWhenQuiet(boolean caughtUp) {
     if (!caughtUp) {
@@ -446,7 +453,8 @@ final class Service implements AutoCloseable {
     if (quietSince == NOT_QUIET) {
       quietSince = now;
     }
-    if (!quietCheckpointed && now - quietSince >= TimeUnit.MILLISECONDS.toNanos(settings.maxIdleMillis())) {
+    long quiet = Math.max(settings.maxIdleMillis(), IDLE_CHECKPOINT_MILLIS);
+    if (!quietCheckpointed && now - quietSince >= TimeUnit.MILLISECONDS.toNanos(quiet)) {
       quietCheckpointed = true;
       checkpointLastStep("idle");
     }

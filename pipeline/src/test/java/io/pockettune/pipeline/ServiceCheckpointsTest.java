@@ -98,9 +98,9 @@ class ServiceCheckpointsTest {
       assertEquals("idle", idle.label());
       assertEquals(2, idle.step());
       assertTrue(Double.isFinite(idle.metrics().get("train_loss")), idle.toString());
-      for (int i = 0; i < 20; i++) {
-        time.sleep(IDLE_MS);
-        Thread.sleep(5);
+      for (int i = 0; i < 3; i++) {
+        time.sleep(Service.IDLE_CHECKPOINT_MILLIS);
+        Thread.sleep(20);
       }
       assertEquals(1, tune.checkpoints().size(), "one checkpoint per quiet spell, not one per idle period");
       assertEquals(idle.id(), ((JsonLine) tune.status().get("last_checkpoint")).get("id"), "status shows it");

@@ -69,8 +69,8 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--seed", description = "run seed (default: 42)")
   Long seed;
 
-  @Option(names = "--max-idle-ms", description = "how long an empty partition holds back the time order, and how long"
-      + " training stays caught up before an 'idle' checkpoint at new steps (default: 200)")
+  @Option(names = "--max-idle-ms", description = "how long an empty partition holds back the time order (default:"
+      + " 200); training stays caught up for 30 s, or this if longer, before an 'idle' checkpoint at new steps")
   Long maxIdleMs;
 
   @Option(names = "--kafka-listener", paramLabel = "HOST:PORT",
