@@ -215,7 +215,7 @@ public final class EmbeddedLog implements LogReader, Closeable {
                     + " choose another --data-dir");
         }
         try {
-            Files.createDirectories(root);
+            OwnerOnly.createDirectories(root);
         } catch (IOException e) {
             throw new IOException("cannot create data directory " + root + " (" + e + "); choose a writable --data-dir", e);
         }

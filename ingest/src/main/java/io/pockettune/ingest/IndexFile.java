@@ -30,7 +30,7 @@ abstract class IndexFile implements Closeable {
         this.file = file;
         this.baseOffset = baseOffset;
         this.entrySize = entrySize;
-        this.channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
+        this.channel = OwnerOnly.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
                 StandardOpenOption.WRITE);
     }
 

@@ -8,13 +8,10 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermission;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.security.MessageDigest;
 import java.security.SecureRandom;
 import java.util.Base64;
 import java.util.Properties;
-import java.util.Set;
 
 /**
  * The one SASL/PLAIN user of a {@link KafkaListener}: a properties file with {@code username=} and
@@ -30,7 +27,6 @@ public record ListenerCredentials(String username, String password) {
 
     /** The user name the first start writes. */
     public static final String DEFAULT_USERNAME = "pockettune";
-    private static final Set<PosixFilePermission> OWNER_ONLY = PosixFilePermissions.fromString("rw-------");
 
     public ListenerCredentials {
         if (username == null || username.isEmpty() || password == null || password.isEmpty()) {
@@ -54,11 +50,7 @@ public record ListenerCredentials(String username, String password) {
                 Base64.getUrlEncoder().withoutPadding().encodeToString(secret));
         Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
         Files.deleteIfExists(tmp);
-        try {
-            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(OWNER_ONLY));
-        } catch (UnsupportedOperationException notPosix) {
-            Files.createFile(tmp);
-        }
+        Files.createFile(tmp, OwnerOnly.fileAttributes(tmp));
         try (Writer out = Files.newBufferedWriter(tmp, StandardCharsets.UTF_8, StandardOpenOption.TRUNCATE_EXISTING)) {
             out.write("# SASL/PLAIN credentials of this device's Kafka listener (pockettune serve --kafka-listener).\n");
             out.write("# Clients use security.protocol=SASL_PLAINTEXT, sasl.mechanism=PLAIN and these values.\n");

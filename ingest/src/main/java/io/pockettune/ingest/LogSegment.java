@@ -44,6 +44,10 @@ import org.slf4j.LoggerFactory;
  * {@link #publish}, {@link #flush}, {@link #recover}) must be called by one thread at a time (the
  * partition's append lock). {@link #read} may run concurrently with them from any thread; it uses
  * positional reads, which do not disturb the channel's position.
+ *
+ * <p><b>Permissions.</b> The segment holds the user's events as written: its files are created
+ * owner-only (0600, {@link OwnerOnly}), and a segment an older version wrote wider is narrowed
+ * when it is opened.
  */
 final class LogSegment implements Closeable {
 
@@ -103,7 +107,7 @@ final class LogSegment implements Closeable {
         // Leftovers of a roll that failed half way hold no acknowledged data.
         Files.deleteIfExists(indexFile);
         Files.deleteIfExists(timeIndexFile);
-        FileChannel channel = FileChannel.open(logFile, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ,
+        FileChannel channel = OwnerOnly.open(logFile, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ,
                 StandardOpenOption.WRITE);
         OffsetIndex index = null;
         try {
@@ -127,6 +131,7 @@ final class LogSegment implements Closeable {
     static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
+        OwnerOnly.restrict(logFile); // written wider by a version before 0600 segments
         FileChannel channel = FileChannel.open(logFile, StandardOpenOption.READ, StandardOpenOption.WRITE);
         try {
             long size = channel.size();

@@ -136,7 +136,7 @@ final class PartitionLog implements Closeable {
     static PartitionLog create(Path dataDir, TopicPartition tp, LogConfig config, RecoveryCheckpoint checkpoint)
             throws IOException {
         Path dir = dataDir.resolve(dirName(tp));
-        Files.createDirectories(dir);
+        OwnerOnly.createDirectories(dir);
         LogSegment first = LogSegment.create(dir, 0, config.indexIntervalBytes());
         return new PartitionLog(tp, dir, config, checkpoint, List.of(first), 0, 0, new ProducerStateTable(tp));
     }

@@ -1,6 +1,7 @@
 package io.pockettune.pipeline;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.pockettune.ingest.OwnerOnly;
 import java.io.BufferedReader;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -21,7 +22,8 @@ import java.util.Optional;
 /**
  * How the command line talks to a running service: a Unix-domain socket at {@code
  * <data-dir>/control.sock} (java.nio, Java 16+). Chosen over a TCP port because nothing outside
- * the device can reach it, its permissions are the data directory's, and its address is implied
+ * the device can reach it, it is the owner's only (0600 right after the bind, inside a data
+ * directory PocketTune creates 0700), and its address is implied
  * by {@code --data-dir}; and over an inbox folder because {@code produce} gets its acknowledgement
  * (the offsets) back synchronously. Only the service can open the log (it holds the log's directory
  * lock), so {@code produce}, {@code status} and pause/resume go through here while it runs; when
@@ -55,6 +57,13 @@ final class ControlChannel implements AutoCloseable {
     Files.deleteIfExists(socket);
     server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
     server.bind(UnixDomainSocketAddress.of(socket));
+    try {
+      OwnerOnly.restrict(socket);
+    } catch (IOException e) {
+      server.close();
+      Files.deleteIfExists(socket);
+      throw e;
+    }
     thread = new Thread(() -> serve(handler), "pockettune-control");
     thread.setDaemon(true);
     thread.start();

@@ -1,5 +1,8 @@
 package io.pockettune.pipeline;
 
+import io.pockettune.ingest.OwnerOnly;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
@@ -16,6 +19,9 @@ import java.nio.file.Path;
  *   metrics/             the service's Dropwizard metrics as CSV
  *   reports/             replay reports (HTML, CSV, JSON)
  * </pre>
+ *
+ * <p>A root PocketTune creates is owner-only (0700), as are the log, the store and the control
+ * socket in any root: they hold the user's text or what was learnt from it.
  */
 final class DataDirectory {
   private final Path root;
@@ -24,8 +30,32 @@ final class DataDirectory {
     this.root = root.toAbsolutePath().normalize();
   }
 
+  /**
+   * @throws IllegalArgumentException when {@code root}, or the nearest of its parents that exists,
+   *     is not a directory (the one check every command and the runtime go through)
+   */
   static DataDirectory at(Path root) {
-    return new DataDirectory(root);
+    DataDirectory dir = new DataDirectory(root);
+    Path existing = dir.root;
+    while (existing != null && !Files.exists(existing)) {
+      existing = existing.getParent();
+    }
+    if (existing != null && !Files.isDirectory(existing)) {
+      throw new IllegalArgumentException("--data-dir " + dir.root + (existing.equals(dir.root) ? " is a file"
+          : " lies inside the file " + existing) + ", not a directory: give a directory, or a path to create"
+          + " one at, or leave --data-dir out for ./pockettune-data");
+    }
+    return dir;
+  }
+
+  /**
+   * Creates the root (and missing parents) owner-only, 0700, as {@link OwnerOnly} does; an existing
+   * root keeps its mode, since the user may have pointed {@code --data-dir} at a folder of their own.
+   */
+  void createRoot() throws IOException {
+    if (!Files.isDirectory(root)) {
+      OwnerOnly.createDirectories(root);
+    }
   }
 
   Path root() {

@@ -96,6 +96,7 @@ final class ModelPackage implements AutoCloseable {
     DecoderLmConfig config = DecoderLmConfig.demo();
     Path graph = data.builtInModel().resolve(BUILT_IN_GRAPH);
     if (!Files.exists(graph)) {
+      data.createRoot();
       writeAtomically(graph, DecoderLmBuilder.build(config));
     }
     ModelCard card = ModelCard.demo(config.maxPositions());

@@ -95,7 +95,10 @@ public final class PocketTune implements AutoCloseable {
     this.kafkaAllowRemote = b.kafkaAllowRemote;
   }
 
-  /** @return a builder for the data directory {@code dataDir} (created on first write) */
+  /**
+   * @return a builder for the data directory {@code dataDir} (created on first write, owner-only)
+   * @throws IllegalArgumentException when {@code dataDir} is a file, not a directory
+   */
   public static Builder builder(Path dataDir) {
     return new Builder(dataDir);
   }
@@ -710,7 +713,7 @@ public final class PocketTune implements AutoCloseable {
   private void openLog() throws IOException {
     checkOpen();
     if (log == null) {
-      Files.createDirectories(dir.root());
+      dir.createRoot();
       EmbeddedLog l = EmbeddedLog.open(dir.log());
       try {
         Topics.create(l);
@@ -861,6 +864,7 @@ public final class PocketTune implements AutoCloseable {
 
     private Builder(Path dataDir) {
       this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
+      DataDirectory.at(dataDir); // a regular file is refused here, before any command does work
     }
 
     /** The model package (a folder made by {@code pockettune model init}); default: the built-in demo model. */

@@ -1,5 +1,6 @@
 package io.pockettune.pipeline;
 
+import io.pockettune.ingest.OwnerOnly;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.Restored;
 import io.pockettune.store.RunIdentity;
@@ -50,6 +51,9 @@ final class StoreSession implements AutoCloseable {
     PerturbationKernel kernel = null;
     try {
       kernel = new PerturbationKernel(threads);
+      if (!Files.isRegularFile(data.store())) {
+        OwnerOnly.createDirectories(data.store()); // snapshots hold what was learnt from the user's text
+      }
       ModelStore store = ModelStore.open(data.store(), new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
           model.parameters().layout(), runConfig));
       return new StoreSession(pkg, model, kernel, store);

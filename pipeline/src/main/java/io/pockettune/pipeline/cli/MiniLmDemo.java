@@ -62,9 +62,10 @@ final class MiniLmDemo {
     long started = System.nanoTime();
     PrintWriter out = o.spec.commandLine().getOut();
     PrintWriter progress = o.spec.commandLine().getErr();
+    PocketTune.Builder builder = o.common.builder();
     Path pkg = MiniLm.ensurePackage(o.common.dataDir, o.trainable, lr, eps, MAX_TOKENS, progress);
     boolean trainedBefore = Files.isDirectory(o.common.dataDir.resolve("store"));
-    try (PocketTune tune = o.common.builder().model(pkg).threads(o.threads).batch(batch).learningRate(lr).eps(eps)
+    try (PocketTune tune = builder.model(pkg).threads(o.threads).batch(batch).learningRate(lr).eps(eps)
         .seed(o.seed).checkpointEvery(o.checkpointEvery).snapshotEvery(o.snapshotEvery).open()) {
       String labelAttribute = tune.model().get("label_attribute") instanceof String s ? s : "label";
       // 1. Training messages on the log; held-out ones only in memory.
