@@ -18,6 +18,9 @@ import java.util.NavigableMap;
  * @param nanos        time taken, snapshot read included
  * @param configs      the configs replay applied, each by the first step replayed under it (from
  *                     {@code snapshotStep + 1}); empty if nothing was replayed. Unmodifiable.
+ * @param skippedSnapshots why each damaged snapshot after {@code snapshotStep} was passed over,
+ *                     newest first (restore then replayed from an earlier one, or from the base);
+ *                     empty when none was. Unmodifiable.
  */
 public record Restored(
     MezoTrainer trainer,
@@ -25,4 +28,5 @@ public record Restored(
     long snapshotStep,
     long replayed,
     long nanos,
-    NavigableMap<Long, MezoConfig> configs) {}
+    NavigableMap<Long, MezoConfig> configs,
+    java.util.List<String> skippedSnapshots) {}

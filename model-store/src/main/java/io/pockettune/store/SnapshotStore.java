@@ -79,6 +79,25 @@ final class SnapshotStore {
   }
 
   /** See {@link ModelStore#snapshotAtOrBefore}. */
+  /** The step of the newest snapshot at or before {@code step}, without reading its values. */
+  Optional<Long> stepAtOrBefore(long step) {
+    if (step < 0) {
+      return Optional.empty();
+    }
+    return db.read(
+        "find the snapshot at or before step " + step,
+        () -> {
+          try (RocksIterator it = db.iterator(Column.SNAPSHOTS)) {
+            it.seekForPrev(SnapshotCodec.key(step, -1));
+            if (!it.isValid()) {
+              it.status();
+              return Optional.<Long>empty();
+            }
+            return Optional.of(SnapshotCodec.step(it.key()));
+          }
+        });
+  }
+
   Optional<Snapshot> atOrBefore(long step) {
     if (step < 0) {
       return Optional.empty();

@@ -6,6 +6,7 @@ import io.pockettune.trainer.MezoTrainer;
 import io.pockettune.trainer.ParameterSet;
 import io.pockettune.trainer.PerturbationKernel;
 import io.pockettune.trainer.StepRecord;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
@@ -43,6 +44,7 @@ import org.apache.kafka.common.utils.Time;
  * <p>Thread-safe as far as the store goes; the model and kernel are the caller's, not shared.
  */
 final class TrajectoryReplay {
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(TrajectoryReplay.class);
   private final StoreDatabase db;
   private final RunHistory run;
   private final Trajectory trajectory;
@@ -96,16 +98,27 @@ final class TrajectoryReplay {
     }
     long started = time.nanoseconds();
     long from = 0;
-    Optional<Snapshot> snapshot = snapshots.atOrBefore(step);
-    if (snapshot.isPresent()) {
-      float[] values = snapshot.get().values();
-      if (values.length != params.size()) {
-        throw new StoreCorruptedException("the snapshot of step " + snapshot.get().step()
-            + " holds " + values.length + " values but the model has " + params.size()
-            + " trainable values: the store is damaged");
+    // A damaged snapshot is passed over for the one before it (or the base), which the step
+    // records then replay further: the result is the same bits, only slower, and said so.
+    List<String> skipped = new ArrayList<>();
+    for (Optional<Long> at = snapshots.stepAtOrBefore(step); at.isPresent();
+        at = snapshots.stepAtOrBefore(at.get() - 1)) {
+      float[] values;
+      try {
+        values = snapshots.atOrBefore(at.get()).orElseThrow().values();
+        if (values.length != params.size()) {
+          throw new StoreCorruptedException("the snapshot of step " + at.get() + " holds " + values.length
+              + " values but the model has " + params.size() + " trainable values: the store is damaged");
+        }
+      } catch (StoreCorruptedException e) {
+        skipped.add(e.getMessage());
+        LOG.warn("{}; restoring step {} from an earlier snapshot instead, replaying the steps after it", e.getMessage(),
+            step);
+        continue;
       }
       params.load(values);
-      from = snapshot.get().step();
+      from = at.get();
+      break;
     }
     List<StepRecord> records = trajectory.steps(from + 1, step);
     if (records.size() != step - from) {
@@ -128,6 +141,6 @@ final class TrajectoryReplay {
     }
     MezoTrainer next = new MezoTrainer(model, config.apply(id.runConfig()), kernel, step);
     return new Restored(next, step, from, step - from, time.nanoseconds() - started,
-        Collections.unmodifiableNavigableMap(used));
+        Collections.unmodifiableNavigableMap(used), List.copyOf(skipped));
   }
 }
