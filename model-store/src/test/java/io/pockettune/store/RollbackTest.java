@@ -116,6 +116,14 @@ class RollbackTest {
     }
   }
 
+  /** Flips one byte of the first chunk of the snapshot of {@code step}: its checksum fails. */
+  static void damageSnapshot(ModelStore store, long step) {
+    byte[] key = SnapshotCodec.key(step, 0);
+    byte[] chunk = store.rawGet(Column.SNAPSHOTS, key);
+    chunk[chunk.length - 1] ^= 0x10;
+    store.rawPut(Column.SNAPSHOTS, key, chunk);
+  }
+
   @Test
   void restore_damagedSnapshots_fallBackToAnEarlierOneOrTheBase_bitExact_andSaySo() {
     List<String> digests = new ArrayList<>();
@@ -123,11 +131,7 @@ class RollbackTest {
     digests.add(model.parameters().digest());
     try (ModelStore store = ModelStore.open(dir, identity())) {
       digests.addAll(train(store, trainer, "a", 120, 50));
-      // Flip one byte of the first chunk of the snapshot of step 100: its checksum fails.
-      byte[] key = SnapshotCodec.key(100, 0);
-      byte[] chunk = store.rawGet(Column.SNAPSHOTS, key);
-      chunk[chunk.length - 1] ^= 0x10;
-      store.rawPut(Column.SNAPSHOTS, key, chunk);
+      damageSnapshot(store, 100);
     }
     try (ModelStore store = ModelStore.openReadOnly(dir)) {
       model.parameters().load(base);
@@ -143,10 +147,7 @@ class RollbackTest {
       assertEquals(digests.get(99), model.parameters().digest());
     }
     try (ModelStore store = ModelStore.open(dir, identity())) {
-      byte[] key = SnapshotCodec.key(50, 0);
-      byte[] chunk = store.rawGet(Column.SNAPSHOTS, key);
-      chunk[chunk.length - 1] ^= 0x10;
-      store.rawPut(Column.SNAPSHOTS, key, chunk);
+      damageSnapshot(store, 50);
     }
     try (ModelStore store = ModelStore.openReadOnly(dir)) {
       model.parameters().load(base);
