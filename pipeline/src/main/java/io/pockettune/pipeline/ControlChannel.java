@@ -31,7 +31,8 @@ import java.util.Optional;
  *
  * <p>Protocol: the client sends one JSON object on one line ({@code {"op":"status"}}, {@code
  * "pause"}, {@code "resume"}, or {@code {"op":"produce","topic":"T"}} followed by one event per
- * line), closes its side, and reads one JSON line back; a failure is {@code {"error":"..."}}.
+ * line), closes its side, and reads one JSON line back; a failure is {@code {"error":"..."}}. A
+ * line longer than {@link #MAX_LINE_CHARS} is refused, not buffered.
  * Requests are served one at a time on one daemon thread.
  */
 final class ControlChannel implements AutoCloseable {
@@ -41,6 +42,9 @@ final class ControlChannel implements AutoCloseable {
   interface Handler {
     String handle(JsonNode request, BufferedReader body) throws Exception;
   }
+
+  /** The longest request line, or line of a request's body, the service reads (1 Mi characters). */
+  static final int MAX_LINE_CHARS = 1 << 20;
 
   static Path socketOf(Path dataDir) {
     return DataDirectory.at(dataDir).controlSocket();
@@ -72,7 +76,8 @@ final class ControlChannel implements AutoCloseable {
   private void serve(Handler handler) {
     while (!closed) {
       try (SocketChannel client = server.accept();
-          BufferedReader in = new BufferedReader(new InputStreamReader(Channels.newInputStream(client), StandardCharsets.UTF_8));
+          BufferedReader in = new LimitedLineReader(new InputStreamReader(Channels.newInputStream(client),
+              StandardCharsets.UTF_8), MAX_LINE_CHARS);
           Writer out = new BufferedWriter(new OutputStreamWriter(Channels.newOutputStream(client), StandardCharsets.UTF_8))) {
         String response;
         try {

@@ -77,6 +77,37 @@ class ControlChannelFuzzTest {
     assertTrue(total(service.endOffsets()) >= before, "nothing durable is lost");
   }
 
+  /** A line without end is refused at the limit, not buffered whole; the service goes on. */
+  @net.jqwik.api.Example
+  void aLineLongerThanTheLimitIsRefusedAndTheServiceGoesOn() throws Exception {
+    try (SocketChannel c = SocketChannel.open(UnixDomainSocketAddress.of(dir.resolve("data").resolve("control.sock")))) {
+      // The service stops reading at the limit and answers: write from another thread, so that
+      // this one reads the answer while the writer runs into the closed connection.
+      Thread writer = new Thread(() -> {
+        byte[] chunk = new byte[64 * 1024];
+        java.util.Arrays.fill(chunk, (byte) 'x');
+        try {
+          for (int i = 0; i < 4 * ControlChannel.MAX_LINE_CHARS / chunk.length; i++) {
+            ByteBuffer b = ByteBuffer.wrap(chunk);
+            while (b.hasRemaining()) {
+              c.write(b);
+            }
+          }
+          c.shutdownOutput();
+        } catch (IOException closedByTheService) {
+          // expected once the service has answered and closed
+        }
+      });
+      writer.start();
+      String answer = new String(Channels.newInputStream(c).readAllBytes(), StandardCharsets.UTF_8);
+      writer.join(10_000);
+      JsonNode node = JSON.readTree(answer);
+      assertTrue(node.path("error").asText().contains("longer than " + ControlChannel.MAX_LINE_CHARS), answer);
+    }
+    JsonNode status = send("{\"op\":\"status\"}".getBytes(StandardCharsets.UTF_8));
+    assertTrue(!status.has("error"), "the service still answers: " + status);
+  }
+
   /** Events in the event topics (the dead-letter topic grows on its own as the service trains). */
   private static long total(Map<TopicPartition, Long> offsets) {
     return offsets.entrySet().stream().filter(e -> e.getKey().topic().equals("messages")
