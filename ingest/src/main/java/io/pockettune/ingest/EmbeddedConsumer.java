@@ -336,7 +336,9 @@ public final class EmbeddedConsumer<K, V> implements Consumer<K, V> {
             }
             long position = resolvePosition(tp);
             List<LogEntry> entries;
+            long end;
             try {
+                end = log.endOffset(tp.topic(), tp.partition());
                 if (position < log.startOffset(tp.topic(), tp.partition())
                         || position > log.endOffset(tp.topic(), tp.partition())) {
                     // Out of range (deleted by retention, or a seek past the end): Kafka resets it too.
@@ -347,6 +349,9 @@ public final class EmbeddedConsumer<K, V> implements Consumer<K, V> {
                 throw new KafkaException("could not read " + tp + " at offset " + position + ": " + e.getMessage(), e);
             }
             if (entries.isEmpty()) {
+                if (position < end) {
+                    positions.put(tp, end); // only erased records (holes) lay before the end
+                }
                 continue;
             }
             List<ConsumerRecord<K, V>> records = new ArrayList<>(entries.size());

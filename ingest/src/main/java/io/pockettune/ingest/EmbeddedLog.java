@@ -514,8 +514,8 @@ public final class EmbeddedLog implements LogReader, Closeable {
     /**
      * Reads up to {@code maxRecords} records starting at {@code fromOffset}.
      *
-     * @return the records with offsets {@code fromOffset}, {@code fromOffset + 1}, ... in order;
-     *     empty if {@code fromOffset} is the end offset
+     * @return the records with offsets {@code fromOffset}, {@code fromOffset + 1}, ... in order,
+     *     skipping erased ones ({@link #erase}); empty if {@code fromOffset} is the end offset
      * @throws IllegalArgumentException if the topic or partition does not exist, {@code maxRecords}
      *     is below 1, or {@code fromOffset} is outside [startOffset, endOffset]
      * @throws IOException if the data cannot be read or is damaged
@@ -529,6 +529,29 @@ public final class EmbeddedLog implements LogReader, Closeable {
                         + "; ask for at least one record");
             }
             return log.read(fromOffset, maxRecords);
+        } finally {
+            held.unlock();
+        }
+    }
+
+    /**
+     * Erases records for good (exact forgetting): each keeps its offset and timestamp, as a hole
+     * that every read skips, and loses its key and value, overwritten on disk in place with zeros
+     * and forced before this returns. Offsets already erased, or no longer held, are skipped, so a
+     * repeated call after a crash finishes the job. Appends to the partition wait meanwhile.
+     *
+     * @return the offsets erased by this call, in order
+     * @throws IllegalArgumentException if the topic or partition does not exist
+     */
+    public List<Long> erase(String topic, int partition, java.util.Set<Long> offsets) throws IOException {
+        Lock held = enter();
+        try {
+            List<Long> erased = partition(topic, partition).erase(offsets);
+            erased.sort(null);
+            if (!erased.isEmpty()) {
+                LOG.info("Erased {} record(s) of {}-{} at offsets {}", erased.size(), topic, partition, erased);
+            }
+            return erased;
         } finally {
             held.unlock();
         }

@@ -74,6 +74,9 @@ final class LogSegment implements Closeable {
     private final OffsetIndex index;
     private final TimeIndex timeIndex;
     private final boolean indexExisted;
+    /** Held for reading by readers, for writing while {@link #erase} rewrites a batch. */
+    private final java.util.concurrent.locks.ReentrantReadWriteLock eraseLock =
+            new java.util.concurrent.locks.ReentrantReadWriteLock();
 
     private int writePosition;
     private int bytesSinceLastIndexEntry;
@@ -451,6 +454,15 @@ final class LogSegment implements Closeable {
      * {@code out} holds {@code max} entries or the visible part of the segment ends.
      */
     void read(long from, long end, int max, List<LogEntry> out) throws IOException {
+        eraseLock.readLock().lock();
+        try {
+            readUnlocked(from, end, max, out);
+        } finally {
+            eraseLock.readLock().unlock();
+        }
+    }
+
+    private void readUnlocked(long from, long end, int max, List<LogEntry> out) throws IOException {
         int limit = visibleSize;
         OffsetIndex.Entry start = index.lookup(from);
         if (start.position() != 0 && !startsBatch(start, limit)) {
@@ -493,6 +505,58 @@ final class LogSegment implements Closeable {
             position += batchSize;
             expected = base + count;
         }
+    }
+
+    /**
+     * Erases the records with offsets in {@code offsets} from the visible part of this segment, in
+     * place ({@link RecordBatch#erase}: same length, new CRC), and forces the file: their keys and
+     * values are overwritten with zeros, their offsets become holes readers skip. Readers of this
+     * segment wait while a batch is rewritten, so none sees a half-written one.
+     *
+     * @return the offsets erased (those already erased, or not in this segment, are not)
+     */
+    List<Long> erase(java.util.Set<Long> offsets) throws IOException {
+        List<Long> erased = new java.util.ArrayList<>();
+        int limit = visibleSize;
+        int position = 0;
+        while (position < limit) {
+            ByteBuffer header = readHeader(position);
+            long base = header.getLong(RecordBatch.BASE_OFFSET_OFFSET);
+            int batchSize = RecordBatch.LOG_OVERHEAD + header.getInt(RecordBatch.LENGTH_OFFSET);
+            int count = header.getInt(RecordBatch.COUNT_OFFSET);
+            boolean wanted = false;
+            for (long o : offsets) {
+                wanted |= o >= base && o < base + count;
+            }
+            if (wanted) {
+                ByteBuffer batch = ByteBuffer.allocate(batchSize);
+                Utils.readFullyOrFail(channel, batch, position, "record batch");
+                batch.flip();
+                try {
+                    RecordBatch.verify(batch);
+                } catch (RecordBatch.CorruptBatchException e) {
+                    throw corrupt(position, e.getMessage());
+                }
+                List<Long> done = RecordBatch.erase(batch, offsets);
+                if (!done.isEmpty()) {
+                    eraseLock.writeLock().lock();
+                    try {
+                        long at = position;
+                        while (batch.hasRemaining()) {
+                            at += channel.write(batch, at);
+                        }
+                    } finally {
+                        eraseLock.writeLock().unlock();
+                    }
+                    erased.addAll(done);
+                }
+            }
+            position += batchSize;
+        }
+        if (!erased.isEmpty()) {
+            channel.force(false);
+        }
+        return erased;
     }
 
     /** Closes the files and deletes them. */

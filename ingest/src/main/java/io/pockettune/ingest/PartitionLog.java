@@ -549,8 +549,28 @@ final class PartitionLog implements Closeable {
         for (int i = floorIndex(bases, from); i < segs.length && out.size() < max && bases[i] < end; i++) {
             segs[i].read(from, end, max, out);
         }
-        assert out.isEmpty() || out.get(0).offset() == from : "read must start at the requested offset";
+        assert out.isEmpty() || out.get(0).offset() >= from : "read must start at the requested offset";
         return out;
+    }
+
+    /**
+     * Erases records of this partition in place (see {@link LogSegment#erase}); durable on return.
+     * Appends wait meanwhile, and so does retention, so no segment is deleted or rolled under it.
+     *
+     * @return the offsets erased; offsets already erased, or outside [startOffset, endOffset), are not
+     */
+    List<Long> erase(java.util.Set<Long> offsets) throws IOException {
+        List<Long> erased = new ArrayList<>();
+        appendLock.lock();
+        try {
+            checkFailure();
+            for (LogSegment s : segments) {
+                erased.addAll(s.erase(offsets));
+            }
+        } finally {
+            appendLock.unlock();
+        }
+        return erased;
     }
 
     /** Forces the active segment and its indexes (rolled ones were forced when they rolled). */

@@ -35,7 +35,17 @@ import org.apache.kafka.common.utils.ByteUtils;
  *                    key             keyLength bytes
  *                    valueLength     varint   0 or more
  *                    value           valueLength bytes
+ *                  or, for a record erased by {@link #erase} (exact forgetting):
+ *                    timestampDelta  varlong  as it was
+ *                    keyLength       varint   -2, {@link #ERASED}
+ *                    fillerLength    varint   0 or more, possibly in more bytes than it needs
+ *                    filler          fillerLength zero bytes
  * </pre>
+ *
+ * <p>An erased record keeps its offset and timestamp and the exact byte length it had, so that
+ * erasing rewrites a batch in place: positions, indexes, the record count and the producer fields
+ * stay valid, and the CRC is computed again. Readers skip erased records, as a Kafka consumer skips
+ * the offsets compaction removed: offsets stay unique and increasing but may have holes.
  *
  * <p>The fields every version shares ({@link #HEADER_SIZE} bytes) are enough to walk a segment and
  * to check offsets; the producer fields ({@link #PRODUCER_HEADER_SIZE} bytes of header in all) are
@@ -83,6 +93,8 @@ final class RecordBatch {
     static final int MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD + 3;
     /** The smallest possible batchLength of a version 2 batch. */
     static final int MIN_PRODUCER_BATCH_LENGTH = PRODUCER_HEADER_SIZE - LOG_OVERHEAD + 3;
+    /** The key length that marks an erased record (see the class comment). */
+    static final int ERASED = -2;
     /** The format of a batch without a producer identity. */
     static final byte MAGIC = 1;
     /** The format of a batch with a producer identity. */
@@ -193,6 +205,14 @@ final class RecordBatch {
             for (int i = 0; i < count; i++) {
                 ByteUtils.readVarlong(b);
                 int keyLength = ByteUtils.readVarint(b);
+                if (keyLength == ERASED) {
+                    int filler = ByteUtils.readVarint(b);
+                    if (filler < 0) {
+                        throw new CorruptBatchException("erased record " + i + " has filler length " + filler);
+                    }
+                    skip(b, filler);
+                    continue;
+                }
                 if (keyLength < -1) {
                     throw new CorruptBatchException("record " + i + " has key length " + keyLength);
                 }
@@ -227,6 +247,11 @@ final class RecordBatch {
         for (int i = 0; i < count && offset < end && out.size() < max; i++, offset++) {
             long timestamp = first + ByteUtils.readVarlong(b);
             int keyLength = ByteUtils.readVarint(b);
+            if (keyLength == ERASED) {
+                int filler = ByteUtils.readVarint(b);
+                b.position(b.position() + filler);
+                continue;
+            }
             byte[] key = keyLength < 0 ? null : bytes(b, keyLength);
             byte[] value = bytes(b, ByteUtils.readVarint(b));
             if (offset >= from) {
@@ -247,11 +272,82 @@ final class RecordBatch {
         for (int i = 0; i < count; i++) {
             max = Math.max(max, first + ByteUtils.readVarlong(b));
             int keyLength = ByteUtils.readVarint(b);
+            if (keyLength == ERASED) {
+                int filler = ByteUtils.readVarint(b);
+                b.position(b.position() + filler);
+                continue;
+            }
             b.position(b.position() + Math.max(keyLength, 0));
             int valueLength = ByteUtils.readVarint(b);
             b.position(b.position() + valueLength);
         }
         return max;
+    }
+
+    /**
+     * Erases, in place, the records of a batch that {@link #verify} accepted whose offsets are in
+     * {@code offsets}: each keeps its timestamp and its byte length, loses its key and value (the
+     * bytes become zeros), and is marked {@link #ERASED}; the CRC is computed again. Records already
+     * erased are left as they are.
+     *
+     * @param batch a heap buffer whose remaining bytes are exactly one batch (position unchanged)
+     * @return the offsets erased by this call
+     */
+    static List<Long> erase(ByteBuffer batch, java.util.Set<Long> offsets) {
+        ByteBuffer b = batch.slice();
+        long offset = b.getLong(BASE_OFFSET_OFFSET);
+        int count = b.getInt(COUNT_OFFSET);
+        b.position(recordsOffset(b.get(MAGIC_OFFSET)));
+        List<Long> erased = new java.util.ArrayList<>();
+        for (int i = 0; i < count; i++, offset++) {
+            ByteUtils.readVarlong(b);
+            int start = b.position();
+            int keyLength = ByteUtils.readVarint(b);
+            if (keyLength == ERASED) {
+                int filler = ByteUtils.readVarint(b);
+                b.position(b.position() + filler);
+                continue;
+            }
+            b.position(b.position() + Math.max(keyLength, 0));
+            int valueLength = ByteUtils.readVarint(b);
+            b.position(b.position() + valueLength);
+            int end = b.position();
+            if (offsets.contains(offset)) {
+                writeErased(b, start, end - start);
+                erased.add(offset);
+            }
+        }
+        if (!erased.isEmpty()) {
+            b.putInt(CRC_OFFSET, (int) crc(b, b.limit()));
+        }
+        return erased;
+    }
+
+    /**
+     * Writes the erased form of a record's key and value over the {@code length} bytes at
+     * {@code start}: the marker, the filler length in exactly as many bytes as makes the lengths
+     * match (a varint may take more bytes than it needs), and zeros. Every length of at least 2, the
+     * smallest a record's key and value fields take, has such a form.
+     */
+    private static void writeErased(ByteBuffer b, int start, int length) {
+        for (int width = 1; width <= 5; width++) {
+            long filler = length - 1L - width;
+            if (filler >= 0 && ByteUtils.sizeOfVarint((int) filler) <= width) {
+                b.position(start);
+                ByteUtils.writeVarint(ERASED, b);
+                long zigzag = filler << 1;
+                for (int k = 1; k < width; k++) {
+                    b.put((byte) ((zigzag & 0x7f) | 0x80));
+                    zigzag >>>= 7;
+                }
+                b.put((byte) zigzag);
+                for (long k = 0; k < filler; k++) {
+                    b.put((byte) 0);
+                }
+                return;
+            }
+        }
+        throw new IllegalStateException("no erased form fits a record of " + length + " bytes");
     }
 
     /**

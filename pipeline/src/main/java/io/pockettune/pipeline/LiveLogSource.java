@@ -127,7 +127,8 @@ final class LiveLogSource implements RecordSource {
 
     /** @return true when a record is buffered */
     boolean fill() {
-      if (buffer.isEmpty() && log.endOffset(partition.topic(), partition.partition()) > nextRead) {
+      long end = log.endOffset(partition.topic(), partition.partition());
+      if (buffer.isEmpty() && end > nextRead) {
         List<LogEntry> entries;
         try {
           entries = log.read(partition.topic(), partition.partition(), nextRead, READ_CHUNK);
@@ -137,6 +138,12 @@ final class LiveLogSource implements RecordSource {
         for (LogEntry e : entries) {
           buffer.add(e);
           nextRead = e.offset() + 1;
+        }
+        if (entries.isEmpty()) {
+          // Only erased records (forgotten events) lie before the end: step over them, so that the
+          // source counts as caught up and commits past them.
+          nextRead = end;
+          position = end;
         }
       }
       return !buffer.isEmpty();

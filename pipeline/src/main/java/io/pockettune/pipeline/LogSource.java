@@ -98,6 +98,8 @@ final class LogSource implements RecordSource {
     boolean fill() {
       if (buffer.isEmpty() && nextRead < end) {
         int max = (int) Math.min(READ_CHUNK, end - nextRead);
+        // Taken before the read: a read that finds nothing before it found only erased records.
+        long stop = Math.min(end, log.endOffset(partition.topic(), partition.partition()));
         List<LogEntry> entries;
         try {
           entries = log.read(partition.topic(), partition.partition(), nextRead, max);
@@ -110,6 +112,13 @@ final class LogSource implements RecordSource {
           }
           buffer.add(e);
           nextRead = e.offset() + 1;
+        }
+        if (buffer.isEmpty()) {
+          // Only erased records (forgotten events) are left before the end: step over them.
+          if (stop > nextRead) {
+            nextRead = stop;
+            positions.put(partition, stop);
+          }
         }
       }
       return !buffer.isEmpty();
