@@ -12,8 +12,16 @@ import java.time.Instant;
  * @param firstStep first abandoned step
  * @param lastStep  last abandoned step
  * @param time      when the rollback happened
+ * @param forgotten true once {@code forget} deleted the branch's steps because they had learned
+ *                  from a forgotten event: its checkpoints are superseded and cannot be restored
  */
-public record Branch(long id, long forkStep, long firstStep, long lastStep, Instant time) {
+public record Branch(long id, long forkStep, long firstStep, long lastStep, Instant time, boolean forgotten) {
+
+  /** A branch that still holds its steps. */
+  public Branch(long id, long forkStep, long firstStep, long lastStep, Instant time) {
+    this(id, forkStep, firstStep, lastStep, time, false);
+  }
+
   /** @return the number of steps on the branch */
   public long steps() {
     return lastStep - firstStep + 1;

@@ -18,18 +18,19 @@ import java.util.Arrays;
  *
  * meta
  *   key "branch/" (ASCII) + 8 bytes: branch id, big-endian
- *   value  1 byte   format version (1)
+ *   value  1 byte   format version (2; version 1 lacks the last byte)
  *          8 bytes  fork step (the step rolled back to)
  *          8 bytes  first abandoned step
  *          8 bytes  last abandoned step
  *          8 bytes  time of the rollback, epoch milliseconds
+ *          1 byte   1 when forget deleted the branch's steps, else 0
  * </pre>
  *
  * A rollback moves the steps, rewrites the checkpoints on them (see {@link CheckpointCodec}), and
  * writes this description in the same write batch, so a branch is always whole or absent.
  */
 final class BranchCodec {
-  static final int VERSION = 1;
+  static final int VERSION = 2;
   private static final byte[] PREFIX = "branch/".getBytes(StandardCharsets.US_ASCII);
 
   private BranchCodec() {}
@@ -61,21 +62,27 @@ final class BranchCodec {
   }
 
   static byte[] encode(Branch b) {
-    return ByteBuffer.allocate(1 + 4 * Long.BYTES)
+    return ByteBuffer.allocate(2 + 4 * Long.BYTES)
         .put((byte) VERSION)
         .putLong(b.forkStep())
         .putLong(b.firstStep())
         .putLong(b.lastStep())
         .putLong(b.time().toEpochMilli())
+        .put((byte) (b.forgotten() ? 1 : 0))
         .array();
   }
 
   static Branch decode(long id, byte[] value) {
     String what = "branch " + id;
-    ByteBuffer in = Encoding.open(value, VERSION, what);
+    ByteBuffer in = ByteBuffer.wrap(value);
+    int version = value.length == 0 ? -1 : Byte.toUnsignedInt(value[0]);
+    Encoding.readVersion(in, version == 1 ? 1 : VERSION, what);
     try {
-      Branch b = new Branch(id, in.getLong(), in.getLong(), in.getLong(),
-          Instant.ofEpochMilli(in.getLong()));
+      long fork = in.getLong();
+      long first = in.getLong();
+      long last = in.getLong();
+      Instant time = Instant.ofEpochMilli(in.getLong());
+      Branch b = new Branch(id, fork, first, last, time, version == 1 ? false : in.get() == 1);
       Encoding.expectEnd(in, what);
       return b;
     } catch (BufferUnderflowException e) {

@@ -173,6 +173,52 @@ final class BranchStore {
     });
   }
 
+  /** See {@link ModelStore#forgetBranches}. */
+  List<Branch> forgetBranches(Map<SourcePartition, Long> earliest) {
+    db.requireWritable();
+    return db.write("delete the branches that learned from forgotten events", () -> {
+      List<Branch> forgotten = new ArrayList<>();
+      try (WriteBatch batch = new WriteBatch()) {
+        for (Branch b : branches()) {
+          if (b.forgotten() || !consumedAny(b.id(), earliest)) {
+            continue;
+          }
+          batch.deleteRange(db.handle(Column.BRANCHES), BranchCodec.stepKey(b.id(), 0),
+              BranchCodec.stepKey(b.id() + 1, 0));
+          Branch f = new Branch(b.id(), b.forkStep(), b.firstStep(), b.lastStep(), b.time(), true);
+          batch.put(db.handle(Column.META), BranchCodec.metaKey(b.id()), BranchCodec.encode(f));
+          forgotten.add(f);
+        }
+        if (!forgotten.isEmpty()) {
+          db.apply(batch);
+        }
+      }
+      if (!forgotten.isEmpty()) {
+        db.compactAll(); // so that the deleted step records leave the files, not only the index
+        LOG.info("Deleted the steps of branches {} of the model store at {}: they had learned from forgotten"
+            + " events", forgotten.stream().map(Branch::id).toList(), db.dir());
+      }
+      return forgotten;
+    });
+  }
+
+  private boolean consumedAny(long branchId, Map<SourcePartition, Long> earliest) throws RocksDBException {
+    if (!db.has(Column.BRANCHES)) {
+      return false;
+    }
+    try (RocksIterator it = db.iterator(Column.BRANCHES)) {
+      for (it.seek(BranchCodec.stepKey(branchId, 0));
+          it.isValid() && BranchCodec.branchOf(it.key()) == branchId; it.next()) {
+        long n = ByteBuffer.wrap(it.key()).getLong(Long.BYTES);
+        if (trajectory.consumedAny(n, it.value(), earliest)) {
+          return true;
+        }
+      }
+      it.status();
+    }
+    return false;
+  }
+
   /** See {@link ModelStore#prune}. */
   Prune prune(boolean thinSnapshots) {
     db.requireWritable();

@@ -364,6 +364,29 @@ public final class ModelStore implements AutoCloseable {
     return branches.rollbackTo(step, offsets);
   }
 
+  /**
+   * For exact forgetting: the first step of the live trajectory whose commit consumed one of the
+   * forgotten events, given as the earliest forgotten offset per source partition (a step consumed
+   * it when the next offset it committed for that partition is past it).
+   *
+   * @return that step, or 0 when no committed step has consumed any of them yet
+   */
+  public long firstStepConsuming(Map<SourcePartition, Long> earliest) {
+    return trajectory.firstStepConsuming(earliest);
+  }
+
+  /**
+   * For exact forgetting: deletes the steps of every abandoned branch that consumed one of the
+   * forgotten events (earliest forgotten offset per source partition), or forked from a model that
+   * had, and marks the branch {@link Branch#forgotten}: its checkpoints are superseded. Compacts
+   * the database so that the deleted records leave its files. Idempotent.
+   *
+   * @return the branches this call forgot
+   */
+  public List<Branch> forgetBranches(Map<SourcePartition, Long> earliest) {
+    return branches.forgetBranches(earliest);
+  }
+
   /** @return the abandoned branches not yet pruned, by id */
   public List<Branch> branches() {
     return branches.branches();

@@ -257,6 +257,40 @@ final class Trajectory {
     });
   }
 
+  /**
+   * @return whether a stored step value names a partition of {@code events} with a next offset
+   *     past one of its offsets there, that is, whether the step's commit had consumed one of them
+   */
+  boolean consumedAny(long step, byte[] value, Map<SourcePartition, Long> earliest) {
+    Map<Integer, Long> named = StepRecordCodec.decodeOffsets(step, value);
+    if (named == null) {
+      return true; // an older PocketTune kept no offsets with steps: it may have, so assume it did
+    }
+    for (Map.Entry<Integer, Long> e : named.entrySet()) {
+      Long first = earliest.get(partition(e.getKey(), step));
+      if (first != null && e.getValue() > first) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** See {@link ModelStore#firstStepConsuming}. */
+  long firstStepConsuming(Map<SourcePartition, Long> earliest) {
+    return db.read("find the first step past the forgotten events", () -> {
+      try (RocksIterator it = db.iterator(Column.STEPS)) {
+        for (it.seekToFirst(); it.isValid(); it.next()) {
+          long n = StepRecordCodec.step(it.key());
+          if (consumedAny(n, it.value(), earliest)) {
+            return n;
+          }
+        }
+        it.status();
+      }
+      return 0L;
+    });
+  }
+
   private SourcePartition partition(int index, long step) {
     SourcePartition p = partitionByIndex.get(index);
     if (p == null) {

@@ -28,8 +28,12 @@ final class Exports {
       Checkpoint c = store.checkpoint(checkpointId).orElseThrow(() -> new IllegalArgumentException(
           "there is no checkpoint " + checkpointId + ": list them with 'pockettune checkpoints'"));
       if (!c.live()) {
-        throw new IllegalArgumentException("checkpoint " + c.id() + " is on branch " + c.branch()
-            + ", abandoned by a rollback: export a checkpoint on the live trajectory");
+        boolean forgotten = store.branches().stream().anyMatch(b -> b.id() == c.branch() && b.forgotten());
+        throw new IllegalArgumentException(forgotten
+            ? "checkpoint " + c.id() + " (step " + c.step() + ") was superseded when forget removed events it had"
+                + " learnt from, and can no longer be restored: export a live checkpoint (see 'pockettune checkpoints')"
+            : "checkpoint " + c.id() + " is on branch " + c.branch()
+                + ", abandoned by a rollback: export a checkpoint on the live trajectory");
       }
       Restored r = session.restore(c.step());
       String digest = session.model().parameters().digest();

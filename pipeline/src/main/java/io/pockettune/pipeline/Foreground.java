@@ -44,8 +44,13 @@ final class Foreground implements AutoCloseable {
       MezoConfig mezo = s.mezo();
     StoreSession session = StoreSession.forTraining(dir, pkg, mezo, s.batch(), s.maxTokens(), s.threads());
     try {
+      // A forget a crash interrupted is finished before anything trains.
+      if (Forgetting.finishPending(new Forgetting.Context(dir, pkg, log, serde, session, Forgetting.Batching.of(s)))
+          .isPresent()) {
+        session.resetToBase();
+      }
       return new Foreground(pkg, log, serde, s, session, session.restore(session.store().lastStep()));
-    } catch (RuntimeException e) {
+    } catch (IOException | RuntimeException e) {
       session.close();
       throw e;
     }

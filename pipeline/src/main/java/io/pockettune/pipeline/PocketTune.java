@@ -20,6 +20,7 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -393,6 +394,95 @@ public final class PocketTune implements AutoCloseable {
           .put("snapshot_step", snapshotStep)
           .put("replayed", replayed)
           .put("rollback_ms", millis);
+    }
+  }
+
+  /**
+   * Forgets events for good, model included ({@code pockettune forget}): erases them from the log
+   * and their dead letters, rolls the model back to the last step before any step that trained on
+   * them, deletes the steps that had (superseding their checkpoints), and trains again on every
+   * later event in the original order, so that the model is bit for bit the one a run over the log
+   * without them would have trained. Several events cost one rollback. Beside training in this
+   * process, or a service in another, training pauses for it and resumes after. A forget that a
+   * crash interrupted is finished first; with no {@code events}, that is all it does.
+   *
+   * @param events {@code topic-partition@offset} (such as {@code messages-0@17}) or event ids
+   * @return what was done, or null when {@code events} is empty and nothing was unfinished
+   * @throws IllegalArgumentException in one sentence when a reference names no event
+   */
+  public synchronized ForgetResult forget(List<String> events) throws IOException {
+    checkOpen();
+    List<String> refs = List.copyOf(events);
+    if (service != null) {
+      return service.forget(refs);
+    }
+    Optional<JsonNode> answer = ControlChannel.call(dir.root(), new JsonLine().put("op", "forget").put("events", refs)
+        .toString(), List.of());
+    if (answer.isPresent()) {
+      return ForgetResult.of(answer.get());
+    }
+    closeForeground();
+    openLog();
+    StoreSession.requireStore(dir);
+    Forgetting.Batching batching = batchingOf(settings);
+    try (StoreSession session = StoreSession.forForget(dir, pkg(), settings.threads())) {
+      RunConfig config = session.runConfig();
+      if (config.batch() > 0) {
+        batching = new Forgetting.Batching(config.batch(), batching.batchTokens(),
+            config.maxTokens() > 0 ? config.maxTokens() : batching.maxTokens(), batching.checkpointEvery(),
+            batching.snapshotEvery());
+      }
+      Forgetting.Context ctx = new Forgetting.Context(dir, pkg(), log, serde, session, batching);
+      if (refs.isEmpty()) {
+        return Forgetting.finishPending(ctx).map(Forgetting.Outcome::result).orElse(null);
+      }
+      return Forgetting.forget(ctx, Forgetting.resolve(log, serde, refs)).result();
+    }
+  }
+
+  private Forgetting.Batching batchingOf(Service.Settings given) throws IOException {
+    return Forgetting.Batching.of(given.withDefaults(pkg().card()));
+  }
+
+  /**
+   * What a forget did.
+   *
+   * @param events                the events forgotten, as {@code topic-partition@offset}
+   * @param recordsErased         log records erased by this call (0 for those a crash left erased)
+   * @param deadLettersErased     dead letters of them erased
+   * @param rolledBackTo          the step the model went back to (the last before any that trained on them)
+   * @param stepsUndone           steps deleted from the live trajectory
+   * @param stepsRetrained        steps trained again after the rollback
+   * @param lastStep              the last committed step now
+   * @param checkpointsSuperseded checkpoints that had learnt from the events (no longer restorable)
+   * @param branchesForgotten     abandoned branches whose steps were deleted by this call
+   * @param digest                SHA-256 of the trainable values now
+   * @param millis                time taken
+   * @param resumed               true when this finished a forget a crash had interrupted
+   */
+  public record ForgetResult(List<String> events, long recordsErased, long deadLettersErased, long rolledBackTo,
+      long stepsUndone, long stepsRetrained, long lastStep, List<Long> checkpointsSuperseded,
+      List<Long> branchesForgotten, String digest, long millis, boolean resumed) {
+
+    public JsonLine json() {
+      return new JsonLine().put("forgotten", events).put("records_erased", recordsErased)
+          .put("dead_letters_erased", deadLettersErased).put("rolled_back_to", rolledBackTo)
+          .put("steps_undone", stepsUndone).put("steps_retrained", stepsRetrained).put("last_step", lastStep)
+          .put("checkpoints_superseded", checkpointsSuperseded).put("branches_forgotten", branchesForgotten)
+          .put("parameters_sha256", digest).put("forget_ms", millis).put("resumed", resumed);
+    }
+
+    static ForgetResult of(JsonNode n) {
+      List<String> events = new ArrayList<>();
+      n.path("forgotten").forEach(e -> events.add(e.asText()));
+      List<Long> superseded = new ArrayList<>();
+      n.path("checkpoints_superseded").forEach(e -> superseded.add(e.asLong()));
+      List<Long> branches = new ArrayList<>();
+      n.path("branches_forgotten").forEach(e -> branches.add(e.asLong()));
+      return new ForgetResult(List.copyOf(events), n.path("records_erased").asLong(), n.path("dead_letters_erased").asLong(),
+          n.path("rolled_back_to").asLong(), n.path("steps_undone").asLong(), n.path("steps_retrained").asLong(),
+          n.path("last_step").asLong(), List.copyOf(superseded), List.copyOf(branches),
+          n.path("parameters_sha256").asText(), n.path("forget_ms").asLong(), n.path("resumed").asBoolean());
     }
   }
 

@@ -112,8 +112,16 @@ final class Service implements AutoCloseable {
     }
   };
   private final ModelStore store;
-  private final LiveLogSource source;
-  private final TrainingJob job;
+  private final EventSerde serde;
+  /** Replaced (by the trainer thread) when a forget rebuilds the job; read by status. */
+  private volatile LiveLogSource source;
+  private volatile TrainingJob job;
+  /** Forgets asked for over the control channel or the API, run by the trainer thread between steps. */
+  private final java.util.concurrent.LinkedBlockingQueue<ForgetRequest> forgets =
+      new java.util.concurrent.LinkedBlockingQueue<>();
+
+  private record ForgetRequest(List<String> refs,
+      java.util.concurrent.CompletableFuture<PocketTune.ForgetResult> result) {}
   private final Governor governor;
   private final ServiceMetrics metrics;
   private final EventJson events;
@@ -151,6 +159,7 @@ final class Service implements AutoCloseable {
     this.progress = progress;
     this.log = log;
     this.pkg = pkg;
+    this.serde = serde;
     governor = new Governor(s.dutyCycle(), s.maxMemoryMb() * 1024 * 1024, Governor::residentSetBytes);
     StoreSession session = null;
     try {
@@ -158,6 +167,11 @@ final class Service implements AutoCloseable {
       MezoConfig mezo = s.mezo();
       session = StoreSession.forTraining(dir, pkg, mezo, s.batch(), s.maxTokens(), s.threads());
       ModelStore st = session.store();
+      // A forget a crash interrupted is finished before anything trains or answers.
+      if (Forgetting.finishPending(new Forgetting.Context(dir, pkg, log, serde, session, Forgetting.Batching.of(s)))
+          .isPresent()) {
+        session.resetToBase();
+      }
       Restored restored = session.restore(st.lastStep());
       MezoTrainer mezoTrainer = restored.trainer();
       startStep = restored.step();
@@ -165,26 +179,14 @@ final class Service implements AutoCloseable {
       List<Checkpoint> checkpoints = st.checkpoints();
       lastCheckpoint = checkpoints.isEmpty() ? null : checkpoints.get(checkpoints.size() - 1);
 
-      Map<TopicPartition, Long> start = new LinkedHashMap<>();
-      Map<SourcePartition, Long> committed = st.committedOffsets();
-      for (TopicPartition tp : Topics.sources()) {
-        start.put(tp, committed.getOrDefault(new SourcePartition(tp.topic(), tp.partition()),
-            log.startOffset(tp.topic(), tp.partition())));
-      }
-      consumed = start;
-      source = new LiveLogSource(log, start, TimeUnit.MILLISECONDS.toNanos(s.maxIdleMillis()), time);
-      MicroBatcher batcher = new MicroBatcher(s.batch(), s.batchTokens(),
-          s.maxWaitMillis() == Long.MAX_VALUE ? Long.MAX_VALUE : TimeUnit.MILLISECONDS.toNanos(s.maxWaitMillis()), time);
-      TrainingJob j = new TrainingJob(source, serde, pkg.mapper(), pkg.exampleTokenizer(), s.maxTokens(), batcher,
-          mezoTrainer, st, new DeadLetters(log), s.checkpointEvery(), session.model().parameters(), s.snapshotEvery());
-      job = pkg.card().classification() ? j.labelsOnly() : j;
+      this.session = session;
+      store = st;
+      buildJob(mezoTrainer);
       metrics = new ServiceMetrics(this::lagTotal, () -> recentLoss);
       if (s.reportMetrics()) {
         metrics.report(dir.metrics());
       }
       model = session.model();
-      this.session = session;
-      store = st;
       control = s.controlSocket() ? new ControlChannel(dir.controlSocket(), this::handle) : null;
     } catch (RuntimeException | IOException e) {
       if (session != null) {
@@ -194,6 +196,78 @@ final class Service implements AutoCloseable {
     }
     startedNanos = time.nanoseconds();
     trainer = new Thread(this::loop, "pockettune-trainer");
+  }
+
+  /**
+   * Makes the source (from the store's committed offsets), the batcher and the job that trains with
+   * {@code trainer}: at the start, and again after a forget.
+   */
+  private void buildJob(MezoTrainer trainer) {
+    Settings s = settings;
+    Map<TopicPartition, Long> start = new LinkedHashMap<>();
+    Map<SourcePartition, Long> committed = store.committedOffsets();
+    for (TopicPartition tp : Topics.sources()) {
+      start.put(tp, committed.getOrDefault(new SourcePartition(tp.topic(), tp.partition()),
+          log.startOffset(tp.topic(), tp.partition())));
+    }
+    LiveLogSource src = new LiveLogSource(log, start, TimeUnit.MILLISECONDS.toNanos(s.maxIdleMillis()), time);
+    MicroBatcher batcher = new MicroBatcher(s.batch(), s.batchTokens(),
+        s.maxWaitMillis() == Long.MAX_VALUE ? Long.MAX_VALUE : TimeUnit.MILLISECONDS.toNanos(s.maxWaitMillis()), time);
+    TrainingJob j = new TrainingJob(src, serde, pkg.mapper(), pkg.exampleTokenizer(), s.maxTokens(), batcher,
+        trainer, store, new DeadLetters(log), s.checkpointEvery(), session.model().parameters(), s.snapshotEvery());
+    consumed = start;
+    source = src;
+    job = pkg.card().classification() ? j.labelsOnly() : j;
+  }
+
+  /**
+   * Forgets events beside training (see {@link Forgetting}): the trainer thread pauses between
+   * steps, forgets, rebuilds its job from the store and trains on; this waits for it.
+   */
+  PocketTune.ForgetResult forget(List<String> refs) throws IOException {
+    ForgetRequest r = new ForgetRequest(List.copyOf(refs), new java.util.concurrent.CompletableFuture<>());
+    if (stopped.getCount() == 0 || stopping) {
+      throw new IllegalStateException("training has stopped" + (failure == null ? "" : " (" + PocketTune.message(failure)
+          + ")") + ": stop the service and forget with 'pockettune forget', which trains again itself");
+    }
+    forgets.add(r);
+    wakeUp();
+    try {
+      return r.result().get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new java.io.InterruptedIOException("interrupted while waiting for the forget; it goes on, and a restart"
+          + " finishes it");
+    } catch (java.util.concurrent.ExecutionException e) {
+      Throwable cause = e.getCause();
+      if (cause instanceof IOException io) {
+        throw io;
+      }
+      if (cause instanceof RuntimeException re) {
+        throw re;
+      }
+      throw new IOException(PocketTune.message(cause), cause);
+    }
+  }
+
+  /** Runs one forget on the trainer thread; a refused request leaves training as it was. */
+  private void runForget(ForgetRequest r) {
+    try {
+      List<Forgetting.Event> events = Forgetting.resolve(log, serde, r.refs());
+      synchronized (models) {
+        models.values().forEach(PersonalModel::close); // they may hold what the events taught
+        models.clear();
+        Forgetting.Outcome o = Forgetting.forget(new Forgetting.Context(dir, pkg, log, serde, session,
+            Forgetting.Batching.of(settings)), events);
+        buildJob(o.trainer());
+        lastStep = store.lastStep();
+        List<Checkpoint> all = store.checkpoints();
+        lastCheckpoint = all.stream().filter(Checkpoint::live).reduce((a, b) -> b).orElse(null);
+        r.result().complete(o.result());
+      }
+    } catch (IOException | RuntimeException e) {
+      r.result().completeExceptionally(e);
+    }
   }
 
   /**
@@ -234,6 +308,11 @@ final class Service implements AutoCloseable {
   private void loop() {
     try {
       while (!stopping) {
+        ForgetRequest forget = forgets.poll();
+        if (forget != null) {
+          runForget(forget);
+          continue;
+        }
         if (!governor.mayTrain()) {
           sleep(TimeUnit.MILLISECONDS.toNanos(settings.pollMillis()));
           continue;
@@ -266,6 +345,10 @@ final class Service implements AutoCloseable {
       LOG.error("training stopped: {}", PocketTune.message(t), t);
     } finally {
       stopped.countDown();
+      for (ForgetRequest r; (r = forgets.poll()) != null; ) {
+        r.result().completeExceptionally(new IllegalStateException("training stopped before the forget ran: forget"
+            + " with 'pockettune forget' once the service is stopped"));
+      }
     }
   }
 
@@ -315,6 +398,10 @@ final class Service implements AutoCloseable {
         metrics.eventsIn.mark(lines.size());
         wakeUp();
         return new JsonLine().put("appended", lines.size()).put("topic", topic).put("offsets", offsets).toString();
+      case "forget":
+        List<String> refs = new ArrayList<>();
+        request.path("events").forEach(n -> refs.add(n.asText()));
+        return forget(refs).json().toString();
       case "generate":
         synchronized (models) {
           List<String> stop = new ArrayList<>();
@@ -338,7 +425,7 @@ final class Service implements AutoCloseable {
         }
         return new JsonLine().put("results", results).toString();
       default:
-        return ControlChannel.error("unknown request '" + op + "': use status, pause, resume, produce, generate, classify or score");
+        return ControlChannel.error("unknown request '" + op + "': use status, pause, resume, produce, forget, generate, classify or score");
     }
   }
 

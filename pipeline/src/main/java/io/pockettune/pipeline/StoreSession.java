@@ -76,6 +76,15 @@ final class StoreSession implements AutoCloseable {
     return existing(data, pkg, threads, true);
   }
 
+  /**
+   * Opens an existing store for writing to forget events: like {@link #writable}, but without
+   * refusing an unfinished forget, which the caller finishes.
+   */
+  static StoreSession forForget(DataDirectory data, ModelPackage pkg, int threads) throws IOException {
+    requireStore(data);
+    return open(data, pkg, threads, true);
+  }
+
   /** Refuses a data directory without a model store, in one sentence. */
   static void requireStore(DataDirectory data) {
     if (!Files.isDirectory(data.store())) {
@@ -86,6 +95,11 @@ final class StoreSession implements AutoCloseable {
 
   private static StoreSession existing(DataDirectory data, ModelPackage pkg, int threads, boolean write) throws IOException {
     requireStore(data);
+    Forgetting.refuseIfUnfinished(data);
+    return open(data, pkg, threads, write);
+  }
+
+  private static StoreSession open(DataDirectory data, ModelPackage pkg, int threads, boolean write) throws IOException {
     pkg.checkBinding(data);
     ModelStore store = write ? ModelStore.openExisting(data.store()) : ModelStore.openReadOnly(data.store());
     LossModel model = null;
@@ -125,6 +139,16 @@ final class StoreSession implements AutoCloseable {
   /** The run config in force now (the latest recorded). */
   RunConfig runConfig() {
     return RunConfig.parse(store.identity().runConfig());
+  }
+
+  /**
+   * Puts the base values back into the model's parameters (from a second, short-lived load of the
+   * package), as {@link #restore} needs when the parameters were trained since the session opened.
+   */
+  void resetToBase() throws IOException {
+    try (LossModel fresh = pkg.open(1)) {
+      model.parameters().load(fresh.parameters().toArray());
+    }
   }
 
   /**

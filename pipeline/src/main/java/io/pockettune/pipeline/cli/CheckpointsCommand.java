@@ -65,7 +65,9 @@ final class CheckpointsCommand implements Callable<Integer> {
       for (Checkpoint c : checkpoints) {
         StringJoiner metrics = new StringJoiner(" ");
         c.metrics().forEach((k, v) -> metrics.add(String.format(Locale.ROOT, "%s=%.4f", k, v)));
-        String state = c.live() ? "" : "  [abandoned: branch " + c.branch() + "]";
+        boolean superseded = branches.stream().anyMatch(b -> b.id() == c.branch() && b.forgotten());
+        String state = c.live() ? "" : superseded ? "  [superseded: forget removed events it had learnt from]"
+            : "  [abandoned: branch " + c.branch() + "]";
         out.printf(Locale.ROOT, "%5d %9d  %-20s  %-16s  %s%s%n", c.id(), c.step(),
             c.time().toString().replace('T', ' ').replaceFirst("\\.\\d+Z$|Z$", ""),
             c.label() == null ? "-" : c.label(), metrics, state);
@@ -75,6 +77,7 @@ final class CheckpointsCommand implements Callable<Integer> {
         row.put("label", c.label());
         row.put("time", c.time().toString());
         row.put("live", c.live());
+        row.put("superseded", superseded);
         row.put("branch", c.branch());
         row.put("metrics", c.metrics());
         row.put("offsets", PocketTune.offsetsJson(c.offsets()));

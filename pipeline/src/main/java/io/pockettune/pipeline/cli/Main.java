@@ -24,6 +24,7 @@ import picocli.CommandLine;
       StatusCommand.class,
       CheckpointsCommand.class,
       RollbackCommand.class,
+      ForgetCommand.class,
       ReplayCommand.class,
       ExportCommand.class,
       PullCommand.class,
