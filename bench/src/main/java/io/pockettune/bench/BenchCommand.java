@@ -17,7 +17,7 @@ import picocli.CommandLine;
 @Command(name = "pockettune bench", mixinStandardHelpOptions = true, version = "pockettune bench 0.1.0",
     description = "Measure the trainer, the log, the store and inference against baselines in the same run.",
     subcommands = {BenchTrainerCommand.class, BenchIngestCommand.class, BenchStoreCommand.class,
-        BenchInferenceCommand.class, BenchQualityCommand.class})
+        BenchInferenceCommand.class, BenchQualityCommand.class, BenchFuzzCommand.class, BenchSoakCommand.class})
 public final class BenchCommand implements Runnable {
   @Spec CommandSpec spec;
 

@@ -16,6 +16,7 @@ import java.nio.file.Path;
  *   model/base.onnx      the built-in demo model, written on first use (no --model given)
  *   model-binding.json   which model package the directory is bound to (content hashes)
  *   control.sock         the running service's control socket (Unix domain, owner only)
+ *   forget.pending       the journal of a forget in progress (owner only)
  *   metrics/             the service's Dropwizard metrics as CSV
  *   reports/             replay reports (HTML, CSV, JSON)
  * </pre>
@@ -85,6 +86,11 @@ final class DataDirectory {
 
   Path controlSocket() {
     return root.resolve("control.sock");
+  }
+
+  /** The journal of a forget in progress (mode 0600; see {@link Forgetting}). */
+  Path forgetJournal() {
+    return root.resolve(Forgetting.JOURNAL);
   }
 
   /** The Kafka listener's SASL/PLAIN credentials (mode 0600). */

@@ -245,7 +245,7 @@ final class Forgetting {
     try {
       j = Journal.read(dir);
     } catch (IOException e) {
-      throw new IllegalStateException("cannot read " + dir.root().resolve(JOURNAL) + " (" + e.getMessage() + "): check"
+      throw new IllegalStateException("cannot read " + dir.forgetJournal() + " (" + e.getMessage() + "): check"
           + " its permissions; a forget may be unfinished", e);
     }
     if (j.isPresent() && j.get().phase().equals(Journal.ERASE)) {
@@ -397,8 +397,8 @@ final class Forgetting {
       }
       root.put("rollback_to", rollbackTo).put("last_step_before", lastStepBefore).put("phase", phase)
           .put("started_ms", startedMillis);
-      Path file = dir.root().resolve(JOURNAL);
-      Path tmp = dir.root().resolve(JOURNAL + ".tmp");
+      Path file = dir.forgetJournal();
+      Path tmp = file.resolveSibling(JOURNAL + ".tmp");
       Files.deleteIfExists(tmp);
       Files.createFile(tmp);
       OwnerOnly.restrict(tmp); // it names events of the user's: owner only, as the log is
@@ -411,7 +411,7 @@ final class Forgetting {
     }
 
     static Optional<Journal> read(DataDirectory dir) throws IOException {
-      Path file = dir.root().resolve(JOURNAL);
+      Path file = dir.forgetJournal();
       if (!Files.isRegularFile(file)) {
         return Optional.empty();
       }
@@ -430,7 +430,7 @@ final class Forgetting {
     }
 
     static void delete(DataDirectory dir) throws IOException {
-      Files.deleteIfExists(dir.root().resolve(JOURNAL));
+      Files.deleteIfExists(dir.forgetJournal());
       forceDirectory(dir.root());
     }
 

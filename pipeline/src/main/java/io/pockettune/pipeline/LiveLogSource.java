@@ -107,6 +107,13 @@ final class LiveLogSource implements RecordSource {
     return out;
   }
 
+  private long skippedByRetention;
+
+  /** @return records retention deleted before this source read them */
+  long skippedByRetention() {
+    return skippedByRetention;
+  }
+
   /** @return true when every record acknowledged so far has been consumed */
   boolean caughtUp() {
     return lag().values().stream().allMatch(l -> l == 0);
@@ -129,9 +136,20 @@ final class LiveLogSource implements RecordSource {
     boolean fill() {
       long end = log.endOffset(partition.topic(), partition.partition());
       if (buffer.isEmpty() && end > nextRead) {
+        long start = log.startOffset(partition.topic(), partition.partition());
+        if (nextRead < start) {
+          // Retention deleted records before training read them: they are gone; go on after them.
+          org.slf4j.LoggerFactory.getLogger(LiveLogSource.class).warn("retention deleted offsets {} to {} of {}"
+              + " before training read them; training goes on from offset {}", nextRead, start - 1, partition, start);
+          skippedByRetention += start - nextRead;
+          nextRead = start;
+          position = start;
+        }
         List<LogEntry> entries;
         try {
           entries = log.read(partition.topic(), partition.partition(), nextRead, READ_CHUNK);
+        } catch (IllegalArgumentException deletedMeanwhile) {
+          return false; // retention deleted the segment between the check and the read: the next call skips it
         } catch (IOException e) {
           throw new UncheckedIOException("cannot read " + partition + " at offset " + nextRead + ": " + e.getMessage(), e);
         }

@@ -97,6 +97,15 @@ final class LogSource implements RecordSource {
     /** @return true when a record is buffered */
     boolean fill() {
       if (buffer.isEmpty() && nextRead < end) {
+        long first = log.startOffset(partition.topic(), partition.partition());
+        if (nextRead < first) {
+          // Retention deleted records before they were read: they are gone; go on after them.
+          nextRead = Math.min(first, end);
+          positions.put(partition, nextRead);
+          if (nextRead >= end) {
+            return false;
+          }
+        }
         int max = (int) Math.min(READ_CHUNK, end - nextRead);
         // Taken before the read: a read that finds nothing before it found only erased records.
         long stop = Math.min(end, log.endOffset(partition.topic(), partition.partition()));

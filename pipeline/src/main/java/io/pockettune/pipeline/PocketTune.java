@@ -79,6 +79,7 @@ public final class PocketTune implements AutoCloseable {
   private EventSerde serde;
   private final java.net.InetSocketAddress kafkaAddress;
   private final boolean kafkaAllowRemote;
+  private final io.pockettune.ingest.LogConfig logConfig;
   private KafkaListener kafkaListener;
   private EmbeddedProducer<String, SpecificRecord> producer;
   private Service service;
@@ -94,6 +95,7 @@ public final class PocketTune implements AutoCloseable {
     this.time = b.time;
     this.kafkaAddress = b.kafkaAddress;
     this.kafkaAllowRemote = b.kafkaAllowRemote;
+    this.logConfig = b.logConfig;
   }
 
   /**
@@ -804,7 +806,7 @@ public final class PocketTune implements AutoCloseable {
     checkOpen();
     if (log == null) {
       dir.createRoot();
-      EmbeddedLog l = EmbeddedLog.open(dir.log());
+      EmbeddedLog l = EmbeddedLog.open(dir.log(), logConfig);
       try {
         Topics.create(l);
         serde = new EventSerde(SchemaStore.open(dir.schemas()));
@@ -951,10 +953,22 @@ public final class PocketTune implements AutoCloseable {
     private PrintWriter progress;
     private PrintWriter stepLog;
     private Time time = Time.SYSTEM;
+    private io.pockettune.ingest.LogConfig logConfig = io.pockettune.ingest.LogConfig.defaults();
 
     private Builder(Path dataDir) {
       this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
       DataDirectory.at(dataDir); // a regular file is refused here, before any command does work
+    }
+
+    /**
+     * The embedded log's configuration: segment size, flush policy and retention (default: {@link
+     * io.pockettune.ingest.LogConfig#defaults}, which keeps every record). With retention, the log
+     * deletes its oldest segments (checked every {@link EmbeddedLog#RETENTION_CHECK_INTERVAL_MS} ms),
+     * and training skips what retention deleted before it was read, with a warning.
+     */
+    public Builder logConfig(io.pockettune.ingest.LogConfig config) {
+      this.logConfig = Objects.requireNonNull(config, "config");
+      return this;
     }
 
     /** The model package (a folder made by {@code pockettune model init}); default: the built-in demo model. */

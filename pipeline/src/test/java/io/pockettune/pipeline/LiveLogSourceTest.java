@@ -74,4 +74,37 @@ class LiveLogSourceTest {
       assertEquals(Map.of(P0, 2L, P1, 1L), source.positions());
     }
   }
+
+  /**
+   * Retention deleting records before the source read them: both sources go on from the first
+   * record left, counting the loss, instead of failing on an offset out of range; erased records
+   * (forgotten events) at the end are stepped over, so the live source counts as caught up.
+   */
+  @Test
+  void next_goesOnAfterRecordsRetentionDeletedAndStepsOverErasedOnes() throws Exception {
+    io.pockettune.ingest.LogConfig small = io.pockettune.ingest.LogConfig.defaults().withSegmentBytes(200)
+        .withRetention(-1, 300);
+    try (EmbeddedLog log = EmbeddedLog.open(dir, small)) {
+      log.createTopic("t", 2);
+      for (long t = 0; t < 40; t++) {
+        log.append("t", 0, List.of(at(t)));
+      }
+      Map<TopicPartition, Long> start = new LinkedHashMap<>(Map.of(P0, 0L, P1, 0L));
+      LiveLogSource live = new LiveLogSource(log, start, 0, now);
+      assertTrue(log.enforceRetention() > 0, "retention deleted segments");
+      long first = log.startOffset("t", 0);
+      assertTrue(first > 0);
+      List<Long> read = drain(live);
+      assertEquals(first, (long) read.get(0), "the live source goes on from the first record left");
+      assertEquals(first, live.skippedByRetention());
+      List<Long> bounded = drain(new LogSource(log, start, Map.of(P0, 40L, P1, 0L)));
+      assertEquals(read, bounded, "so does the bounded one");
+
+      log.erase("t", 0, java.util.Set.of(38L, 39L));
+      LiveLogSource again = new LiveLogSource(log, new LinkedHashMap<>(Map.of(P0, 38L, P1, 0L)), 0, now);
+      assertNull(again.next());
+      assertTrue(again.caughtUp(), "erased records at the end count as consumed");
+      assertEquals(40L, again.positions().get(P0));
+    }
+  }
 }

@@ -73,6 +73,14 @@ final class ServeCommand implements Callable<Integer> {
       + " 200); training stays caught up for 30 s, or this if longer, before an 'idle' checkpoint at new steps")
   Long maxIdleMs;
 
+  @Option(names = "--retention-hours", description = "delete log segments whose newest event is older than this"
+      + " (default: keep everything); events deleted before training read them are skipped, with a warning")
+  Double retentionHours;
+
+  @Option(names = "--retention-mb", description = "delete the oldest log segments while a partition holds more than"
+      + " this (default: no limit)")
+  Long retentionMb;
+
   @Option(names = "--kafka-listener", paramLabel = "HOST:PORT",
       description = "also serve Kafka clients (the Kafka protocol, SASL/PLAIN) on this address (default: off)")
   String kafkaListener;
@@ -121,6 +129,15 @@ final class ServeCommand implements Callable<Integer> {
           || Boolean.parseBoolean(p.getProperty("kafka-listener-allow-remote", "false")));
     } else if (kafkaListenerAllowRemote) {
       throw new IllegalArgumentException("--kafka-listener-allow-remote needs --kafka-listener HOST:PORT");
+    }
+    double hours = pick(retentionHours, p, "retention-hours", -1.0);
+    long mb = pick(retentionMb, p, "retention-mb", -1L);
+    if (hours != -1 || mb != -1) {
+      if ((hours != -1 && !(hours > 0)) || (mb != -1 && mb < 1)) {
+        throw new IllegalArgumentException("--retention-hours and --retention-mb must be positive");
+      }
+      b.logConfig(io.pockettune.ingest.LogConfig.defaults().withRetention(hours == -1 ? -1 : (long) (hours * 3_600_000),
+          mb == -1 ? -1 : mb * 1024 * 1024));
     }
     long wait = pick(maxWaitMs, p, "max-wait-ms", Long.MAX_VALUE);
     if (wait != Long.MAX_VALUE) {

@@ -1,0 +1,178 @@
+package io.pockettune.bench;
+
+import io.pockettune.ingest.LogConfig;
+import io.pockettune.pipeline.JsonLine;
+import io.pockettune.pipeline.PocketTune;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Stream;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code pockettune bench soak --minutes N}: continuous produce and training with retention on,
+ * the service as an app embeds it (the built-in demo model, the runtime API in this JVM), sampled
+ * every few seconds: resident memory, open file descriptors, threads and lag. Reported as the
+ * averages of the first and the last window (5 minutes, or half the run if shorter) and their
+ * ratio, the baseline being the same process earlier in the same run: flat means a ratio near 1.
+ * Retention is small (segments of 256 KiB, 2 MiB a partition) so that segments roll and are deleted
+ * throughout; the log checks retention every {@code EmbeddedLog.RETENTION_CHECK_INTERVAL_MS}.
+ */
+@Command(name = "soak", mixinStandardHelpOptions = true,
+    description = "Produce and train continuously for N minutes with retention on: memory, files, threads, lag.")
+final class BenchSoakCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--minutes", description = "how long (default: ${DEFAULT-VALUE})")
+  double minutes = 30;
+
+  @Option(names = "--rate", description = "events produced per second (default: ${DEFAULT-VALUE})")
+  int rate = 8;
+
+  @Option(names = "--sample-seconds", description = "seconds between samples (default: ${DEFAULT-VALUE})")
+  int sampleSeconds = 10;
+
+  @Option(names = "--data-dir", paramLabel = "DIR",
+      description = "where to put the run's data directory, a temporary one under DIR deleted afterwards"
+          + " (default: ${DEFAULT-VALUE})")
+  Path dataDir = Path.of("pockettune-data");
+
+  @Option(names = "--json", description = "make the last line of standard output one JSON object with the figures")
+  boolean json;
+
+  /** One sample: seconds since the start, resident bytes, open descriptors, threads, lag, last step. */
+  record Sample(double seconds, long rss, long fds, long threads, long lag, long step) {}
+
+  @Override
+  public Integer call() throws Exception {
+    if (!(minutes > 0) || rate < 1 || sampleSeconds < 1) {
+      throw new IllegalArgumentException("--minutes, --rate and --sample-seconds must be positive");
+    }
+    PrintWriter out = spec.commandLine().getOut();
+    Files.createDirectories(dataDir);
+    Path work = Files.createTempDirectory(dataDir.toAbsolutePath(), "bench-soak-");
+    try {
+      return run(work.resolve("data"), out);
+    } finally {
+      try (Stream<Path> files = Files.walk(work)) {
+        files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+      }
+    }
+  }
+
+  private int run(Path data, PrintWriter out) throws Exception {
+    LogConfig log = LogConfig.defaults().withSegmentBytes(256 * 1024).withRetention(-1, 2L * 1024 * 1024);
+    List<Sample> samples = new ArrayList<>();
+    AtomicLong produced = new AtomicLong();
+    long started = System.nanoTime();
+    long end = started + (long) (minutes * 60e9);
+    try (PocketTune tune = PocketTune.builder(data).threads(1).batch(4).checkpointEvery(200).snapshotEvery(100)
+        .logConfig(log).open()) {
+      tune.startTraining();
+      Thread producer = new Thread(() -> produce(tune, end, produced), "soak-producer");
+      producer.setDaemon(true);
+      producer.start();
+      long next = System.nanoTime();
+      while (System.nanoTime() < end) {
+        JsonLine status = tune.status();
+        samples.add(new Sample((System.nanoTime() - started) / 1e9, rss(), fds(),
+            ManagementFactory.getThreadMXBean().getThreadCount(), ((Number) status.get("lag")).longValue(),
+            ((Number) status.get("last_step")).longValue()));
+        if (tune.trainingFailure() != null) {
+          throw new IllegalStateException("training failed during the soak: " + PocketTune.message(tune.trainingFailure()),
+              tune.trainingFailure());
+        }
+        Sample s = samples.get(samples.size() - 1);
+        out.printf(Locale.ROOT, "%6.0f s  rss %5.1f MB  fds %4d  threads %3d  lag %5d  step %7d%n", s.seconds(),
+            s.rss() / 1e6, s.fds(), s.threads(), s.lag(), s.step());
+        out.flush();
+        next += sampleSeconds * 1_000_000_000L;
+        Thread.sleep(Math.max(0, (next - System.nanoTime()) / 1_000_000));
+      }
+      producer.join(5_000);
+      tune.stopTraining();
+    }
+    double window = Math.min(300, minutes * 60 / 2);
+    double total = (System.nanoTime() - started) / 1e9;
+    List<Sample> first = samples.stream().filter(s -> s.seconds() <= window).toList();
+    List<Sample> last = samples.stream().filter(s -> s.seconds() >= total - window).toList();
+    JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate)
+        .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
+        .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
+    for (String what : List.of("rss", "fds", "threads", "lag")) {
+      double a = mean(first, what);
+      double b = mean(last, what);
+      j.put(what + "_first", round(a)).put(what + "_last", round(b)).put(what + "_last_vs_first", round(b / a));
+    }
+    j.put("lag_max", samples.stream().mapToLong(Sample::lag).max().orElse(0));
+    out.printf(Locale.ROOT, "first vs last %.0f s: rss x%s, fds x%s, threads x%s; lag at most %s events%n", window,
+        j.get("rss_last_vs_first"), j.get("fds_last_vs_first"), j.get("threads_last_vs_first"), j.get("lag_max"));
+    if (json) {
+      out.println(j);
+    }
+    return 0;
+  }
+
+  private void produce(PocketTune tune, long end, AtomicLong produced) {
+    long next = System.nanoTime();
+    long i = 0;
+    while (System.nanoTime() < end) {
+      List<String> lines = new ArrayList<>();
+      for (int k = 0; k < rate; k++, i++) {
+        lines.add("{\"id\":\"s" + i + "\",\"conversation\":\"c" + (i % 5) + "\",\"sender\":\"me\",\"text\":\"soak message "
+            + i + ", on the way home, see you at " + (i % 24) + "\"}");
+      }
+      try {
+        tune.appendJson("messages", lines);
+        produced.addAndGet(lines.size());
+      } catch (IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+      next += 1_000_000_000L;
+      try {
+        Thread.sleep(Math.max(0, (next - System.nanoTime()) / 1_000_000));
+      } catch (InterruptedException e) {
+        return;
+      }
+    }
+  }
+
+  private static double mean(List<Sample> samples, String what) {
+    return samples.stream().mapToLong(s -> switch (what) {
+      case "rss" -> s.rss();
+      case "fds" -> s.fds();
+      case "threads" -> s.threads();
+      default -> s.lag();
+    }).average().orElse(Double.NaN);
+  }
+
+  private static double round(double v) {
+    return Math.round(v * 1000) / 1000.0;
+  }
+
+  private static long rss() throws IOException {
+    for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+      if (line.startsWith("VmRSS:")) {
+        return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+      }
+    }
+    return -1;
+  }
+
+  private static long fds() throws IOException {
+    try (Stream<Path> fds = Files.list(Path.of("/proc/self/fd"))) {
+      return fds.count();
+    }
+  }
+}
