@@ -26,7 +26,7 @@ import picocli.CommandLine.Spec;
  * every few seconds: resident memory, open file descriptors, threads and lag. Reported as the
  * averages of the first and the last window (5 minutes, or half the run if shorter) and their
  * ratio, the baseline being the same process earlier in the same run: flat means a ratio near 1.
- * Retention is small (segments of 256 KiB, 2 MiB a partition) so that segments roll and are deleted
+ * Retention is small (segments of 64 KiB, 256 KiB a partition) so that segments roll and are deleted
  * throughout; the log checks retention every {@code EmbeddedLog.RETENTION_CHECK_INTERVAL_MS}.
  */
 @Command(name = "soak", mixinStandardHelpOptions = true,
@@ -52,7 +52,7 @@ final class BenchSoakCommand implements Callable<Integer> {
   boolean json;
 
   /** One sample: seconds since the start, resident bytes, open descriptors, threads, lag, last step. */
-  record Sample(double seconds, long rss, long fds, long threads, long lag, long step) {}
+  record Sample(double seconds, long rss, long fds, long threads, long lag, long step, long logBytes) {}
 
   @Override
   public Integer call() throws Exception {
@@ -72,7 +72,7 @@ final class BenchSoakCommand implements Callable<Integer> {
   }
 
   private int run(Path data, PrintWriter out) throws Exception {
-    LogConfig log = LogConfig.defaults().withSegmentBytes(256 * 1024).withRetention(-1, 2L * 1024 * 1024);
+    LogConfig log = LogConfig.defaults().withSegmentBytes(64 * 1024).withRetention(-1, 256 * 1024);
     List<Sample> samples = new ArrayList<>();
     AtomicLong produced = new AtomicLong();
     long started = System.nanoTime();
@@ -88,14 +88,14 @@ final class BenchSoakCommand implements Callable<Integer> {
         JsonLine status = tune.status();
         samples.add(new Sample((System.nanoTime() - started) / 1e9, rss(), fds(),
             ManagementFactory.getThreadMXBean().getThreadCount(), ((Number) status.get("lag")).longValue(),
-            ((Number) status.get("last_step")).longValue()));
+            ((Number) status.get("last_step")).longValue(), bytesUnder(data.resolve("log"))));
         if (tune.trainingFailure() != null) {
           throw new IllegalStateException("training failed during the soak: " + PocketTune.message(tune.trainingFailure()),
               tune.trainingFailure());
         }
         Sample s = samples.get(samples.size() - 1);
-        out.printf(Locale.ROOT, "%6.0f s  rss %5.1f MB  fds %4d  threads %3d  lag %5d  step %7d%n", s.seconds(),
-            s.rss() / 1e6, s.fds(), s.threads(), s.lag(), s.step());
+        out.printf(Locale.ROOT, "%6.0f s  rss %5.1f MB  fds %4d  threads %3d  lag %5d  step %7d  log %6.0f KiB%n",
+            s.seconds(), s.rss() / 1e6, s.fds(), s.threads(), s.lag(), s.step(), s.logBytes() / 1024.0);
         out.flush();
         next += sampleSeconds * 1_000_000_000L;
         Thread.sleep(Math.max(0, (next - System.nanoTime()) / 1_000_000));
@@ -110,7 +110,7 @@ final class BenchSoakCommand implements Callable<Integer> {
     JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate)
         .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
         .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
-    for (String what : List.of("rss", "fds", "threads", "lag")) {
+    for (String what : List.of("rss", "fds", "threads", "lag", "log_bytes")) {
       double a = mean(first, what);
       double b = mean(last, what);
       j.put(what + "_first", round(a)).put(what + "_last", round(b)).put(what + "_last_vs_first", round(b / a));
@@ -153,6 +153,7 @@ final class BenchSoakCommand implements Callable<Integer> {
       case "rss" -> s.rss();
       case "fds" -> s.fds();
       case "threads" -> s.threads();
+      case "log_bytes" -> s.logBytes();
       default -> s.lag();
     }).average().orElse(Double.NaN);
   }
@@ -168,6 +169,12 @@ final class BenchSoakCommand implements Callable<Integer> {
       }
     }
     return -1;
+  }
+
+  private static long bytesUnder(Path dir) throws IOException {
+    try (Stream<Path> files = Files.walk(dir)) {
+      return files.filter(Files::isRegularFile).mapToLong(f -> f.toFile().length()).sum();
+    }
   }
 
   private static long fds() throws IOException {
