@@ -172,8 +172,14 @@ final class BenchSoakCommand implements Callable<Integer> {
   }
 
   private static long bytesUnder(Path dir) throws IOException {
-    try (Stream<Path> files = Files.walk(dir)) {
-      return files.filter(Files::isRegularFile).mapToLong(f -> f.toFile().length()).sum();
+    for (int attempt = 0; ; attempt++) {
+      try (Stream<Path> files = Files.walk(dir)) {
+        return files.filter(Files::isRegularFile).mapToLong(f -> f.toFile().length()).sum();
+      } catch (java.io.UncheckedIOException deletedDuringTheWalk) {
+        if (attempt == 3) {
+          throw deletedDuringTheWalk.getCause(); // retention deletes segments: walk again, but not for ever
+        }
+      }
     }
   }
 
