@@ -86,6 +86,8 @@ class ForgetKillTest {
     Process p = forget(a, phase);
     assertEquals(137, p.waitFor(), Files.readString(dir.resolve("child.log")));
     assertTrue(Files.exists(a.resolve(Forgetting.JOURNAL)), "the journal outlives the halt");
+    assertEquals("rw-------", java.nio.file.attribute.PosixFilePermissions.toString(
+        Files.getPosixFilePermissions(a.resolve(Forgetting.JOURNAL))), "the journal is the owner's only");
     CliRun ask = CliRun.of("export", "--data-dir", a.toString(), "--model", pkg.toString(), "--checkpoint", "1",
         "--out", dir.resolve("x.onnx").toString());
     if (phase.equals("journal") || phase.equals("erase")) {
