@@ -16,7 +16,8 @@ import picocli.CommandLine;
     mixinStandardHelpOptions = true,
     version = "pockettune 0.1.0",
     description = "Personalizes a language model on this device, from the events its apps produce.",
-    footer = "%nBenchmarks: ./pockettune bench trainer|store|ingest|inference (see ./pockettune bench -h), from the bench module.",
+    footer = "%nBenchmarks: ./pockettune bench trainer|store|ingest|inference|quality|fuzz|soak|fleet (see ./pockettune bench -h),"
+        + " from the bench modules.",
     subcommands = {
       DemoCommand.class,
       ServeCommand.class,
