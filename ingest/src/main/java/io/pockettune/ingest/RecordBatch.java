@@ -271,15 +271,7 @@ final class RecordBatch {
         b.position(recordsOffset(b.get(MAGIC_OFFSET)));
         for (int i = 0; i < count; i++) {
             max = Math.max(max, first + ByteUtils.readVarlong(b));
-            int keyLength = ByteUtils.readVarint(b);
-            if (keyLength == ERASED) {
-                int filler = ByteUtils.readVarint(b);
-                b.position(b.position() + filler);
-                continue;
-            }
-            b.position(b.position() + Math.max(keyLength, 0));
-            int valueLength = ByteUtils.readVarint(b);
-            b.position(b.position() + valueLength);
+            skipKeyAndValue(b);
         }
         return max;
     }
@@ -302,15 +294,9 @@ final class RecordBatch {
         for (int i = 0; i < count; i++, offset++) {
             ByteUtils.readVarlong(b);
             int start = b.position();
-            int keyLength = ByteUtils.readVarint(b);
-            if (keyLength == ERASED) {
-                int filler = ByteUtils.readVarint(b);
-                b.position(b.position() + filler);
+            if (skipKeyAndValue(b)) {
                 continue;
             }
-            b.position(b.position() + Math.max(keyLength, 0));
-            int valueLength = ByteUtils.readVarint(b);
-            b.position(b.position() + valueLength);
             int end = b.position();
             if (offsets.contains(offset)) {
                 writeErased(b, start, end - start);
@@ -321,6 +307,25 @@ final class RecordBatch {
             b.putInt(CRC_OFFSET, (int) crc(b, b.limit()));
         }
         return erased;
+    }
+
+    /**
+     * Moves past a record's key and value, or an erased record's filler, in a batch that {@link
+     * #verify} accepted.
+     *
+     * @return true when the record is erased
+     */
+    private static boolean skipKeyAndValue(ByteBuffer b) {
+        int keyLength = ByteUtils.readVarint(b);
+        if (keyLength == ERASED) {
+            int filler = ByteUtils.readVarint(b);
+            b.position(b.position() + filler);
+            return true;
+        }
+        b.position(b.position() + Math.max(keyLength, 0));
+        int valueLength = ByteUtils.readVarint(b);
+        b.position(b.position() + valueLength);
+        return false;
     }
 
     /**
