@@ -78,6 +78,7 @@ public final class PocketTune implements AutoCloseable {
   private EventSerde serde;
   private final java.net.InetSocketAddress kafkaAddress;
   private final boolean kafkaAllowRemote;
+  private final io.pockettune.ingest.LogConfig logConfig;
   private KafkaListener kafkaListener;
   private EmbeddedProducer<String, SpecificRecord> producer;
   private Service service;
@@ -93,6 +94,7 @@ public final class PocketTune implements AutoCloseable {
     this.time = b.time;
     this.kafkaAddress = b.kafkaAddress;
     this.kafkaAllowRemote = b.kafkaAllowRemote;
+    this.logConfig = b.logConfig;
   }
 
   /**
@@ -714,7 +716,7 @@ public final class PocketTune implements AutoCloseable {
     checkOpen();
     if (log == null) {
       dir.createRoot();
-      EmbeddedLog l = EmbeddedLog.open(dir.log());
+      EmbeddedLog l = EmbeddedLog.open(dir.log(), logConfig);
       try {
         Topics.create(l);
         serde = new EventSerde(SchemaStore.open(dir.schemas()));
@@ -861,6 +863,7 @@ public final class PocketTune implements AutoCloseable {
     private PrintWriter progress;
     private PrintWriter stepLog;
     private Time time = Time.SYSTEM;
+    private io.pockettune.ingest.LogConfig logConfig = io.pockettune.ingest.LogConfig.defaults();
 
     private Builder(Path dataDir) {
       this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
@@ -1005,6 +1008,12 @@ public final class PocketTune implements AutoCloseable {
     /** Where progress lines go (default: nowhere). */
     public Builder progress(PrintWriter out) {
       this.progress = out;
+      return this;
+    }
+
+    /** The log's settings (default {@code LogConfig.defaults()}); package-private: tests inject file faults. */
+    Builder logConfig(io.pockettune.ingest.LogConfig config) {
+      this.logConfig = Objects.requireNonNull(config, "logConfig");
       return this;
     }
 

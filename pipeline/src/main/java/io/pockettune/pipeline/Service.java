@@ -377,12 +377,20 @@ final class Service implements AutoCloseable {
         .put("duty_cycle", governor.dutyCycle())
         .put("uptime_s", Math.round((time.nanoseconds() - startedNanos) / 1e8) / 10.0)
         .put("data_dir", dir.toString())
-        .put("unlabelled", job.unlabelled());
+        .put("unlabelled", job.unlabelled())
+        .put("failed_partitions", failedPartitions());
     metrics.figures().forEach(j::put);
     if (failure != null) {
       j.put("error", PocketTune.message(failure));
     }
     return j;
+  }
+
+  /** @return the log's partitions that refuse appends ("topic-p": one sentence why), empty when none */
+  private Map<String, String> failedPartitions() {
+    Map<String, String> failed = new LinkedHashMap<>();
+    log.failedPartitions().forEach((tp, why) -> failed.put(tp.topic() + "-" + tp.partition(), why));
+    return failed;
   }
 
   static JsonLine checkpointJson(Checkpoint c) {
