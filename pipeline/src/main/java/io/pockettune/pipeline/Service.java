@@ -7,6 +7,7 @@ import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.Restored;
 import io.pockettune.store.SourcePartition;
+import io.pockettune.store.StoreFullException;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
@@ -44,6 +45,14 @@ import org.slf4j.LoggerFactory;
  * Then the control socket, the store and the log close, the log writing its clean-shutdown marker,
  * so the next start validates nothing. A SIGKILL instead leaves at most an uncommitted batch,
  * which the next start trains again from the committed offsets.
+ *
+ * <h2>A full disk</h2>
+ * When a write of the store fails because the disk is full ({@link StoreFullException}), training
+ * pauses instead of stopping: status shows {@code training: "paused: disk full (...)"}, one WARN
+ * is logged, and every {@link #DISK_FULL_RETRY_MILLIS} the loop retries what is left of the step
+ * (see {@link TrainingJob}: the same record and offsets, nothing trained twice). Once the write
+ * succeeds training resumes by itself and logs so. Appends go on meanwhile where the log's disk
+ * has room; the control socket answers throughout.
  *
  * <h2>Checkpoints</h2>
  * Besides the periodic ones ({@code checkpointEvery}), the service marks a checkpoint at the last
@@ -131,6 +140,8 @@ final class Service implements AutoCloseable {
   /** Bumped (under {@link #wake}) to end a rest early. */
   private volatile long wakeups;
   private volatile Throwable failure;
+  /** Why training waits for disk space (the store's sentence), or null while it is not. */
+  private volatile String diskFull;
   private volatile long lastStep;
   private volatile double recentLoss = Double.NaN;
   private volatile Map<TopicPartition, Long> consumed;
@@ -241,7 +252,22 @@ final class Service implements AutoCloseable {
         long t0 = time.nanoseconds();
         long forwardsBefore = model.forwards();
         long forwardNanosBefore = model.forwardNanos();
-        TrainingJob.Advance a = job.advance(this::stepCommitted);
+        TrainingJob.Advance a;
+        try {
+          a = job.advance(this::stepCommitted);
+        } catch (StoreFullException full) {
+          if (diskFull == null) {
+            LOG.warn("training paused: {}; it resumes by itself once the write succeeds (retried every {} ms)",
+                full.getMessage(), DISK_FULL_RETRY_MILLIS);
+          }
+          diskFull = full.getMessage();
+          sleep(TimeUnit.MILLISECONDS.toNanos(DISK_FULL_RETRY_MILLIS));
+          continue;
+        }
+        if (diskFull != null) {
+          diskFull = null;
+          LOG.info("training resumed: the model store has room again (step {} committed)", lastStep);
+        }
         metrics.deadLetters.mark(job.deadLetters() - metrics.deadLetters.getCount());
         consumed = source.positions();
         if (a == TrainingJob.Advance.IDLE) {
@@ -249,7 +275,11 @@ final class Service implements AutoCloseable {
           if (settings.exitWhenIdle() && idle) {
             break;
           }
-          checkpointWhenQuiet(idle);
+          try {
+            checkpointWhenQuiet(idle);
+          } catch (StoreFullException full) {
+            LOG.warn("no idle checkpoint: {}", full.getMessage());
+          }
           sleep(TimeUnit.MILLISECONDS.toNanos(settings.pollMillis()));
           continue;
         }
@@ -260,7 +290,11 @@ final class Service implements AutoCloseable {
         metrics.stepTook(took, model.forwards() - forwardsBefore, model.forwardNanos() - forwardNanosBefore);
         sleep(governor.restNanos(took));
       }
-      checkpointLastStep("stop");
+      try {
+        checkpointLastStep("stop");
+      } catch (StoreFullException full) {
+        LOG.warn("no stop checkpoint: {}; the committed steps are kept", full.getMessage());
+      }
     } catch (Throwable t) {
       failure = t;
       LOG.error("training stopped: {}", PocketTune.message(t), t);
@@ -367,6 +401,7 @@ final class Service implements AutoCloseable {
         log.endOffset(tp.topic(), tp.partition()) - pos));
     JsonLine j = new JsonLine()
         .put("state", failure != null ? "failed" : stopping ? "stopping" : governor.state())
+        .put("training", training())
         .put("service", true)
         .put("last_step", lastStep)
         .put("steps_this_run", lastStep - startStep)
@@ -385,6 +420,24 @@ final class Service implements AutoCloseable {
     }
     return j;
   }
+
+  /** @return what training does: running, paused (by the user), paused: disk full (why), stopping, failed */
+  private String training() {
+    if (failure != null) {
+      return "failed";
+    }
+    if (stopping) {
+      return "stopping";
+    }
+    String full = diskFull;
+    if (full != null) {
+      return "paused: disk full (" + full + ")";
+    }
+    return governor.state();
+  }
+
+  /** How often training retries a store write that failed on a full disk. */
+  static final long DISK_FULL_RETRY_MILLIS = 500;
 
   /** @return the log's partitions that refuse appends ("topic-p": one sentence why), empty when none */
   private Map<String, String> failedPartitions() {
