@@ -255,12 +255,15 @@ final class Service implements AutoCloseable {
         TrainingJob.Advance a;
         try {
           a = job.advance(this::stepCommitted);
-        } catch (StoreFullException full) {
+        } catch (RuntimeException e) {
+          if (!(e instanceof StoreFullException) && !isLogDiskFull(e)) {
+            throw e;
+          }
           if (diskFull == null) {
             LOG.warn("training paused: {}; it resumes by itself once the write succeeds (retried every {} ms)",
-                full.getMessage(), DISK_FULL_RETRY_MILLIS);
+                e.getMessage(), DISK_FULL_RETRY_MILLIS);
           }
-          diskFull = full.getMessage();
+          diskFull = e.getMessage();
           sleep(TimeUnit.MILLISECONDS.toNanos(DISK_FULL_RETRY_MILLIS));
           continue;
         }
@@ -434,6 +437,22 @@ final class Service implements AutoCloseable {
       return "paused: disk full (" + full + ")";
     }
     return governor.state();
+  }
+
+  /**
+   * @return whether {@code e} is a log append (a dead letter) that failed on a full disk: the JDK
+   *     gives no errno, only the system's message for ENOSPC somewhere in the causes
+   */
+  static boolean isLogDiskFull(Throwable e) {
+    if (!(e instanceof java.io.UncheckedIOException)) {
+      return false;
+    }
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (String.valueOf(t.getMessage()).contains("No space left on device")) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /** How often training retries a store write that failed on a full disk. */

@@ -32,7 +32,8 @@ import org.apache.kafka.common.TopicPartition;
  * leaves the step pending: the trainer's parameters are already past it and its events consumed,
  * so the next {@link #advance} first retries exactly what is left of it (the commit of the same
  * record and offsets, then its snapshot, then its checkpoint) before reading on. Nothing is
- * trained twice and no event is skipped, however often the retry fails first.
+ * trained twice and no event is skipped, however often the retry fails first. A dead letter that
+ * cannot be appended stays pending the same way.
  *
  * <p>Not thread-safe; one job per store.
  */
@@ -94,6 +95,9 @@ final class TrainingJob {
   private Map<TopicPartition, Long> before;
   /** A trained step whose commit, snapshot or checkpoint has not been written yet, or null. */
   private Pending pending;
+  /** A consumed record whose dead letter could not be appended yet (a full disk), or null. */
+  private LogSource.SourceRecord pendingDeadLetter;
+  private String pendingReason;
 
   /** A trained step and how far its writes got. */
   private static final class Pending {
@@ -163,6 +167,9 @@ final class TrainingJob {
     if (before == null) {
       before = source.positions();
     }
+    if (pendingDeadLetter != null) {
+      deadLetter(pendingDeadLetter, pendingReason);
+    }
     if (pending != null) {
       finish(listener);
       return Advance.COMMITTED;
@@ -200,8 +207,7 @@ final class TrainingJob {
         tokens = tokenizer.encode(example.text(), maxTokens);
         label = example.label();
       } catch (EventDecodingException | IllegalArgumentException e) {
-        deadLetters.send(r, e.getMessage());
-        before = source.positions();
+        deadLetter(r, e.getMessage());
         continue;
       }
       boolean committed = false;
@@ -220,6 +226,20 @@ final class TrainingJob {
         return Advance.COMMITTED;
       }
     }
+  }
+
+  /**
+   * Appends the dead letter of a consumed record; if that fails (the disk is full, say), the record
+   * stays pending and the next {@link #advance} appends it first, so it is neither lost nor
+   * committed past without its dead letter.
+   */
+  private void deadLetter(LogSource.SourceRecord r, String reason) {
+    pendingDeadLetter = r;
+    pendingReason = reason;
+    deadLetters.send(r, reason);
+    pendingDeadLetter = null;
+    pendingReason = null;
+    before = source.positions();
   }
 
   /** @return steps committed by this job */
