@@ -660,7 +660,16 @@ public final class EmbeddedLog implements LogReader, Closeable {
                 Map<TopicPartition, Long> points = new HashMap<>();
                 for (List<PartitionLog> partitions : topics.values()) {
                     for (PartitionLog p : partitions) {
-                        p.flush();
+                        // Each partition on its own: one that failed must not keep the others unforced.
+                        try {
+                            p.flush();
+                        } catch (IOException e) {
+                            if (failure == null) {
+                                failure = e;
+                            } else {
+                                failure.addSuppressed(e);
+                            }
+                        }
                         points.put(p.topicPartition(), p.recoveryPoint());
                     }
                 }
@@ -668,7 +677,11 @@ public final class EmbeddedLog implements LogReader, Closeable {
                     checkpoint.updateAll(points);
                 }
             } catch (IOException e) {
-                failure = e;
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
             }
             failure = closeFiles(failure);
             if (failure == null) {
@@ -688,6 +701,26 @@ public final class EmbeddedLog implements LogReader, Closeable {
         } finally {
             lifecycle.writeLock().unlock();
         }
+    }
+
+    /**
+     * @return the partitions that refuse appends because a force (or the undoing of a failed
+     *     append) failed, each with one sentence saying why and what to do; empty when all take
+     *     appends. Such a partition stays readable up to its last acknowledged offset; reopening
+     *     the log recovers it.
+     */
+    public Map<TopicPartition, String> failedPartitions() {
+        Map<TopicPartition, String> failed = new java.util.TreeMap<>(
+                java.util.Comparator.comparing(TopicPartition::topic).thenComparingInt(TopicPartition::partition));
+        for (List<PartitionLog> partitions : topics.values()) {
+            for (PartitionLog p : partitions) {
+                String why = p.failure();
+                if (why != null) {
+                    failed.put(p.topicPartition(), why);
+                }
+            }
+        }
+        return Collections.unmodifiableMap(failed);
     }
 
     @Override

@@ -26,11 +26,11 @@ abstract class IndexFile implements Closeable {
     int entries;
 
     /** Opens or creates the file; the subclass then loads it or resets it. */
-    IndexFile(Path file, long baseOffset, int entrySize) throws IOException {
+    IndexFile(Path file, long baseOffset, int entrySize, FileChannels channels) throws IOException {
         this.file = file;
         this.baseOffset = baseOffset;
         this.entrySize = entrySize;
-        this.channel = OwnerOnly.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
+        this.channel = OwnerOnly.open(channels, file, StandardOpenOption.CREATE, StandardOpenOption.READ,
                 StandardOpenOption.WRITE);
     }
 

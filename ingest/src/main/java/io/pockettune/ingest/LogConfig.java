@@ -20,9 +20,11 @@ import java.util.Objects;
  *     -1 keeps them regardless of age
  * @param retentionBytes oldest segments are deleted while a partition holds more than this many
  *     bytes; -1 keeps them regardless of size
+ * @param channels how segment and index files are opened; {@link FileChannels#system()} but in
+ *     tests that inject faults
  */
 public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
-        long retentionMs, long retentionBytes) {
+        long retentionMs, long retentionBytes, FileChannels channels) {
 
     /** The default segment size: 64 MiB. */
     public static final int DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -72,10 +74,18 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
             throw new IllegalArgumentException("flushIntervalMs is " + flushIntervalMs
                     + " but must be at least 1; choose a positive flush interval");
         }
+        Objects.requireNonNull(channels, "channels must not be null; use FileChannels.system()");
         if (retentionMs < -1 || retentionBytes < -1) {
             throw new IllegalArgumentException("retentionMs is " + retentionMs + " and retentionBytes is " + retentionBytes
                     + "; use -1 for unlimited or a non-negative limit");
         }
+    }
+
+    /** A configuration that opens its files with {@link FileChannels#system()}. */
+    public LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
+            long retentionMs, long retentionBytes) {
+        this(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
+                FileChannels.system());
     }
 
     /** A configuration with default flush interval and unlimited retention. */
@@ -90,26 +100,32 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
 
     /** @return a copy with the given segment size */
     public LogConfig withSegmentBytes(int bytes) {
-        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes);
+        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels);
     }
 
     /** @return a copy with the given index interval */
     public LogConfig withIndexIntervalBytes(int bytes) {
-        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes);
+        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels);
     }
 
     /** @return a copy with the given flush policy */
     public LogConfig withFlushPolicy(FlushPolicy policy) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes);
+        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes, channels);
     }
 
     /** @return a copy with {@link FlushPolicy#INTERVAL} every {@code ms} milliseconds */
     public LogConfig withFlushInterval(long ms) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes);
+        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes, channels);
     }
 
     /** @return a copy with the given retention limits; -1 means unlimited */
     public LogConfig withRetention(long ms, long bytes) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes);
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes, channels);
+    }
+
+    /** @return a copy that opens its segment and index files through {@code files} (fault injection) */
+    public LogConfig withChannels(FileChannels files) {
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
+                files);
     }
 }

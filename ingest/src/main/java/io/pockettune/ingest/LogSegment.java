@@ -103,19 +103,19 @@ final class LogSegment implements Closeable {
     }
 
     /** Creates an empty segment and makes its files' existence durable. */
-    static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
+    static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes, FileChannels channels) throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
         Path timeIndexFile = dir.resolve(fileName(baseOffset, TIME_INDEX_SUFFIX));
         // Leftovers of a roll that failed half way hold no acknowledged data.
         Files.deleteIfExists(indexFile);
         Files.deleteIfExists(timeIndexFile);
-        FileChannel channel = OwnerOnly.open(logFile, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ,
+        FileChannel channel = OwnerOnly.open(channels, logFile, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ,
                 StandardOpenOption.WRITE);
         OffsetIndex index = null;
         try {
-            index = OffsetIndex.open(indexFile, baseOffset);
-            TimeIndex timeIndex = TimeIndex.open(timeIndexFile, baseOffset);
+            index = OffsetIndex.open(indexFile, baseOffset, channels);
+            TimeIndex timeIndex = TimeIndex.open(timeIndexFile, baseOffset, channels);
             Utils.flushDir(dir);
             return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, true, 0);
         } catch (IOException | RuntimeException e) {
@@ -131,11 +131,11 @@ final class LogSegment implements Closeable {
      * Opens an existing segment. Its index is not loaded yet: call {@link #loadIndex()} and, for
      * the last segment, {@link #walkTail()}, or else {@link #recover()}.
      */
-    static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
+    static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes, FileChannels channels) throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
         OwnerOnly.restrict(logFile); // written wider by a version before 0600 segments
-        FileChannel channel = FileChannel.open(logFile, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        FileChannel channel = channels.open(logFile, java.util.Set.of(StandardOpenOption.READ, StandardOpenOption.WRITE));
         try {
             long size = channel.size();
             if (size > Integer.MAX_VALUE) {
@@ -144,10 +144,10 @@ final class LogSegment implements Closeable {
             }
             Path timeIndexFile = dir.resolve(fileName(baseOffset, TIME_INDEX_SUFFIX));
             boolean indexExisted = Files.exists(indexFile) && Files.exists(timeIndexFile);
-            OffsetIndex index = OffsetIndex.open(indexFile, baseOffset);
+            OffsetIndex index = OffsetIndex.open(indexFile, baseOffset, channels);
             TimeIndex timeIndex;
             try {
-                timeIndex = TimeIndex.open(timeIndexFile, baseOffset);
+                timeIndex = TimeIndex.open(timeIndexFile, baseOffset, channels);
             } catch (IOException | RuntimeException e) {
                 index.close();
                 throw e;

@@ -41,13 +41,18 @@ final class OffsetIndex extends IndexFile {
     private int[] relativeOffsets = new int[16];
     private int[] positions = new int[16];
 
-    private OffsetIndex(Path file, long baseOffset) throws IOException {
-        super(file, baseOffset, ENTRY_SIZE);
+    private OffsetIndex(Path file, long baseOffset, FileChannels channels) throws IOException {
+        super(file, baseOffset, ENTRY_SIZE, channels);
     }
 
     /** Opens or creates the index file; call {@link #load} or {@link #reset} before use. */
     static OffsetIndex open(Path file, long baseOffset) throws IOException {
-        return new OffsetIndex(file, baseOffset);
+        return open(file, baseOffset, FileChannels.system());
+    }
+
+    /** As {@link #open(Path, long)}, opening the file through {@code channels}. */
+    static OffsetIndex open(Path file, long baseOffset, FileChannels channels) throws IOException {
+        return new OffsetIndex(file, baseOffset, channels);
     }
 
     /**

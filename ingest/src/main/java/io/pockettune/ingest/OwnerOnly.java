@@ -48,10 +48,12 @@ public final class OwnerOnly {
 
     /** Opens a file as {@link FileChannel#open(Path, OpenOption...)} does, creating it as 0600. */
     static FileChannel open(Path file, OpenOption... options) throws IOException {
-        if (!posix(file)) {
-            return FileChannel.open(file, options);
-        }
-        return FileChannel.open(file, Set.of(options), PosixFilePermissions.asFileAttribute(FILE));
+        return open(FileChannels.system(), file, options);
+    }
+
+    /** As {@link #open(Path, OpenOption...)}, through {@code channels} (the log's seam for fault injection). */
+    static FileChannel open(FileChannels channels, Path file, OpenOption... options) throws IOException {
+        return channels.open(file, Set.of(options), fileAttributes(file));
     }
 
     /** @return the attributes that create a file as 0600, none without POSIX permissions */

@@ -110,6 +110,8 @@ final class PartitionLog implements Closeable {
     private volatile long recoveryPoint;
     /** Set when a failed append could not be undone or a force failed; then no appends are taken. */
     private volatile IOException failure;
+    /** What failed, for {@link #failure()}: "forcing it to disk" or "undoing a failed append". */
+    private volatile String failedAt;
     /** Guarded by appendLock. */
     private final ProducerStateTable producers;
 
@@ -137,7 +139,7 @@ final class PartitionLog implements Closeable {
             throws IOException {
         Path dir = dataDir.resolve(dirName(tp));
         OwnerOnly.createDirectories(dir);
-        LogSegment first = LogSegment.create(dir, 0, config.indexIntervalBytes());
+        LogSegment first = LogSegment.create(dir, 0, config.indexIntervalBytes(), config.channels());
         return new PartitionLog(tp, dir, config, checkpoint, List.of(first), 0, 0, new ProducerStateTable(tp));
     }
 
@@ -151,11 +153,11 @@ final class PartitionLog implements Closeable {
         List<LogSegment> segments = new ArrayList<>();
         try {
             for (long base : segmentBases(dir)) {
-                segments.add(LogSegment.open(dir, base, config.indexIntervalBytes()));
+                segments.add(LogSegment.open(dir, base, config.indexIntervalBytes(), config.channels()));
             }
             if (segments.isEmpty()) {
                 LOG.warn("{} has no segment; starting it empty at offset 0", dir);
-                segments.add(LogSegment.create(dir, 0, config.indexIntervalBytes()));
+                segments.add(LogSegment.create(dir, 0, config.indexIntervalBytes(), config.channels()));
             }
             int firstToScan = cleanShutdown ? segments.size()
                     : floorIndex(segments.stream().mapToLong(LogSegment::baseOffset).toArray(), checkpoint.get(tp));
@@ -281,8 +283,11 @@ final class PartitionLog implements Closeable {
                         active.rollback(mark);
                     } catch (IOException | RuntimeException undo) {
                         e.addSuppressed(undo);
-                        failure = e;
+                        fail(e, "undoing a failed append");
                     }
+                }
+                if (failure != null) {
+                    throw new IOException(failure(), e);
                 }
                 throw new IOException("could not append " + recordCount + " records to " + topicPartition + " in " + dir
                         + " (" + e + "); check free disk space and permissions, then retry", e);
@@ -389,12 +394,10 @@ final class PartitionLog implements Closeable {
                 syncs.incrementAndGet();
                 active.forceLog();
             } catch (IOException e) {
-                failure = e;
-                synchronized (published) {
-                    published.notifyAll();
-                }
+                fail(e, "forcing it to disk");
                 throw new IOException("could not force " + topicPartition + " in " + dir + " to disk (" + e
-                        + "); records not yet acknowledged may be lost: close the log and open it again", e);
+                        + "), so records " + nextOffset + " to " + (written - 1) + " are not acknowledged and may be lost:"
+                        + " close the log and open it again to recover the partition", e);
             }
             recoveryPoint = Math.max(recoveryPoint, written);
             publish(active, position, written);
@@ -425,11 +428,34 @@ final class PartitionLog implements Closeable {
         this.publishListener = listener;
     }
 
+    /** Stops appends for good (until reopened) and wakes every waiter, which then fails. */
+    private void fail(IOException e, String what) {
+        if (failure == null) {
+            failedAt = what;
+            failure = e;
+            LOG.error("{} in {} refuses appends from now on: {} failed ({}); close the log and open it again to recover it",
+                    topicPartition, dir, what, e.toString());
+        }
+        synchronized (published) {
+            published.notifyAll();
+        }
+    }
+
+    /**
+     * @return why this partition refuses appends, one sentence naming the partition, the error and
+     *     what to do; null while it takes appends
+     */
+    String failure() {
+        IOException f = failure;
+        return f == null ? null : topicPartition + " refuses appends since " + failedAt + " failed (" + f
+                + "); records from offset " + nextOffset + " on are not acknowledged: close the log and open it again"
+                + " to recover the partition";
+    }
+
     private void checkFailure() throws IOException {
         IOException f = failure;
         if (f != null) {
-            throw new IOException(topicPartition + " stopped accepting appends after an I/O error it could not undo ("
-                    + f.getMessage() + "); close the log and open it again to recover the partition", f);
+            throw new IOException(failure(), f);
         }
     }
 
@@ -578,7 +604,13 @@ final class PartitionLog implements Closeable {
         sync(Long.MAX_VALUE);
         appendLock.lock();
         try {
-            segments[segments.length - 1].flush();
+            checkFailure(); // a later force that succeeds proves nothing: the next open must recover
+            try {
+                segments[segments.length - 1].flush();
+            } catch (IOException e) {
+                fail(e, "forcing it to disk");
+                throw e;
+            }
             recoveryPoint = nextOffset;
         } finally {
             appendLock.unlock();
@@ -626,9 +658,14 @@ final class PartitionLog implements Closeable {
 
     /** Forces the active segment, starts a new one at {@code base} and checkpoints the recovery point. */
     private LogSegment roll(LogSegment active, long base) throws IOException {
-        active.flush();
+        try {
+            active.flush();
+        } catch (IOException e) {
+            fail(e, "forcing it to disk");
+            throw e;
+        }
         publish(active, active.size(), base);
-        LogSegment next = LogSegment.create(dir, base, config.indexIntervalBytes());
+        LogSegment next = LogSegment.create(dir, base, config.indexIntervalBytes(), config.channels());
         LogSegment[] rolled = Arrays.copyOf(segments, segments.length + 1);
         rolled[rolled.length - 1] = next;
         segments = rolled;

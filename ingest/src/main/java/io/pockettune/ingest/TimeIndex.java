@@ -40,13 +40,18 @@ final class TimeIndex extends IndexFile {
     private long[] timestamps = new long[16];
     private int[] relativeOffsets = new int[16];
 
-    private TimeIndex(Path file, long baseOffset) throws IOException {
-        super(file, baseOffset, ENTRY_SIZE);
+    private TimeIndex(Path file, long baseOffset, FileChannels channels) throws IOException {
+        super(file, baseOffset, ENTRY_SIZE, channels);
     }
 
     /** Opens or creates the index file; call {@link #load} or {@link #reset} before use. */
     static TimeIndex open(Path file, long baseOffset) throws IOException {
-        return new TimeIndex(file, baseOffset);
+        return open(file, baseOffset, FileChannels.system());
+    }
+
+    /** As {@link #open(Path, long)}, opening the file through {@code channels}. */
+    static TimeIndex open(Path file, long baseOffset, FileChannels channels) throws IOException {
+        return new TimeIndex(file, baseOffset, channels);
     }
 
     /**

@@ -70,15 +70,27 @@ final class StoreDatabase implements AutoCloseable {
 
   private final Path dir;
   private final boolean readOnly;
-  private final RocksDB db;
-  private final DBOptions dbOptions;
-  private final List<ColumnFamilyOptions> familyOptions;
-  private final List<ColumnFamilyHandle> allHandles;
+  // Replaced (under the lifecycle's write lock) when the database is reopened after a write error.
+  private RocksDB db;
+  private DBOptions dbOptions;
+  private List<ColumnFamilyOptions> familyOptions;
+  private List<ColumnFamilyHandle> allHandles;
   private final EnumMap<Column, ColumnFamilyHandle> handles = new EnumMap<>(Column.class);
   private final WriteOptions syncWrite = new WriteOptions().setSync(true);
   private final ReentrantReadWriteLock lifecycle = new ReentrantReadWriteLock();
   private final Object writeLock = new Object();
   private volatile boolean closed;
+  /**
+   * Set when a write failed with an I/O error (a full disk, say). RocksDB then holds a background
+   * error and refuses every later write, also once space is free, and this RocksDB JNI (11.8) has
+   * no {@code DB::Resume}: so the next write first closes and reopens the database ({@link
+   * #reopenAfterError}), which recovers it from its write-ahead log.
+   */
+  private volatile boolean reopenBeforeWrite;
+  /** Set while a reopen after an error failed: the database is closed until a write reopens it. */
+  private volatile StoreException down;
+  /** Free bytes below which a reopen is not tried: recovery itself writes a table file. */
+  static final long MIN_FREE_BYTES_TO_REOPEN = 1024 * 1024;
 
   private StoreDatabase(
       Path dir,
@@ -256,12 +268,95 @@ final class StoreDatabase implements AutoCloseable {
    * @throws IllegalStateException if the database is closed or read-only
    */
   <T> T write(String what, Action<T> action) {
+    if (reopenBeforeWrite) {
+      reopenAfterError(what);
+    }
     return read(what, () -> {
       requireWritable();
       synchronized (writeLock) {
-        return action.run();
+        try {
+          return action.run();
+        } catch (RocksDBException e) {
+          Status status = e.getStatus();
+          if (status != null && status.getCode() == Status.Code.IOError || isNoSpace(e)) {
+            reopenBeforeWrite = true;
+          }
+          throw e;
+        }
       }
     });
+  }
+
+  /**
+   * Closes and reopens the database after a write failed with an I/O error, waiting for calls in
+   * progress. Nothing the parts keep in memory goes stale: a failed write changed none of it, and a
+   * write the reopen finds whole in the write-ahead log anyway is one the caller retries with the
+   * same content (the store's writes are idempotent by key).
+   *
+   * @throws StoreFullException if the disk still has less than {@link #MIN_FREE_BYTES_TO_REOPEN}
+   *     free, or the reopen found it full
+   */
+  private void reopenAfterError(String what) {
+    Lock lock = lifecycle.writeLock();
+    lock.lock();
+    try {
+      ensureNotClosed();
+      if (!reopenBeforeWrite) {
+        return;
+      }
+      long free;
+      try {
+        free = Files.getFileStore(dir).getUsableSpace();
+      } catch (IOException e) {
+        free = Long.MAX_VALUE; // unknown: try
+      }
+      if (free < MIN_FREE_BYTES_TO_REOPEN) {
+        throw new StoreFullException(fullMessage(what), null);
+      }
+      if (down == null) {
+        allHandles.forEach(ColumnFamilyHandle::close);
+        try {
+          db.closeE();
+        } catch (RocksDBException expected) {
+          // "Seen error": the memtable cannot be flushed; the write-ahead log holds it
+        }
+        familyOptions.forEach(ColumnFamilyOptions::close);
+        dbOptions.close();
+      }
+      StoreDatabase fresh;
+      try {
+        fresh = open(dir, readOnly);
+      } catch (StoreException e) {
+        boolean full = String.valueOf(e.getMessage()).contains("No space left on device")
+            || e.getCause() instanceof RocksDBException r && isNoSpace(r);
+        down = full ? new StoreFullException(fullMessage(what), e) : e;
+        throw down;
+      }
+      fresh.syncWrite.close();
+      db = fresh.db;
+      dbOptions = fresh.dbOptions;
+      familyOptions = fresh.familyOptions;
+      allHandles = fresh.allHandles;
+      handles.clear();
+      handles.putAll(fresh.handles);
+      down = null;
+      reopenBeforeWrite = false;
+      org.slf4j.LoggerFactory.getLogger(StoreDatabase.class).info(
+          "Reopened the model store at {} after a write error; it recovered from its write-ahead log", dir);
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  private static boolean isNoSpace(RocksDBException e) {
+    Status status = e.getStatus();
+    return status != null && status.getSubCode() == Status.SubCode.NoSpace
+        || String.valueOf(e.getMessage()).contains("No space left on device");
+  }
+
+  private String fullMessage(String what) {
+    return "could not " + what + " in the model store at " + dir
+        + ": the disk is full; free some space and try again (nothing of it was committed)";
   }
 
   /**
@@ -362,6 +457,10 @@ final class StoreDatabase implements AutoCloseable {
         return;
       }
       closed = true;
+      if (down != null) {
+        syncWrite.close(); // a reopen after an error failed: the database is closed already
+        return;
+      }
       allHandles.forEach(ColumnFamilyHandle::close);
       try {
         db.closeE();
@@ -383,11 +482,8 @@ final class StoreDatabase implements AutoCloseable {
   private StoreException failure(String what, RocksDBException e) {
     Status status = e.getStatus();
     String message = String.valueOf(e.getMessage());
-    if (status != null && status.getSubCode() == Status.SubCode.NoSpace) {
-      return new StoreException(
-          "could not " + what + " in the model store at " + dir
-              + ": the disk is full; free some space and start again",
-          e);
+    if (isNoSpace(e)) {
+      return new StoreFullException(fullMessage(what), e);
     }
     if (status != null && status.getCode() == Status.Code.Corruption) {
       return new StoreCorruptedException(
@@ -401,8 +497,19 @@ final class StoreDatabase implements AutoCloseable {
         e);
   }
 
-  /** @throws IllegalStateException if the database is closed */
+  /**
+   * @throws IllegalStateException if the database is closed
+   * @throws StoreException if a reopen after a write error failed (the next write tries again)
+   */
   void ensureOpen() {
+    ensureNotClosed();
+    StoreException d = down;
+    if (d != null) {
+      throw d;
+    }
+  }
+
+  private void ensureNotClosed() {
     if (closed) {
       throw new IllegalStateException("the model store at " + dir + " is closed");
     }

@@ -7,6 +7,7 @@ import io.pockettune.store.Checkpoint;
 import io.pockettune.store.ModelStore;
 import io.pockettune.store.Restored;
 import io.pockettune.store.SourcePartition;
+import io.pockettune.store.StoreFullException;
 import io.pockettune.trainer.LossModel;
 import io.pockettune.trainer.MezoConfig;
 import io.pockettune.trainer.MezoTrainer;
@@ -44,6 +45,14 @@ import org.slf4j.LoggerFactory;
  * Then the control socket, the store and the log close, the log writing its clean-shutdown marker,
  * so the next start validates nothing. A SIGKILL instead leaves at most an uncommitted batch,
  * which the next start trains again from the committed offsets.
+ *
+ * <h2>A full disk</h2>
+ * When a write of the store fails because the disk is full ({@link StoreFullException}), training
+ * pauses instead of stopping: status shows {@code training: "paused: disk full (...)"}, one WARN
+ * is logged, and every {@link #DISK_FULL_RETRY_MILLIS} the loop retries what is left of the step
+ * (see {@link TrainingJob}: the same record and offsets, nothing trained twice). Once the write
+ * succeeds training resumes by itself and logs so. Appends go on meanwhile where the log's disk
+ * has room; the control socket answers throughout.
  *
  * <h2>Checkpoints</h2>
  * Besides the periodic ones ({@code checkpointEvery}), the service marks a checkpoint at the last
@@ -139,6 +148,8 @@ final class Service implements AutoCloseable {
   /** Bumped (under {@link #wake}) to end a rest early. */
   private volatile long wakeups;
   private volatile Throwable failure;
+  /** Why training waits for disk space (the store's sentence), or null while it is not. */
+  private volatile String diskFull;
   private volatile long lastStep;
   private volatile double recentLoss = Double.NaN;
   private volatile Map<TopicPartition, Long> consumed;
@@ -320,7 +331,25 @@ final class Service implements AutoCloseable {
         long t0 = time.nanoseconds();
         long forwardsBefore = model.forwards();
         long forwardNanosBefore = model.forwardNanos();
-        TrainingJob.Advance a = job.advance(this::stepCommitted);
+        TrainingJob.Advance a;
+        try {
+          a = job.advance(this::stepCommitted);
+        } catch (RuntimeException e) {
+          if (!(e instanceof StoreFullException) && !isLogDiskFull(e)) {
+            throw e;
+          }
+          if (diskFull == null) {
+            LOG.warn("training paused: {}; it resumes by itself once the write succeeds (retried every {} ms)",
+                e.getMessage(), DISK_FULL_RETRY_MILLIS);
+          }
+          diskFull = e.getMessage();
+          sleep(TimeUnit.MILLISECONDS.toNanos(DISK_FULL_RETRY_MILLIS));
+          continue;
+        }
+        if (diskFull != null) {
+          diskFull = null;
+          LOG.info("training resumed: the model store has room again (step {} committed)", lastStep);
+        }
         metrics.deadLetters.mark(job.deadLetters() - metrics.deadLetters.getCount());
         consumed = source.positions();
         if (a == TrainingJob.Advance.IDLE) {
@@ -328,7 +357,11 @@ final class Service implements AutoCloseable {
           if (settings.exitWhenIdle() && idle) {
             break;
           }
-          checkpointWhenQuiet(idle);
+          try {
+            checkpointWhenQuiet(idle);
+          } catch (StoreFullException full) {
+            LOG.warn("no idle checkpoint: {}", full.getMessage());
+          }
           sleep(TimeUnit.MILLISECONDS.toNanos(settings.pollMillis()));
           continue;
         }
@@ -339,7 +372,11 @@ final class Service implements AutoCloseable {
         metrics.stepTook(took, model.forwards() - forwardsBefore, model.forwardNanos() - forwardNanosBefore);
         sleep(governor.restNanos(took));
       }
-      checkpointLastStep("stop");
+      try {
+        checkpointLastStep("stop");
+      } catch (StoreFullException full) {
+        LOG.warn("no stop checkpoint: {}; the committed steps are kept", full.getMessage());
+      }
     } catch (Throwable t) {
       failure = t;
       LOG.error("training stopped: {}", PocketTune.message(t), t);
@@ -454,6 +491,7 @@ final class Service implements AutoCloseable {
         log.endOffset(tp.topic(), tp.partition()) - pos));
     JsonLine j = new JsonLine()
         .put("state", failure != null ? "failed" : stopping ? "stopping" : governor.state())
+        .put("training", training())
         .put("service", true)
         .put("last_step", lastStep)
         .put("steps_this_run", lastStep - startStep)
@@ -464,12 +502,54 @@ final class Service implements AutoCloseable {
         .put("duty_cycle", governor.dutyCycle())
         .put("uptime_s", Math.round((time.nanoseconds() - startedNanos) / 1e8) / 10.0)
         .put("data_dir", dir.toString())
-        .put("unlabelled", job.unlabelled());
+        .put("unlabelled", job.unlabelled())
+        .put("failed_partitions", failedPartitions());
     metrics.figures().forEach(j::put);
     if (failure != null) {
       j.put("error", PocketTune.message(failure));
     }
     return j;
+  }
+
+  /** @return what training does: running, paused (by the user), paused: disk full (why), stopping, failed */
+  private String training() {
+    if (failure != null) {
+      return "failed";
+    }
+    if (stopping) {
+      return "stopping";
+    }
+    String full = diskFull;
+    if (full != null) {
+      return "paused: disk full (" + full + ")";
+    }
+    return governor.state();
+  }
+
+  /**
+   * @return whether {@code e} is a log append (a dead letter) that failed on a full disk: the JDK
+   *     gives no errno, only the system's message for ENOSPC somewhere in the causes
+   */
+  static boolean isLogDiskFull(Throwable e) {
+    if (!(e instanceof java.io.UncheckedIOException)) {
+      return false;
+    }
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (String.valueOf(t.getMessage()).contains("No space left on device")) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** How often training retries a store write that failed on a full disk. */
+  static final long DISK_FULL_RETRY_MILLIS = 500;
+
+  /** @return the log's partitions that refuse appends ("topic-p": one sentence why), empty when none */
+  private Map<String, String> failedPartitions() {
+    Map<String, String> failed = new LinkedHashMap<>();
+    log.failedPartitions().forEach((tp, why) -> failed.put(tp.topic() + "-" + tp.partition(), why));
+    return failed;
   }
 
   static JsonLine checkpointJson(Checkpoint c) {

@@ -28,6 +28,13 @@ import org.apache.kafka.common.TopicPartition;
  * are committed with the next step; one dead-lettered after the last commit is dead-lettered again
  * after a crash (dead letters are at least once; training is exactly once).
  *
+ * <p><b>A write that fails</b> (the store's disk is full, {@link io.pockettune.store.StoreFullException})
+ * leaves the step pending: the trainer's parameters are already past it and its events consumed,
+ * so the next {@link #advance} first retries exactly what is left of it (the commit of the same
+ * record and offsets, then its snapshot, then its checkpoint) before reading on. Nothing is
+ * trained twice and no event is skipped, however often the retry fails first. A dead letter that
+ * cannot be appended stays pending the same way.
+ *
  * <p>Not thread-safe; one job per store.
  */
 final class TrainingJob {
@@ -86,6 +93,30 @@ final class TrainingJob {
   private long unlabelled;
   /** Next offsets after the last event that is in the open batch or was dead-lettered. */
   private Map<TopicPartition, Long> before;
+  /** A trained step whose commit, snapshot or checkpoint has not been written yet, or null. */
+  private Pending pending;
+  /** A consumed record whose dead letter could not be appended yet (a full disk), or null. */
+  private LogSource.SourceRecord pendingDeadLetter;
+  private String pendingReason;
+
+  /** A trained step and how far its writes got. */
+  private static final class Pending {
+    final StepRecord record;
+    final Map<SourcePartition, Long> offsets;
+    boolean committed;
+    boolean snapshotted;
+
+    Pending(StepRecord record, Map<SourcePartition, Long> offsets) {
+      this.record = record;
+      this.offsets = offsets;
+    }
+  }
+
+  /** @return the step trained but not yet fully written (see the class comment), or -1 */
+  long pendingStep() {
+    Pending p = pending;
+    return p == null ? -1 : p.record.step();
+  }
 
   /** What one {@link #advance} did. */
   enum Advance { COMMITTED, IDLE }
@@ -136,6 +167,13 @@ final class TrainingJob {
     if (before == null) {
       before = source.positions();
     }
+    if (pendingDeadLetter != null) {
+      deadLetter(pendingDeadLetter, pendingReason);
+    }
+    if (pending != null) {
+      finish(listener);
+      return Advance.COMMITTED;
+    }
     if (batcher.ready()) {
       commit(batcher.drain(), before, listener);
       return Advance.COMMITTED;
@@ -169,8 +207,7 @@ final class TrainingJob {
         tokens = tokenizer.encode(example.text(), maxTokens);
         label = example.label();
       } catch (EventDecodingException | IllegalArgumentException e) {
-        deadLetters.send(r, e.getMessage());
-        before = source.positions();
+        deadLetter(r, e.getMessage());
         continue;
       }
       boolean committed = false;
@@ -191,6 +228,20 @@ final class TrainingJob {
     }
   }
 
+  /**
+   * Appends the dead letter of a consumed record; if that fails (the disk is full, say), the record
+   * stays pending and the next {@link #advance} appends it first, so it is neither lost nor
+   * committed past without its dead letter.
+   */
+  private void deadLetter(LogSource.SourceRecord r, String reason) {
+    pendingDeadLetter = r;
+    pendingReason = reason;
+    deadLetters.send(r, reason);
+    pendingDeadLetter = null;
+    pendingReason = null;
+    before = source.positions();
+  }
+
   /** @return steps committed by this job */
   long steps() {
     return steps;
@@ -204,15 +255,30 @@ final class TrainingJob {
     StepRecord rec = trainer.step(batch);
     Map<SourcePartition, Long> offsets = new LinkedHashMap<>();
     positions.forEach((tp, next) -> offsets.put(new SourcePartition(tp.topic(), tp.partition()), next));
-    store.commitStep(rec, offsets);
-    store.snapshotIfDue(parameters, snapshotEvery);
-    steps++;
-    trained += rec.batchSize();
-    recentLoss += (rec.lossPlus() + rec.lossMinus()) / 2;
-    recentSteps++;
+    pending = new Pending(rec, offsets);
+    finish(listener);
+  }
+
+  /** Writes what is left of the pending step: commit, snapshot, checkpoint; each at most once. */
+  private void finish(Listener listener) {
+    Pending p = pending;
+    StepRecord rec = p.record;
+    if (!p.committed) {
+      store.commitStep(rec, p.offsets);
+      p.committed = true;
+      steps++;
+      trained += rec.batchSize();
+      recentLoss += (rec.lossPlus() + rec.lossMinus()) / 2;
+      recentSteps++;
+    }
+    if (!p.snapshotted) {
+      store.snapshotIfDue(parameters, snapshotEvery);
+      p.snapshotted = true;
+    }
     if (checkpointEvery > 0 && rec.step() % checkpointEvery == 0) {
       mark(null);
     }
+    pending = null;
     listener.stepCommitted(rec, trained);
   }
 

@@ -98,6 +98,55 @@ final class ServeProcess implements AutoCloseable {
     return lastCommitted;
   }
 
+  /**
+   * Reads the {@code committed N} lines already printed, without waiting.
+   *
+   * @return the highest N printed so far
+   */
+  long committedSoFar() {
+    for (String line; (line = lines.poll()) != null; ) {
+      if (line == EOF) {
+        ended = true;
+        lines.add(EOF);
+        break;
+      }
+      if (line.startsWith("committed ")) {
+        lastCommitted = Math.max(lastCommitted, Long.parseLong(line.substring("committed ".length())));
+      }
+    }
+    return lastCommitted;
+  }
+
+  /**
+   * Freezes the process with SIGSTOP and returns once the kernel reports it stopped ({@code T} in
+   * {@code /proc/<pid>/stat}): from then on it writes nothing, as if it had been killed.
+   */
+  void freeze() throws IOException, InterruptedException {
+    signal("STOP");
+    Path stat = Path.of("/proc", Long.toString(process.pid()), "stat");
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (true) {
+      String s = Files.readString(stat);
+      char state = s.charAt(s.lastIndexOf(')') + 2);
+      if (state == 'T' || state == 't') {
+        return;
+      }
+      assertTrue(System.nanoTime() < deadline, "serve did not stop on SIGSTOP: " + s);
+      Thread.sleep(1);
+    }
+  }
+
+  /** Lets a frozen process go on (SIGCONT). */
+  void thaw() throws IOException, InterruptedException {
+    signal("CONT");
+  }
+
+  private void signal(String name) throws IOException, InterruptedException {
+    Process kill = new ProcessBuilder("kill", "-" + name, Long.toString(process.pid())).redirectErrorStream(true).start();
+    String out = new String(kill.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(kill.waitFor(10, TimeUnit.SECONDS) && kill.exitValue() == 0, "kill -" + name + ": " + out);
+  }
+
   /** SIGKILL, and waits for the process to be gone. */
   void kill() throws InterruptedException {
     process.destroyForcibly();
