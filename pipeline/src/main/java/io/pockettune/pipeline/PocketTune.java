@@ -1112,12 +1112,6 @@ public final class PocketTune implements AutoCloseable {
       return this;
     }
 
-    /** The log's settings (default {@code LogConfig.defaults()}); package-private: tests inject file faults. */
-    Builder logConfig(io.pockettune.ingest.LogConfig config) {
-      this.logConfig = Objects.requireNonNull(config, "logConfig");
-      return this;
-    }
-
     /** Prints "committed N" after every commit of background training (for tests and scripts). */
     public Builder stepLog(PrintWriter out) {
       this.stepLog = out;

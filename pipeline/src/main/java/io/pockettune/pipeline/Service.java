@@ -15,12 +15,14 @@ import io.pockettune.trainer.StepRecord;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.nio.file.Files;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.common.TopicPartition;
@@ -278,6 +280,38 @@ final class Service implements AutoCloseable {
       }
     } catch (IOException | RuntimeException e) {
       r.result().completeExceptionally(e);
+      if (Files.exists(dir.forgetJournal())) {
+        // It failed half way (a full disk, say): the job's model may be ahead of the store or
+        // hold what is being forgotten, so nothing trains until the journal is finished.
+        unfinishedForget = PocketTune.message(e);
+        LOG.warn("the forget failed half way ({}); training waits until it is finished, retried every {} ms",
+            unfinishedForget, DISK_FULL_RETRY_MILLIS);
+      }
+    }
+  }
+
+  /** Why a forget failed half way, while its journal waits to be finished; trainer thread writes it. */
+  private volatile String unfinishedForget;
+
+  /** Tries to finish the forget that failed half way; @return whether it did (and the job was rebuilt). */
+  private boolean finishForget() {
+    try {
+      synchronized (models) {
+        models.values().forEach(PersonalModel::close);
+        models.clear();
+        Optional<Forgetting.Outcome> o = Forgetting.finishPending(new Forgetting.Context(dir, pkg, log, serde, session,
+            Forgetting.Batching.of(settings)));
+        if (o.isPresent()) {
+          buildJob(o.get().trainer());
+          lastStep = store.lastStep();
+        }
+      }
+      unfinishedForget = null;
+      LOG.info("finished the forget that had failed half way; training goes on at step {}", lastStep);
+      return true;
+    } catch (IOException | RuntimeException e) {
+      unfinishedForget = PocketTune.message(e);
+      return false;
     }
   }
 
@@ -319,6 +353,10 @@ final class Service implements AutoCloseable {
   private void loop() {
     try {
       while (!stopping) {
+        if (unfinishedForget != null && !finishForget()) {
+          sleep(TimeUnit.MILLISECONDS.toNanos(DISK_FULL_RETRY_MILLIS));
+          continue;
+        }
         ForgetRequest forget = forgets.poll();
         if (forget != null) {
           runForget(forget);
@@ -522,6 +560,10 @@ final class Service implements AutoCloseable {
     String full = diskFull;
     if (full != null) {
       return "paused: disk full (" + full + ")";
+    }
+    String forget = unfinishedForget;
+    if (forget != null) {
+      return "paused: finishing a forget that failed (" + forget + ")";
     }
     return governor.state();
   }
