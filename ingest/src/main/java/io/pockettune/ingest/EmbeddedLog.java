@@ -227,6 +227,7 @@ public final class EmbeddedLog implements LogReader, Closeable {
             boolean clean = Files.exists(marker);
             RecoveryCheckpoint checkpoint = RecoveryCheckpoint.load(root);
             Map<String, Integer> found = partitionCounts(root);
+            LogEncryption.check(root, config.encryptionKey(), !found.isEmpty(), true);
             if (!clean && !found.isEmpty()) {
                 LOG.warn("{} was not closed cleanly; validating its partitions from their recovery points", root);
             }

@@ -74,6 +74,8 @@ final class LogSegment implements Closeable {
     private final OffsetIndex index;
     private final TimeIndex timeIndex;
     private final boolean indexExisted;
+    /** Seals batches on append and opens them on every read; null for a clear log. */
+    private final BatchCipher cipher;
 
     private int writePosition;
     private int bytesSinceLastIndexEntry;
@@ -82,7 +84,8 @@ final class LogSegment implements Closeable {
     private volatile long maxTimestamp = Long.MIN_VALUE;
 
     private LogSegment(Path logFile, long baseOffset, int indexIntervalBytes, FileChannel channel,
-            OffsetIndex index, TimeIndex timeIndex, boolean indexExisted, int size) {
+            OffsetIndex index, TimeIndex timeIndex, boolean indexExisted, int size, BatchCipher cipher) {
+        this.cipher = cipher;
         this.logFile = logFile;
         this.baseOffset = baseOffset;
         this.indexIntervalBytes = indexIntervalBytes;
@@ -101,6 +104,11 @@ final class LogSegment implements Closeable {
 
     /** Creates an empty segment and makes its files' existence durable. */
     static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
+        return create(dir, baseOffset, indexIntervalBytes, null);
+    }
+
+    /** Creates an empty segment whose batches {@code cipher} seals (null: in the clear). */
+    static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes, BatchCipher cipher) throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
         Path timeIndexFile = dir.resolve(fileName(baseOffset, TIME_INDEX_SUFFIX));
@@ -114,7 +122,7 @@ final class LogSegment implements Closeable {
             index = OffsetIndex.open(indexFile, baseOffset);
             TimeIndex timeIndex = TimeIndex.open(timeIndexFile, baseOffset);
             Utils.flushDir(dir);
-            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, true, 0);
+            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, true, 0, cipher);
         } catch (IOException | RuntimeException e) {
             channel.close();
             if (index != null) {
@@ -129,6 +137,11 @@ final class LogSegment implements Closeable {
      * the last segment, {@link #walkTail()}, or else {@link #recover()}.
      */
     static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes) throws IOException {
+        return open(dir, baseOffset, indexIntervalBytes, null);
+    }
+
+    /** Opens an existing segment whose batches {@code cipher} sealed (null: in the clear). */
+    static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes, BatchCipher cipher) throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
         OwnerOnly.restrict(logFile); // written wider by a version before 0600 segments
@@ -150,7 +163,7 @@ final class LogSegment implements Closeable {
                 throw e;
             }
             return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, indexExisted,
-                    (int) size);
+                    (int) size, cipher);
         } catch (IOException | RuntimeException e) {
             channel.close();
             throw e;
@@ -214,12 +227,13 @@ final class LogSegment implements Closeable {
             Utils.readFully(channel, batch, position);
             batch.flip();
             try {
+                batch = plain(batch);
                 RecordBatch.verify(batch);
             } catch (RecordBatch.CorruptBatchException e) {
                 return false;
             }
             max = Math.max(max, RecordBatch.maxTimestamp(batch));
-            position += batch.limit();
+            position += RecordBatch.LOG_OVERHEAD + length;
         }
         maxTimestamp = max;
         return true;
@@ -361,6 +375,7 @@ final class LogSegment implements Closeable {
             batch.flip();
             int count;
             try {
+                batch = plain(batch);
                 count = RecordBatch.verify(batch);
             } catch (RecordBatch.CorruptBatchException e) {
                 problem = e.getMessage();
@@ -396,6 +411,9 @@ final class LogSegment implements Closeable {
      * index rule. The bytes are not visible to readers until {@link #publish(int)}.
      */
     void append(ByteBuffer batch, long baseOffset, long batchMaxTimestamp) throws IOException {
+        if (cipher != null) {
+            batch = cipher.seal(batch);
+        }
         int size = batch.remaining();
         if (bytesSinceLastIndexEntry >= indexIntervalBytes) {
             index.append(baseOffset, writePosition);
@@ -485,7 +503,7 @@ final class LogSegment implements Closeable {
                 Utils.readFullyOrFail(channel, batch, position, "record batch");
                 batch.flip();
                 try {
-                    RecordBatch.decode(batch, from, end, max, out);
+                    RecordBatch.decode(plain(batch), from, end, max, out);
                 } catch (RecordBatch.CorruptBatchException e) {
                     throw corrupt(position, e.getMessage());
                 }
@@ -527,6 +545,16 @@ final class LogSegment implements Closeable {
     @Override
     public String toString() {
         return logFile.toString();
+    }
+
+    /** @return the size a batch of {@code plainSize} bytes takes in this segment's file */
+    int storedSize(int plainSize) {
+        return cipher == null ? plainSize : BatchCipher.sealedSize(plainSize);
+    }
+
+    /** @return the plaintext of a batch as stored in this segment (itself when not encrypted) */
+    private ByteBuffer plain(ByteBuffer stored) throws RecordBatch.CorruptBatchException {
+        return cipher == null ? stored : cipher.open(stored);
     }
 
     private boolean startsBatch(OffsetIndex.Entry entry, int limit) throws IOException {
