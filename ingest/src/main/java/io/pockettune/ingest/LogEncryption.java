@@ -35,7 +35,8 @@ final class LogEncryption {
 
     /**
      * Checks {@code key} (null for none) against the log in {@code root}, writing the marker for a
-     * new encrypted log when {@code mayCreate} and the log holds no partitions yet.
+     * new encrypted log when {@code mayCreate} and the log holds no partitions yet (without
+     * {@code mayCreate}, a key for a log without marker or partitions passes unchecked).
      *
      * @throws IllegalStateException with one sentence if the key is missing, wrong, or given for a
      *     log in the clear
@@ -68,9 +69,12 @@ final class LogEncryption {
         if (key == null) {
             return;
         }
-        if (hasPartitions || !mayCreate) {
+        if (hasPartitions) {
             throw new IllegalStateException("the log in " + root + " is not encrypted, so it cannot be opened with a key;"
                     + " open it without one, or start a new data directory with encryption");
+        }
+        if (!mayCreate) {
+            return;
         }
         Path tmp = root.resolve(FILE + ".tmp");
         String text = "1\n" + ALGORITHM + "\n" + HexFormat.of().formatHex(BatchCipher.keyCheck(key)) + "\n";

@@ -84,8 +84,8 @@ public final class PocketTune implements AutoCloseable {
   private Foreground foreground;
   private boolean closed;
 
-  private PocketTune(Builder b) {
-    this.dir = DataDirectory.at(b.dataDir);
+  private PocketTune(Builder b) throws IOException {
+    this.dir = DataDirectory.at(b.dataDir).withKey(b.encryptionKey, b.encrypt);
     this.modelDir = b.model;
     this.settings = b.settings();
     this.progress = b.progress;
@@ -334,7 +334,7 @@ public final class PocketTune implements AutoCloseable {
       return read.apply(foreground.store());
     }
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openReadOnly(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openReadOnly(dir.store()))) {
       return read.apply(store);
     }
   }
@@ -344,7 +344,7 @@ public final class PocketTune implements AutoCloseable {
     requireStopped("prune");
     closeForeground();
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openExisting(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openExisting(dir.store()))) {
       return store.prune(thinSnapshots);
     }
   }
@@ -565,7 +565,7 @@ public final class PocketTune implements AutoCloseable {
     StoreSession.requireStore(dir);
     ModelPackage p = pkg();
     p.checkBinding(dir);
-    ModelStore store = ModelStore.openReadOnly(dir.store());
+    ModelStore store = dir.withSnapshotKey(ModelStore.openReadOnly(dir.store()));
     try {
       return PersonalModel.open(p, store, true, pin, settings.threads());
     } catch (RuntimeException e) {
@@ -660,7 +660,7 @@ public final class PocketTune implements AutoCloseable {
       return foreground.store().markCheckpoint(label, metrics);
     }
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openExisting(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openExisting(dir.store()))) {
       return store.markCheckpoint(label, metrics);
     }
   }
@@ -714,7 +714,7 @@ public final class PocketTune implements AutoCloseable {
     checkOpen();
     if (log == null) {
       dir.createRoot();
-      EmbeddedLog l = EmbeddedLog.open(dir.log());
+      EmbeddedLog l = dir.openLog();
       try {
         Topics.create(l);
         serde = new EventSerde(SchemaStore.open(dir.schemas()));
@@ -861,10 +861,39 @@ public final class PocketTune implements AutoCloseable {
     private PrintWriter progress;
     private PrintWriter stepLog;
     private Time time = Time.SYSTEM;
+    private byte[] encryptionKey;
+    private boolean encrypt;
 
     private Builder(Path dataDir) {
       this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
       DataDirectory.at(dataDir); // a regular file is refused here, before any command does work
+    }
+
+    /**
+     * Encrypts the data directory at rest with {@code key}, 32 bytes (AES-256), which the embedding
+     * app keeps (in Android's keystore, say): no key file is written. A new directory becomes
+     * encrypted; an encrypted one must be given its own key; a directory already holding clear data
+     * is refused. Log batches (events, dead letters) and snapshots are encrypted; see DESIGN 4.1.9.
+     *
+     * @throws IllegalArgumentException if {@code key} is not 32 bytes
+     */
+    public Builder encryptionKey(byte[] key) {
+      if (key != null && key.length != DataDirectory.KEY_BYTES) {
+        throw new IllegalArgumentException("the encryption key has " + key.length + " bytes but must have "
+            + DataDirectory.KEY_BYTES + " (AES-256); pass 32 random bytes");
+      }
+      this.encryptionKey = key == null ? null : key.clone();
+      return this;
+    }
+
+    /**
+     * {@code --encrypt}: when the data directory is new, makes it encrypted with a random key kept
+     * in {@code <data-dir>/key} (mode 0600); an encrypted directory is detected without this flag.
+     * A directory that already holds clear data is refused in one sentence.
+     */
+    public Builder encrypt(boolean on) {
+      this.encrypt = on;
+      return this;
     }
 
     /** The model package (a folder made by {@code pockettune model init}); default: the built-in demo model. */
