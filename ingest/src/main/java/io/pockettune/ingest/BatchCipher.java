@@ -44,6 +44,13 @@ final class BatchCipher {
     private static final int NONCE_BYTES = 12;
     private static final int TAG_BITS = 128;
     private static final SecureRandom RANDOM = new SecureRandom();
+    /**
+     * Encryption feeds the cipher in pieces of this size: JDK 17 runs AES-GCM's intrinsics only in
+     * callers the JIT has compiled, which many small calls reach within megabytes and a few large
+     * ones reach late (measured: about 40 MB/s for single calls of 400 KB, 1.7 GB/s in 4 KiB
+     * pieces once warm). The output is the same either way.
+     */
+    static final int PIECE_BYTES = 4096;
 
     private final SecretKeySpec key;
     private final ThreadLocal<Cipher> ciphers = ThreadLocal.withInitial(BatchCipher::newCipher);
@@ -87,7 +94,12 @@ final class BatchCipher {
             Cipher c = ciphers.get();
             c.init(Cipher.ENCRYPT_MODE, key, new GCMParameterSpec(TAG_BITS, nonce));
             c.updateAAD(out.array(), 0, h);
-            c.doFinal(p.position(h), out);
+            ByteBuffer in = p.position(h);
+            while (in.remaining() > PIECE_BYTES) {
+                c.update(in.duplicate().limit(in.position() + PIECE_BYTES), out);
+                in.position(in.position() + PIECE_BYTES);
+            }
+            c.doFinal(in, out);
         } catch (GeneralSecurityException e) {
             throw new IllegalStateException("AES-GCM encryption failed (" + e + "); this JVM's crypto provider is broken", e);
         }

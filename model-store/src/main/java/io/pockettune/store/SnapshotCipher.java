@@ -31,6 +31,8 @@ final class SnapshotCipher {
   /** Bytes a sealed value has beyond its clear value. */
   static final int OVERHEAD = 1 + 12 + 16;
   private static final SecureRandom RANDOM = new SecureRandom();
+  /** Encryption feeds the cipher in pieces of this size, as ingest's BatchCipher does (why: there). */
+  private static final int PIECE_BYTES = 4096;
 
   private final SecretKeySpec key;
   private final ThreadLocal<Cipher> ciphers =
@@ -71,7 +73,13 @@ final class SnapshotCipher {
       c.init(Cipher.ENCRYPT_MODE, key, new GCMParameterSpec(128, nonce));
       c.updateAAD(rowKey);
       c.updateAAD(out, 0, 1);
-      c.doFinal(value, 0, value.length, out, 13);
+      int in = 0;
+      int at = 13;
+      while (value.length - in > PIECE_BYTES) {
+        at += c.update(value, in, PIECE_BYTES, out, at);
+        in += PIECE_BYTES;
+      }
+      c.doFinal(value, in, value.length - in, out, at);
     } catch (GeneralSecurityException e) {
       throw new IllegalStateException(
           "AES-GCM encryption failed (" + e + "); this JVM's crypto provider is broken", e);

@@ -209,6 +209,41 @@ class EncryptionAtRestTest {
     assertThrows(IllegalStateException.class, () -> PocketTune.builder(appDir).open());
   }
 
+  @Test
+  @Timeout(value = 300, unit = TimeUnit.SECONDS)
+  void demoWithEncryptLeavesNoEventTextInAnyFile() throws Exception {
+    Path data = dir.resolve("demo");
+    CliRun r = CliRun.of("demo", "--encrypt", "--data-dir", data.toString(), "--steps", "4", "--batch", "4",
+        "--heldout", "8", "--snapshot-every", "2", "--threads", "1", "--json");
+    assertEquals(0, r.exit(), r.err());
+    byte[] key = Files.readAllBytes(data.resolve("key"));
+    List<String> texts = new ArrayList<>();
+    try (LogSnapshot log = LogSnapshot.open(data.resolve("log"), key)) {
+      EventSerde serde = new EventSerde(SchemaStore.open(data.resolve("schemas")));
+      for (String topic : log.topics()) {
+        if (topic.equals(DeadLetters.TOPIC)) {
+          continue;
+        }
+        for (int p = 0; p < log.partitionCount(topic); p++) {
+          for (LogEntry e : log.read(topic, p, 0, 10_000)) {
+            Object event = serde.deserialize(e.value());
+            texts.add(event instanceof Message m ? m.getText().toString()
+                : ((io.pockettune.events.Note) event).getBody().toString());
+          }
+        }
+      }
+    }
+    assertEquals(4 * 4 + 8, texts.size(), "the demo's events read back with the key");
+    for (String text : texts) {
+      if (text.length() >= 12) {
+        assertFalse(anyFileContains(data, text), "no file of the encrypted demo may hold '" + text + "'");
+      }
+    }
+    CliRun again = CliRun.of("demo", "--data-dir", data.toString(), "--steps", "2", "--batch", "4", "--heldout", "4",
+        "--threads", "1", "--json");
+    assertEquals(0, again.exit(), "the demo detects the encryption on its second run: " + again.err());
+  }
+
   private static void assertOneSentence(String err, String expected) {
     String line = err.strip();
     assertFalse(line.contains("\n"), "one line: " + err);
