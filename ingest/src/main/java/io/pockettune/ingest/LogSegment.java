@@ -48,6 +48,12 @@ import org.slf4j.LoggerFactory;
  * <p><b>Permissions.</b> The segment holds the user's events as written: its files are created
  * owner-only (0600, {@link OwnerOnly}), and a segment an older version wrote wider is narrowed
  * when it is opened.
+ *
+ * <p><b>Encryption at rest.</b> With a {@link BatchCipher} (an encrypted log), this class is where
+ * batches are sealed on their way into the file ({@link #append}) and opened on their way out
+ * ({@link #recover}, the index plausibility walk, {@link #read}); positions, sizes and the index
+ * rule count sealed bytes, and header walks read the header fields a sealed batch keeps in the
+ * clear. A batch that fails authentication is invalid exactly like one that fails its CRC.
  */
 final class LogSegment implements Closeable {
 

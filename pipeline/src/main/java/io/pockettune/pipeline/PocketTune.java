@@ -1049,6 +1049,9 @@ public final class PocketTune implements AutoCloseable {
      *
      * @throws IllegalArgumentException for a setting out of range, a model package that is wrong,
      *     or a data directory bound to another package
+     * @throws IllegalStateException for an encrypted data directory without its key (no key file,
+     *     none given) or with another key, a key for a directory in the clear, or {@link #encrypt}
+     *     for a directory that already holds clear data (one sentence each)
      */
     public PocketTune open() throws IOException {
       PocketTune t = new PocketTune(this);
