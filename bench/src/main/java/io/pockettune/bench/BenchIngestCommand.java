@@ -9,6 +9,7 @@ import io.pockettune.ingest.EventSerializer;
 import io.pockettune.ingest.KafkaListener;
 import io.pockettune.ingest.ListenerCredentials;
 import io.pockettune.ingest.LocalKafkaBroker;
+import io.pockettune.ingest.LogConfig;
 import io.pockettune.ingest.LogEntry;
 import io.pockettune.ingest.RecordAdmission;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -80,6 +81,11 @@ import picocli.CommandLine.Spec;
  * and checked the same way; skipped with a printed reason if {@code /usr/bin/kcat} is absent. CPU:
  * per side, the process's and each thread group's CPU time during its timed rounds
  * ({@link ThreadCpu}).
+ *
+ * <p>Encryption at rest: a fourth side, the same {@link EmbeddedProducer} on its own embedded log
+ * opened with a random AES-256 key ({@link LogConfig#withEncryptionKey}), takes its turn in the
+ * same rounds; {@code encrypted_vs_clear_throughput} is its median over the clear embedded side's,
+ * and the last round is replayed from both logs for {@code encrypted_vs_clear_replay}.
  */
 @Command(name = "ingest", mixinStandardHelpOptions = true,
     description = "Measure the embedded log and its Kafka listener against a Kafka broker started in this process.")
@@ -139,6 +145,7 @@ final class BenchIngestCommand implements Callable<Integer> {
       Map<String, Object> producerConfig = Map.of("linger.ms", 5, "batch.size", 16384);
 
       Side embedded = new Side("embedded");
+      Side encrypted = new Side("encrypted");
       Side kafka = new Side("kafka");
       Side listened = new Side("listener");
       Run embeddedPaced;
@@ -146,6 +153,7 @@ final class BenchIngestCommand implements Callable<Integer> {
       Run listenerPaced;
       long embeddedSyncs;
       double replayPerS;
+      double encryptedReplayPerS;
       String flushMessages;
       String flushMs;
       KcatFigures kcat;
@@ -159,7 +167,9 @@ final class BenchIngestCommand implements Callable<Integer> {
       double wideListenerPerS;
       try (LocalKafkaBroker broker = LocalKafkaBroker.start(root.resolve("kafka"));
           EmbeddedLog log = EmbeddedLog.open(root.resolve("embedded"));
-          EmbeddedLog listenerLog = EmbeddedLog.open(root.resolve("listener"))) {
+          EmbeddedLog listenerLog = EmbeddedLog.open(root.resolve("listener"));
+          EmbeddedLog encryptedLog = EmbeddedLog.open(root.resolve("embedded-encrypted"),
+              LogConfig.defaults().withEncryptionKey(randomKey()))) {
         ListenerCredentials credentials =
             ListenerCredentials.loadOrCreate(root.resolve("kafka-credentials")).credentials();
         try (KafkaListener listener = KafkaListener.start(listenerLog, new KafkaListener.Settings(
@@ -178,6 +188,8 @@ final class BenchIngestCommand implements Callable<Integer> {
           byte[][] expected = pool.stream().map(m -> serializer.serialize(TOPIC, m)).toArray(byte[][]::new);
           try (EmbeddedProducer<String, SpecificRecord> ours =
                   new EmbeddedProducer<>(log, producerConfig, new StringSerializer(), new EventSerializer());
+              EmbeddedProducer<String, SpecificRecord> oursEncrypted =
+                  new EmbeddedProducer<>(encryptedLog, producerConfig, new StringSerializer(), new EventSerializer());
               KafkaProducer<String, SpecificRecord> theirs =
                   new KafkaProducer<>(kafkaConfig, new StringSerializer(), new EventSerializer());
               KafkaProducer<String, SpecificRecord> toListener =
@@ -188,7 +200,9 @@ final class BenchIngestCommand implements Callable<Integer> {
             kafka.topics = topic -> broker.createTopic(topic, 1);
             listened.producer = toListener;
             listened.topics = topic -> listenerLog.createTopic(topic, 1);
-            List<Side> sides = List.of(embedded, kafka, listened);
+            encrypted.producer = oursEncrypted;
+            encrypted.topics = topic -> encryptedLog.createTopic(topic, 1);
+            List<Side> sides = List.of(embedded, kafka, listened, encrypted);
             int warmup = Math.min(events, 100_000);
             for (Side side : sides) {
               side.topics.create("warmup");
@@ -209,10 +223,12 @@ final class BenchIngestCommand implements Callable<Integer> {
                 order.add(side.name);
               }
               verifyLog(listenerLog, topic, pool, expected, events);
-              out.printf("round %d: embedded %,.0f events/s, kafka %,.0f events/s, listener %,.0f events/s"
-                      + " (listener/kafka %.2f; order %s; listener log verified: %,d events)%n", round,
+              out.printf("round %d: embedded %,.0f events/s, kafka %,.0f events/s, listener %,.0f events/s,"
+                      + " embedded encrypted %,.0f events/s (listener/kafka %.2f; encrypted/clear %.2f; order %s;"
+                      + " listener log verified: %,d events)%n", round,
                   embedded.last().perSecond(), kafka.last().perSecond(), listened.last().perSecond(),
-                  listened.last().perSecond() / kafka.last().perSecond(), String.join(", ", order), events);
+                  encrypted.last().perSecond(), listened.last().perSecond() / kafka.last().perSecond(),
+                  encrypted.last().perSecond() / embedded.last().perSecond(), String.join(", ", order), events);
             }
             embeddedSyncs = (long) metric(ours, "durability-wait-total");
             // The producer's own view of the two sides over its last 30 to 60 s (Kafka's sample window).
@@ -293,7 +309,7 @@ final class BenchIngestCommand implements Callable<Integer> {
                   + " SASL/PLAIN; fsync before every answer)%n",
               listened.median().perSecond(), listened.median().p99Ms());
           long cpuEvents = (long) events * ROUNDS;
-          for (Side side : List.of(embedded, kafka, listened)) {
+          for (Side side : List.of(embedded, kafka, listened, encrypted)) {
             out.printf("cpu %-8s %.1f ms per 1,000 events, %.2f cores busy: %s%n", side.name + ":",
                 side.cpu.processMsPer1kEvents(cpuEvents), side.cpu.coresBusy(),
                 side.cpu.groupsMsPer1kEvents(cpuEvents, 0.03));
@@ -305,10 +321,18 @@ final class BenchIngestCommand implements Callable<Integer> {
         replay(log, "warmup");
         replayPerS = replay(log, TOPIC + "-" + ROUNDS);
         out.printf("replay:   %,.0f events/s through EmbeddedConsumer%n", replayPerS);
+        replay(encryptedLog, "warmup");
+        encryptedReplayPerS = replay(encryptedLog, TOPIC + "-" + ROUNDS);
+        out.printf("replay encrypted: %,.0f events/s through EmbeddedConsumer (encrypted/clear %.2f)%n",
+            encryptedReplayPerS, encryptedReplayPerS / replayPerS);
       }
 
       double ratio = embedded.median().perSecond() / kafka.median().perSecond();
       double listenerRatio = listened.median().perSecond() / kafka.median().perSecond();
+      double encryptedRatio = encrypted.median().perSecond() / embedded.median().perSecond();
+      out.printf("encrypted_vs_clear_throughput: %.2f (embedded log with AES-256-GCM batches / in the clear, same"
+          + " rounds; encrypted %,.0f events/s median, p99 ack %.2f ms)%n", encryptedRatio,
+          encrypted.median().perSecond(), encrypted.median().p99Ms());
       out.printf("ratio:    %.2f (embedded fsyncs before every ack; the broker does not fsync by default)%n", ratio);
       out.printf("listener_ratio: %.2f (listener / kafka, the same KafkaProducer; the listener fsyncs before every"
           + " answer, the broker does not)%n", listenerRatio);
@@ -325,6 +349,12 @@ final class BenchIngestCommand implements Callable<Integer> {
             .put("ratio", Math.round(ratio * 100) / 100.0)
             .put("listener_events_per_s", Math.round(listened.median().perSecond()))
             .put("listener_ratio", Math.round(listenerRatio * 100) / 100.0)
+            .put("encrypted_events_per_s", Math.round(encrypted.median().perSecond()))
+            .put("encrypted_vs_clear_throughput", Math.round(encryptedRatio * 100) / 100.0)
+            .put("encrypted_rounds_events_per_s", encrypted.rounds())
+            .put("encrypted_p99_ack_ms", Math.round(encrypted.median().p99Ms() * 100) / 100.0)
+            .put("encrypted_replay_events_per_s", Math.round(encryptedReplayPerS))
+            .put("encrypted_vs_clear_replay", Math.round(encryptedReplayPerS / replayPerS * 100) / 100.0)
             .put("embedded_rounds_events_per_s", embedded.rounds())
             .put("kafka_rounds_events_per_s", kafka.rounds())
             .put("listener_rounds_events_per_s", listened.rounds())
@@ -342,6 +372,7 @@ final class BenchIngestCommand implements Callable<Integer> {
             .put("paced_p99_ack_ms", Math.round(embeddedPaced.p99Ms() * 100) / 100.0)
             .put("kafka_paced_p99_ack_ms", Math.round(kafkaPaced.p99Ms() * 100) / 100.0)
             .put("listener_paced_p99_ack_ms", Math.round(listenerPaced.p99Ms() * 100) / 100.0)
+            .put("encrypted_cpu_ms_per_1k_events", Math.round(encrypted.cpu.processMsPer1kEvents(cpuEvents) * 100) / 100.0)
             .put("embedded_cpu_ms_per_1k_events", Math.round(embedded.cpu.processMsPer1kEvents(cpuEvents) * 100) / 100.0)
             .put("kafka_cpu_ms_per_1k_events", Math.round(kafka.cpu.processMsPer1kEvents(cpuEvents) * 100) / 100.0)
             .put("listener_cpu_ms_per_1k_events", Math.round(listened.cpu.processMsPer1kEvents(cpuEvents) * 100) / 100.0)
@@ -385,6 +416,13 @@ final class BenchIngestCommand implements Callable<Integer> {
         Utils.delete(root.toFile());
       }
     }
+  }
+
+  /** @return a random AES-256 key for the encrypted side */
+  private static byte[] randomKey() {
+    byte[] key = new byte[32];
+    new java.security.SecureRandom().nextBytes(key);
+    return key;
   }
 
   /** Creates a one-partition topic on one side. */

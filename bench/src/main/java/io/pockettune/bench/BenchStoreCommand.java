@@ -42,10 +42,23 @@ import picocli.CommandLine.Spec;
  * cheaper. Reports: bytes per step (step records and offsets, and with snapshots), commit latency
  * (p50, p99, max; synced), and rollback time (restore + check + rollback write) to a step just
  * before a snapshot, the worst case of replay, near the end and in the middle.
+ *
+ * <p>Encryption at rest: after training, the trained values are written as a snapshot and read
+ * back ({@link ModelStore#putSnapshot}, {@link ModelStore#snapshotAtOrBefore}) in two fresh stores,
+ * one in the clear and one with {@link ModelStore#encryptSnapshots} (AES-256-GCM), alternating for
+ * {@value #SNAPSHOT_ROUNDS} rounds of {@value #SNAPSHOT_REPEATS}; the medians and their ratios are
+ * reported ({@code encrypted_vs_clear_snapshot_put}, {@code encrypted_vs_clear_snapshot_read}, and
+ * {@code encrypted_vs_clear_throughput} for a put and a read together). Step records, offsets and
+ * checkpoints stay in the clear, so commits cost the same either way.
  */
 @Command(name = "store", mixinStandardHelpOptions = true,
     description = "Measure commits, trajectory size and rollback on the demo model.")
 final class BenchStoreCommand implements Callable<Integer> {
+  /** Alternating rounds of the encrypted-versus-clear snapshot measurement. */
+  static final int SNAPSHOT_ROUNDS = 3;
+  /** Snapshot writes and reads per side and round. */
+  static final int SNAPSHOT_REPEATS = 10;
+
   @Spec CommandSpec spec;
 
   @Option(names = "--data-dir", paramLabel = "DIR",
@@ -147,6 +160,11 @@ final class BenchStoreCommand implements Callable<Integer> {
           replayed[i] = r.replayed();
         }
       }
+      SnapshotCost cost = snapshotCost(work, identity, model);
+      out.printf(Locale.ROOT, "snapshot of %,d floats, clear / encrypted: put %.2f / %.2f ms (ratio %.2f), read %.2f /"
+              + " %.2f ms (ratio %.2f); encrypted_vs_clear_throughput %.2f%n", base.length, cost.clearPutMs(),
+          cost.encryptedPutMs(), cost.encryptedPutMs() / cost.clearPutMs(), cost.clearReadMs(), cost.encryptedReadMs(),
+          cost.encryptedReadMs() / cost.clearReadMs(), cost.throughputRatio());
       double bytesPerStep = (double) trajectoryBytes / steps;
       double withSnapshots = (double) (trajectoryBytes + snapshotBytes) / steps;
       out.printf(Locale.ROOT, "%,d steps of the demo model (%,d parameters, batch of 1 x 16 tokens) in %.1f s%n",
@@ -174,11 +192,66 @@ final class BenchStoreCommand implements Callable<Integer> {
             .put("rollback_middle_step", middle)
             .put("rollback_middle_ms", rollbackMs[1])
             .put("replayed_max", Math.max(replayed[0], replayed[1]))
+            .put("snapshot_put_ms", round(cost.clearPutMs()))
+            .put("snapshot_read_ms", round(cost.clearReadMs()))
+            .put("encrypted_snapshot_put_ms", round(cost.encryptedPutMs()))
+            .put("encrypted_snapshot_read_ms", round(cost.encryptedReadMs()))
+            .put("encrypted_vs_clear_snapshot_put", round(cost.encryptedPutMs() / cost.clearPutMs()))
+            .put("encrypted_vs_clear_snapshot_read", round(cost.encryptedReadMs() / cost.clearReadMs()))
+            .put("encrypted_vs_clear_throughput", round(cost.throughputRatio()))
+            .put("snapshot_rounds", SNAPSHOT_ROUNDS + " x " + SNAPSHOT_REPEATS + " per side, alternating, medians")
             .put("train_seconds", Math.round(trainSeconds * 10) / 10.0)
             .put("threads", threads));
       }
     }
     return 0;
+  }
+
+  /** Median snapshot put and read times of the clear and the encrypted store. */
+  private record SnapshotCost(double clearPutMs, double clearReadMs, double encryptedPutMs, double encryptedReadMs) {
+    /** @return encrypted over clear throughput of a put and a read together */
+    double throughputRatio() {
+      return (clearPutMs + clearReadMs) / (encryptedPutMs + encryptedReadMs);
+    }
+  }
+
+  /** Writes and reads the trained values as a snapshot, clear and encrypted, alternating. */
+  private SnapshotCost snapshotCost(Path work, RunIdentity identity, LossModel model) {
+    byte[] key = new byte[32];
+    new java.security.SecureRandom().nextBytes(key);
+    int n = SNAPSHOT_ROUNDS * SNAPSHOT_REPEATS;
+    long[][] nanos = new long[4][n];
+    float[] expected = model.parameters().toArray();
+    try (ModelStore clear = ModelStore.open(work.resolve("snapshots-clear"), identity);
+        ModelStore sealed = ModelStore.open(work.resolve("snapshots-encrypted"), identity).encryptSnapshots(key)) {
+      ModelStore[] stores = {clear, sealed};
+      for (ModelStore store : stores) {
+        store.putSnapshot(0, model.parameters().floats()); // warm-up
+        store.snapshotAtOrBefore(0).orElseThrow();
+      }
+      for (int round = 0; round < SNAPSHOT_ROUNDS; round++) {
+        for (int k = 0; k < stores.length; k++) {
+          int side = (round + k) % stores.length;
+          ModelStore store = stores[side];
+          for (int r = 0; r < SNAPSHOT_REPEATS; r++) {
+            long t0 = System.nanoTime();
+            store.putSnapshot(0, model.parameters().floats());
+            long t1 = System.nanoTime();
+            float[] read = store.snapshotAtOrBefore(0).orElseThrow().values();
+            long t2 = System.nanoTime();
+            if (!Arrays.equals(read, expected)) {
+              throw new IllegalStateException("a snapshot read back differs from what was written; the store is broken");
+            }
+            nanos[side * 2][round * SNAPSHOT_REPEATS + r] = t1 - t0;
+            nanos[side * 2 + 1][round * SNAPSHOT_REPEATS + r] = t2 - t1;
+          }
+        }
+      }
+    }
+    for (long[] column : nanos) {
+      Arrays.sort(column);
+    }
+    return new SnapshotCost(ms(nanos[0], 0.5), ms(nanos[1], 0.5), ms(nanos[2], 0.5), ms(nanos[3], 0.5));
   }
 
   /** What one rollback replayed and how long it took. */

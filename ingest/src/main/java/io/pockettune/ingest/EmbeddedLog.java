@@ -183,6 +183,26 @@ public final class EmbeddedLog implements LogReader, Closeable {
         }
     }
 
+    /** @return whether the log in {@code dir} is encrypted (holds the encryption marker) */
+    public static boolean isEncrypted(Path dir) {
+        return LogEncryption.isEncrypted(dir.toAbsolutePath().normalize());
+    }
+
+    /**
+     * Checks {@code key} against the log in {@code dir} without opening it: refused when the log is
+     * encrypted with another key, or is in the clear and already holds partitions. A missing or
+     * empty log passes (its first open with the key makes it encrypted).
+     *
+     * @throws IllegalStateException with one sentence saying what is wrong and what to do
+     */
+    public static void checkEncryptionKey(Path dir, byte[] key) throws IOException {
+        Path root = dir.toAbsolutePath().normalize();
+        if (!Files.isDirectory(root)) {
+            return;
+        }
+        LogEncryption.check(root, key, !partitionCounts(root).isEmpty(), false);
+    }
+
     /** Opens the log in {@code dir} with {@link LogConfig#defaults()}; see {@link #open(Path, LogConfig)}. */
     public static EmbeddedLog open(Path dir) throws IOException {
         return open(dir, LogConfig.defaults());
@@ -227,6 +247,7 @@ public final class EmbeddedLog implements LogReader, Closeable {
             boolean clean = Files.exists(marker);
             RecoveryCheckpoint checkpoint = RecoveryCheckpoint.load(root);
             Map<String, Integer> found = partitionCounts(root);
+            LogEncryption.check(root, config.encryptionKey(), !found.isEmpty(), true);
             if (!clean && !found.isEmpty()) {
                 LOG.warn("{} was not closed cleanly; validating its partitions from their recovery points", root);
             }

@@ -22,9 +22,13 @@ import java.util.Objects;
  *     bytes; -1 keeps them regardless of size
  * @param channels how segment and index files are opened; {@link FileChannels#system()} but in
  *     tests that inject faults
+ * @param encryptionKey null for a log in the clear, or the 32-byte AES-256 key that seals every
+ *     record batch (see {@link BatchCipher}); an encrypted log must always be opened with its key,
+ *     a clear one never with a key ({@link EmbeddedLog#open(java.nio.file.Path, LogConfig)} refuses
+ *     both mistakes)
  */
 public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
-        long retentionMs, long retentionBytes, FileChannels channels) {
+        long retentionMs, long retentionBytes, FileChannels channels, byte[] encryptionKey) {
 
     /** The default segment size: 64 MiB. */
     public static final int DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -74,18 +78,66 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
             throw new IllegalArgumentException("flushIntervalMs is " + flushIntervalMs
                     + " but must be at least 1; choose a positive flush interval");
         }
-        Objects.requireNonNull(channels, "channels must not be null; use FileChannels.system()");
         if (retentionMs < -1 || retentionBytes < -1) {
             throw new IllegalArgumentException("retentionMs is " + retentionMs + " and retentionBytes is " + retentionBytes
                     + "; use -1 for unlimited or a non-negative limit");
         }
+        Objects.requireNonNull(channels, "channels must not be null; use FileChannels.system()");
+        if (encryptionKey != null) {
+            BatchCipher.checkKey(encryptionKey);
+            encryptionKey = encryptionKey.clone();
+        }
     }
 
-    /** A configuration that opens its files with {@link FileChannels#system()}. */
+    /** A clear log's configuration; see the canonical constructor. */
     public LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
             long retentionMs, long retentionBytes) {
         this(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
-                FileChannels.system());
+                FileChannels.system(), null);
+    }
+
+    /** @return a copy of the encryption key, or null for a log in the clear */
+    @Override
+    public byte[] encryptionKey() {
+        return encryptionKey == null ? null : encryptionKey.clone();
+    }
+
+    /** @return whether batches are encrypted */
+    public boolean encrypted() {
+        return encryptionKey != null;
+    }
+
+    /** @return a copy that encrypts record batches with {@code key} (32 bytes), or none for null */
+    public LogConfig withEncryptionKey(byte[] key) {
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
+                channels, key);
+    }
+
+    /** @return the cipher of this configuration's key, or null for a clear log */
+    BatchCipher cipher() {
+        return encryptionKey == null ? null : new BatchCipher(encryptionKey);
+    }
+
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof LogConfig c && segmentBytes == c.segmentBytes && indexIntervalBytes == c.indexIntervalBytes
+                && flushPolicy == c.flushPolicy && flushIntervalMs == c.flushIntervalMs && retentionMs == c.retentionMs
+                && retentionBytes == c.retentionBytes && channels.equals(c.channels)
+                && java.util.Arrays.equals(encryptionKey, c.encryptionKey);
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
+                channels, java.util.Arrays.hashCode(encryptionKey));
+    }
+
+    /** Never shows the key. */
+    @Override
+    public String toString() {
+        return "LogConfig[segmentBytes=" + segmentBytes + ", indexIntervalBytes=" + indexIntervalBytes + ", flushPolicy="
+                + flushPolicy + ", flushIntervalMs=" + flushIntervalMs + ", retentionMs=" + retentionMs
+                + ", retentionBytes=" + retentionBytes + ", encrypted=" + (encryptionKey != null) + "]";
     }
 
     /** A configuration with default flush interval and unlimited retention. */
@@ -100,32 +152,33 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
 
     /** @return a copy with the given segment size */
     public LogConfig withSegmentBytes(int bytes) {
-        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels);
+        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels, encryptionKey);
     }
 
     /** @return a copy with the given index interval */
     public LogConfig withIndexIntervalBytes(int bytes) {
-        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels);
+        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels, encryptionKey);
     }
 
     /** @return a copy with the given flush policy */
     public LogConfig withFlushPolicy(FlushPolicy policy) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes, channels);
+        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes, channels, encryptionKey);
     }
 
     /** @return a copy with {@link FlushPolicy#INTERVAL} every {@code ms} milliseconds */
     public LogConfig withFlushInterval(long ms) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes, channels);
+        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes, channels, encryptionKey);
     }
 
     /** @return a copy with the given retention limits; -1 means unlimited */
     public LogConfig withRetention(long ms, long bytes) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes, channels);
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes, channels,
+                encryptionKey);
     }
 
     /** @return a copy that opens its segment and index files through {@code files} (fault injection) */
     public LogConfig withChannels(FileChannels files) {
         return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
-                files);
+                files, encryptionKey);
     }
 }

@@ -48,6 +48,12 @@ import org.slf4j.LoggerFactory;
  * <p><b>Permissions.</b> The segment holds the user's events as written: its files are created
  * owner-only (0600, {@link OwnerOnly}), and a segment an older version wrote wider is narrowed
  * when it is opened.
+ *
+ * <p><b>Encryption at rest.</b> With a {@link BatchCipher} (an encrypted log), this class is where
+ * batches are sealed on their way into the file ({@link #append}) and opened on their way out
+ * ({@link #recover}, the index plausibility walk, {@link #read}); positions, sizes and the index
+ * rule count sealed bytes, and header walks read the header fields a sealed batch keeps in the
+ * clear. A batch that fails authentication is invalid exactly like one that fails its CRC.
  */
 final class LogSegment implements Closeable {
 
@@ -77,6 +83,8 @@ final class LogSegment implements Closeable {
     /** Held for reading by readers, for writing while {@link #erase} rewrites a batch. */
     private final java.util.concurrent.locks.ReentrantReadWriteLock eraseLock =
             new java.util.concurrent.locks.ReentrantReadWriteLock();
+    /** Seals batches on append and opens them on every read; null for a clear log. */
+    private final BatchCipher cipher;
 
     private int writePosition;
     private int bytesSinceLastIndexEntry;
@@ -85,7 +93,8 @@ final class LogSegment implements Closeable {
     private volatile long maxTimestamp = Long.MIN_VALUE;
 
     private LogSegment(Path logFile, long baseOffset, int indexIntervalBytes, FileChannel channel,
-            OffsetIndex index, TimeIndex timeIndex, boolean indexExisted, int size) {
+            OffsetIndex index, TimeIndex timeIndex, boolean indexExisted, int size, BatchCipher cipher) {
+        this.cipher = cipher;
         this.logFile = logFile;
         this.baseOffset = baseOffset;
         this.indexIntervalBytes = indexIntervalBytes;
@@ -104,6 +113,12 @@ final class LogSegment implements Closeable {
 
     /** Creates an empty segment and makes its files' existence durable. */
     static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes, FileChannels channels) throws IOException {
+        return create(dir, baseOffset, indexIntervalBytes, channels, null);
+    }
+
+    /** Creates an empty segment whose batches {@code cipher} seals (null: in the clear). */
+    static LogSegment create(Path dir, long baseOffset, int indexIntervalBytes, FileChannels channels, BatchCipher cipher)
+            throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
         Path timeIndexFile = dir.resolve(fileName(baseOffset, TIME_INDEX_SUFFIX));
@@ -117,7 +132,7 @@ final class LogSegment implements Closeable {
             index = OffsetIndex.open(indexFile, baseOffset, channels);
             TimeIndex timeIndex = TimeIndex.open(timeIndexFile, baseOffset, channels);
             Utils.flushDir(dir);
-            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, true, 0);
+            return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, true, 0, cipher);
         } catch (IOException | RuntimeException e) {
             channel.close();
             if (index != null) {
@@ -132,6 +147,12 @@ final class LogSegment implements Closeable {
      * the last segment, {@link #walkTail()}, or else {@link #recover()}.
      */
     static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes, FileChannels channels) throws IOException {
+        return open(dir, baseOffset, indexIntervalBytes, channels, null);
+    }
+
+    /** Opens an existing segment whose batches {@code cipher} sealed (null: in the clear). */
+    static LogSegment open(Path dir, long baseOffset, int indexIntervalBytes, FileChannels channels, BatchCipher cipher)
+            throws IOException {
         Path logFile = dir.resolve(fileName(baseOffset, LOG_SUFFIX));
         Path indexFile = dir.resolve(fileName(baseOffset, INDEX_SUFFIX));
         OwnerOnly.restrict(logFile); // written wider by a version before 0600 segments
@@ -153,7 +174,7 @@ final class LogSegment implements Closeable {
                 throw e;
             }
             return new LogSegment(logFile, baseOffset, indexIntervalBytes, channel, index, timeIndex, indexExisted,
-                    (int) size);
+                    (int) size, cipher);
         } catch (IOException | RuntimeException e) {
             channel.close();
             throw e;
@@ -217,12 +238,13 @@ final class LogSegment implements Closeable {
             Utils.readFully(channel, batch, position);
             batch.flip();
             try {
+                batch = plain(batch);
                 RecordBatch.verify(batch);
             } catch (RecordBatch.CorruptBatchException e) {
                 return false;
             }
             max = Math.max(max, RecordBatch.maxTimestamp(batch));
-            position += batch.limit();
+            position += RecordBatch.LOG_OVERHEAD + length;
         }
         maxTimestamp = max;
         return true;
@@ -364,6 +386,7 @@ final class LogSegment implements Closeable {
             batch.flip();
             int count;
             try {
+                batch = plain(batch);
                 count = RecordBatch.verify(batch);
             } catch (RecordBatch.CorruptBatchException e) {
                 problem = e.getMessage();
@@ -399,6 +422,9 @@ final class LogSegment implements Closeable {
      * index rule. The bytes are not visible to readers until {@link #publish(int)}.
      */
     void append(ByteBuffer batch, long baseOffset, long batchMaxTimestamp) throws IOException {
+        if (cipher != null) {
+            batch = cipher.seal(batch);
+        }
         int size = batch.remaining();
         if (bytesSinceLastIndexEntry >= indexIntervalBytes) {
             index.append(baseOffset, writePosition);
@@ -497,7 +523,7 @@ final class LogSegment implements Closeable {
                 Utils.readFullyOrFail(channel, batch, position, "record batch");
                 batch.flip();
                 try {
-                    RecordBatch.decode(batch, from, end, max, out);
+                    RecordBatch.decode(plain(batch), from, end, max, out);
                 } catch (RecordBatch.CorruptBatchException e) {
                     throw corrupt(position, e.getMessage());
                 }
@@ -509,7 +535,8 @@ final class LogSegment implements Closeable {
 
     /**
      * Erases the records with offsets in {@code offsets} from the visible part of this segment, in
-     * place ({@link RecordBatch#erase}: same length, new CRC), and forces the file: their keys and
+     * place ({@link RecordBatch#erase}: same length, new CRC; an encrypted batch opened and sealed
+     * again under a fresh nonce), and forces the file: their keys and
      * values are overwritten with zeros, their offsets become holes readers skip. Readers of this
      * segment wait while a batch is rewritten, so none sees a half-written one.
      *
@@ -529,21 +556,30 @@ final class LogSegment implements Closeable {
                 wanted |= o >= base && o < base + count;
             }
             if (wanted) {
-                ByteBuffer batch = ByteBuffer.allocate(batchSize);
-                Utils.readFullyOrFail(channel, batch, position, "record batch");
-                batch.flip();
+                ByteBuffer stored = ByteBuffer.allocate(batchSize);
+                Utils.readFullyOrFail(channel, stored, position, "record batch");
+                stored.flip();
+                ByteBuffer batch;
                 try {
+                    batch = plain(stored);
                     RecordBatch.verify(batch);
                 } catch (RecordBatch.CorruptBatchException e) {
                     throw corrupt(position, e.getMessage());
                 }
                 List<Long> done = RecordBatch.erase(batch, offsets);
                 if (!done.isEmpty()) {
+                    // An encrypted batch is sealed again, under a fresh nonce: same length, as the
+                    // plaintext's is.
+                    ByteBuffer out = cipher == null ? batch : cipher.seal(batch);
+                    if (out.remaining() != batchSize) {
+                        throw new IllegalStateException("an erased batch of " + logFile + " at byte " + position
+                                + " would change length, " + batchSize + " to " + out.remaining() + " bytes");
+                    }
                     eraseLock.writeLock().lock();
                     try {
                         long at = position;
-                        while (batch.hasRemaining()) {
-                            at += channel.write(batch, at);
+                        while (out.hasRemaining()) {
+                            at += channel.write(out, at);
                         }
                     } finally {
                         eraseLock.writeLock().unlock();
@@ -591,6 +627,16 @@ final class LogSegment implements Closeable {
     @Override
     public String toString() {
         return logFile.toString();
+    }
+
+    /** @return the size a batch of {@code plainSize} bytes takes in this segment's file */
+    int storedSize(int plainSize) {
+        return cipher == null ? plainSize : BatchCipher.sealedSize(plainSize);
+    }
+
+    /** @return the plaintext of a batch as stored in this segment (itself when not encrypted) */
+    private ByteBuffer plain(ByteBuffer stored) throws RecordBatch.CorruptBatchException {
+        return cipher == null ? stored : cipher.open(stored);
     }
 
     private boolean startsBatch(OffsetIndex.Entry entry, int limit) throws IOException {

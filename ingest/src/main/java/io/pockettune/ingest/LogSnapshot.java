@@ -44,18 +44,32 @@ public final class LogSnapshot implements LogReader, AutoCloseable {
 
     private final Map<String, Map<Integer, List<Batch>>> partitions = new TreeMap<>();
     private final List<FileChannel> files = new ArrayList<>();
+    /** Opens sealed batches; null for a clear log. */
+    private final BatchCipher cipher;
 
-    private LogSnapshot() {
+    private LogSnapshot(BatchCipher cipher) {
+        this.cipher = cipher;
     }
 
     /**
      * @param dir the log's directory (the one {@link EmbeddedLog#open} was given)
      */
     public static LogSnapshot open(Path dir) throws IOException {
+        return open(dir, null);
+    }
+
+    /**
+     * Like {@link #open(Path)}, for a log encrypted with {@code key} (null for a clear log).
+     *
+     * @throws IllegalStateException with one sentence if the key is missing, wrong, or given for a
+     *     log in the clear
+     */
+    public static LogSnapshot open(Path dir, byte[] key) throws IOException {
         if (!Files.isDirectory(dir)) {
             throw new NoSuchFileException(dir + " is not a log directory: check the path");
         }
-        LogSnapshot s = new LogSnapshot();
+        LogEncryption.check(dir, key, true, false);
+        LogSnapshot s = new LogSnapshot(key == null ? null : new BatchCipher(key));
         try (DirectoryStream<Path> children = Files.newDirectoryStream(dir, Files::isDirectory)) {
             for (Path child : children) {
                 Matcher m = PARTITION_DIR.matcher(child.getFileName().toString());
@@ -114,6 +128,7 @@ public final class LogSnapshot implements LogReader, AutoCloseable {
                 batch.flip();
                 int count;
                 try {
+                    batch = plain(batch);
                     count = RecordBatch.verify(batch);
                 } catch (RecordBatch.CorruptBatchException e) {
                     broken = true;
@@ -189,11 +204,15 @@ public final class LogSnapshot implements LogReader, AutoCloseable {
         return Optional.empty();
     }
 
-    private static void decode(Batch b, long from, int max, List<LogEntry> out) throws IOException {
+    private void decode(Batch b, long from, int max, List<LogEntry> out) throws IOException {
         ByteBuffer buf = ByteBuffer.allocate(b.size());
         readFully(b.file(), buf, b.position());
         buf.flip();
-        RecordBatch.decode(buf, from, Long.MAX_VALUE, max, out);
+        RecordBatch.decode(plain(buf), from, Long.MAX_VALUE, max, out);
+    }
+
+    private ByteBuffer plain(ByteBuffer stored) throws RecordBatch.CorruptBatchException {
+        return cipher == null ? stored : cipher.open(stored);
     }
 
     /** @return the index of the first batch whose records reach {@code offset} */

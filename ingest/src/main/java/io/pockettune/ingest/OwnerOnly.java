@@ -64,4 +64,19 @@ public final class OwnerOnly {
     private static boolean posix(Path path) {
         return path.getFileSystem().supportedFileAttributeViews().contains("posix");
     }
+
+    /**
+     * Writes {@code bytes} to a new file readable by the owner only (0600 on POSIX) and forces it.
+     *
+     * @throws java.nio.file.FileAlreadyExistsException if the file exists
+     */
+    public static void writeNew(Path file, byte[] bytes) throws IOException {
+        try (FileChannel ch = open(file, java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE)) {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes);
+            while (b.hasRemaining()) {
+                ch.write(b);
+            }
+            ch.force(true);
+        }
+    }
 }

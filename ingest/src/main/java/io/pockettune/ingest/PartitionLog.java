@@ -139,7 +139,7 @@ final class PartitionLog implements Closeable {
             throws IOException {
         Path dir = dataDir.resolve(dirName(tp));
         OwnerOnly.createDirectories(dir);
-        LogSegment first = LogSegment.create(dir, 0, config.indexIntervalBytes(), config.channels());
+        LogSegment first = LogSegment.create(dir, 0, config.indexIntervalBytes(), config.channels(), config.cipher());
         return new PartitionLog(tp, dir, config, checkpoint, List.of(first), 0, 0, new ProducerStateTable(tp));
     }
 
@@ -153,11 +153,11 @@ final class PartitionLog implements Closeable {
         List<LogSegment> segments = new ArrayList<>();
         try {
             for (long base : segmentBases(dir)) {
-                segments.add(LogSegment.open(dir, base, config.indexIntervalBytes(), config.channels()));
+                segments.add(LogSegment.open(dir, base, config.indexIntervalBytes(), config.channels(), config.cipher()));
             }
             if (segments.isEmpty()) {
                 LOG.warn("{} has no segment; starting it empty at offset 0", dir);
-                segments.add(LogSegment.create(dir, 0, config.indexIntervalBytes(), config.channels()));
+                segments.add(LogSegment.create(dir, 0, config.indexIntervalBytes(), config.channels(), config.cipher()));
             }
             int firstToScan = cleanShutdown ? segments.size()
                     : floorIndex(segments.stream().mapToLong(LogSegment::baseOffset).toArray(), checkpoint.get(tp));
@@ -652,7 +652,7 @@ final class PartitionLog implements Closeable {
 
     private boolean shouldRoll(LogSegment active, int batchSize, long base, int recordCount) {
         return active.size() > 0
-                && (active.size() + (long) batchSize > config.segmentBytes()
+                && (active.size() + (long) active.storedSize(batchSize) > config.segmentBytes()
                         || base + recordCount - active.baseOffset() > Integer.MAX_VALUE);
     }
 
@@ -665,7 +665,7 @@ final class PartitionLog implements Closeable {
             throw e;
         }
         publish(active, active.size(), base);
-        LogSegment next = LogSegment.create(dir, base, config.indexIntervalBytes(), config.channels());
+        LogSegment next = LogSegment.create(dir, base, config.indexIntervalBytes(), config.channels(), config.cipher());
         LogSegment[] rolled = Arrays.copyOf(segments, segments.length + 1);
         rolled[rolled.length - 1] = next;
         segments = rolled;

@@ -423,6 +423,11 @@ final class RecordBatch {
         return b;
     }
 
+    /** Writes the CRC of a batch whose remaining bytes start at index 0 of {@code batch}. */
+    static void stampCrc(ByteBuffer batch) {
+        batch.putInt(CRC_OFFSET, (int) crc(batch, batch.remaining()));
+    }
+
     /** CRC32C of bytes [MAGIC_OFFSET, size) of a batch starting at index 0 of {@code b}. */
     private static long crc(ByteBuffer b, int size) {
         CRC32C crc = new CRC32C();

@@ -90,6 +90,26 @@ class ErasureTest {
   }
 
   @Test
+  void anEncryptedBatchIsErasedByOpeningAndSealingItAgain() throws IOException {
+    byte[] key = new byte[32];
+    new java.util.Random(5).nextBytes(key);
+    LogConfig sealed = SMALL.withEncryptionKey(key);
+    Set<Long> erase = Set.of(4L, 5L, 60L);
+    List<LogEntry> before;
+    try (EmbeddedLog log = EmbeddedLog.open(dir, sealed)) {
+      fill(log);
+      before = log.read("messages", 0, 0, 1000);
+      assertEquals(List.of(4L, 5L, 60L), log.erase("messages", 0, erase));
+      assertEquals(expected(before, erase), log.read("messages", 0, 0, 1000));
+      log.abandon();
+    }
+    try (EmbeddedLog log = EmbeddedLog.open(dir, sealed)) {
+      assertEquals(expected(before, erase), log.read("messages", 0, 0, 1000), "recovery authenticates every batch");
+      assertEquals(120, log.endOffset("messages", 0));
+    }
+  }
+
+  @Test
   void aConsumerStepsOverHolesAtTheEndOfAPartition() throws IOException {
     try (EmbeddedLog log = EmbeddedLog.open(dir, SMALL)) {
       fill(log);

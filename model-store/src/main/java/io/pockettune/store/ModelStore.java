@@ -176,6 +176,21 @@ public final class ModelStore implements AutoCloseable {
     return load(StoreDatabase.open(dir, false), time);
   }
 
+  /**
+   * Encrypts snapshot values at rest with {@code key} (32 bytes, AES-256-GCM, a fresh nonce per
+   * chunk, the chunk's key as associated data); null keeps them in the clear. Call it right after
+   * opening, before the first snapshot is read or written. The other column families (steps,
+   * checkpoints, offsets, meta) hold no user text and stay in the clear. A snapshot stored the
+   * other way (encrypted without a key, clear with one) is refused when read.
+   *
+   * @return this store
+   * @throws IllegalArgumentException if {@code key} is not 32 bytes
+   */
+  public ModelStore encryptSnapshots(byte[] key) {
+    snapshots.useKey(key);
+    return this;
+  }
+
   /** @return a store over {@code db} with its state read; closes {@code db} if that fails */
   private static ModelStore load(StoreDatabase db, Time time) {
     ModelStore store = new ModelStore(db, time);

@@ -33,10 +33,40 @@ import org.rocksdb.WriteBatch;
 final class SnapshotStore {
   private final StoreDatabase db;
   private final Trajectory trajectory;
+  /** Seals chunk values when the store is encrypted; null in the clear. */
+  private volatile SnapshotCipher cipher;
 
   SnapshotStore(StoreDatabase db, Trajectory trajectory) {
     this.db = db;
     this.trajectory = trajectory;
+  }
+
+  /** See {@link ModelStore#encryptSnapshots}. */
+  void useKey(byte[] key) {
+    cipher = key == null ? null : new SnapshotCipher(key);
+  }
+
+  /** @return the value to store for a clear chunk under {@code rowKey} */
+  private byte[] stored(byte[] rowKey, byte[] chunk) {
+    SnapshotCipher c = cipher;
+    return c == null ? chunk : c.seal(rowKey, chunk);
+  }
+
+  /** @return the clear chunk of a stored value, refusing a mix of encrypted and clear */
+  private byte[] clear(byte[] rowKey, byte[] value) {
+    SnapshotCipher c = cipher;
+    long step = SnapshotCodec.step(rowKey);
+    String what = "chunk " + SnapshotCodec.chunk(rowKey) + " of the snapshot of step " + step;
+    boolean sealed = SnapshotCipher.isSealed(value);
+    if (c == null && sealed) {
+      throw new StoreException("the snapshot of step " + step + " is encrypted but the store was opened without"
+          + " a key; open the data directory with its key");
+    }
+    if (c != null && !sealed) {
+      throw new StoreException("the snapshot of step " + step + " is stored in the clear but the store is"
+          + " encrypted; restore this data directory from a backup, or delete the snapshot and replay");
+    }
+    return c == null ? value : c.open(rowKey, value, what);
   }
 
   /** See {@link ModelStore#putSnapshot}. */
@@ -60,7 +90,8 @@ final class SnapshotStore {
                 db.handle(Column.SNAPSHOTS), SnapshotCodec.key(step, 0),
                 SnapshotCodec.key(step + 1, 0));
             for (int i = 0; i < chunks.size(); i++) {
-              batch.put(db.handle(Column.SNAPSHOTS), SnapshotCodec.key(step, i), chunks.get(i));
+              byte[] rowKey = SnapshotCodec.key(step, i);
+              batch.put(db.handle(Column.SNAPSHOTS), rowKey, stored(rowKey, chunks.get(i)));
             }
             db.apply(batch);
           }
@@ -117,7 +148,8 @@ final class SnapshotStore {
               for (it.seek(SnapshotCodec.key(found, 0));
                   it.isValid() && SnapshotCodec.step(it.key()) == found;
                   it.next()) {
-                assembler.accept(SnapshotCodec.chunk(it.key()), it.value());
+                byte[] rowKey = it.key();
+                assembler.accept(SnapshotCodec.chunk(rowKey), clear(rowKey, it.value()));
               }
               it.status();
               return Optional.of(assembler.finish());

@@ -22,7 +22,7 @@ final class OfflineStatus {
     JsonLine j = new JsonLine().put("state", "stopped").put("service", false);
     StoreSession.requireStore(dir);
     Map<SourcePartition, Long> committed;
-    try (ModelStore store = ModelStore.openReadOnly(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openReadOnly(dir.store()))) {
       long last = store.lastStep();
       double loss = Double.NaN;
       if (last > 0) {
@@ -37,7 +37,7 @@ final class OfflineStatus {
     Long total = null;
     Map<String, Long> byPartition = new LinkedHashMap<>();
     if (Files.isDirectory(dir.log())) {
-      try (LogSnapshot log = LogSnapshot.open(dir.log())) {
+      try (LogSnapshot log = dir.logSnapshot()) {
         total = 0L;
         for (TopicPartition tp : Topics.sources()) {
           if (!log.topics().contains(tp.topic())) {

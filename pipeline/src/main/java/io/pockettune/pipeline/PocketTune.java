@@ -86,8 +86,8 @@ public final class PocketTune implements AutoCloseable {
   private Foreground foreground;
   private boolean closed;
 
-  private PocketTune(Builder b) {
-    this.dir = DataDirectory.at(b.dataDir);
+  private PocketTune(Builder b) throws IOException {
+    this.dir = DataDirectory.at(b.dataDir).withKey(b.encryptionKey, b.encrypt);
     this.modelDir = b.model;
     this.settings = b.settings();
     this.progress = b.progress;
@@ -337,7 +337,7 @@ public final class PocketTune implements AutoCloseable {
       return read.apply(foreground.store());
     }
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openReadOnly(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openReadOnly(dir.store()))) {
       return read.apply(store);
     }
   }
@@ -347,7 +347,7 @@ public final class PocketTune implements AutoCloseable {
     requireStopped("prune");
     closeForeground();
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openExisting(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openExisting(dir.store()))) {
       return store.prune(thinSnapshots);
     }
   }
@@ -657,7 +657,7 @@ public final class PocketTune implements AutoCloseable {
     StoreSession.requireStore(dir);
     ModelPackage p = pkg();
     p.checkBinding(dir);
-    ModelStore store = ModelStore.openReadOnly(dir.store());
+    ModelStore store = dir.withSnapshotKey(ModelStore.openReadOnly(dir.store()));
     try {
       return PersonalModel.open(p, store, true, pin, settings.threads());
     } catch (RuntimeException e) {
@@ -752,7 +752,7 @@ public final class PocketTune implements AutoCloseable {
       return foreground.store().markCheckpoint(label, metrics);
     }
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openExisting(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openExisting(dir.store()))) {
       return store.markCheckpoint(label, metrics);
     }
   }
@@ -806,7 +806,7 @@ public final class PocketTune implements AutoCloseable {
     checkOpen();
     if (log == null) {
       dir.createRoot();
-      EmbeddedLog l = EmbeddedLog.open(dir.log(), logConfig);
+      EmbeddedLog l = dir.openLog(logConfig);
       try {
         Topics.create(l);
         serde = new EventSerde(SchemaStore.open(dir.schemas()));
@@ -954,6 +954,8 @@ public final class PocketTune implements AutoCloseable {
     private PrintWriter stepLog;
     private Time time = Time.SYSTEM;
     private io.pockettune.ingest.LogConfig logConfig = io.pockettune.ingest.LogConfig.defaults();
+    private byte[] encryptionKey;
+    private boolean encrypt;
 
     private Builder(Path dataDir) {
       this.dataDir = Objects.requireNonNull(dataDir, "dataDir");
@@ -968,6 +970,33 @@ public final class PocketTune implements AutoCloseable {
      */
     public Builder logConfig(io.pockettune.ingest.LogConfig config) {
       this.logConfig = Objects.requireNonNull(config, "config");
+      return this;
+    }
+
+    /**
+     * Encrypts the data directory at rest with {@code key}, 32 bytes (AES-256), which the embedding
+     * app keeps (in Android's keystore, say): no key file is written. A new directory becomes
+     * encrypted; an encrypted one must be given its own key; a directory already holding clear data
+     * is refused. Log batches (events, dead letters) and snapshots are encrypted; see DESIGN 4.1.9.
+     *
+     * @throws IllegalArgumentException if {@code key} is not 32 bytes
+     */
+    public Builder encryptionKey(byte[] key) {
+      if (key != null && key.length != DataDirectory.KEY_BYTES) {
+        throw new IllegalArgumentException("the encryption key has " + key.length + " bytes but must have "
+            + DataDirectory.KEY_BYTES + " (AES-256); pass 32 random bytes");
+      }
+      this.encryptionKey = key == null ? null : key.clone();
+      return this;
+    }
+
+    /**
+     * {@code --encrypt}: when the data directory is new, makes it encrypted with a random key kept
+     * in {@code <data-dir>/key} (mode 0600); an encrypted directory is detected without this flag.
+     * A directory that already holds clear data is refused in one sentence.
+     */
+    public Builder encrypt(boolean on) {
+      this.encrypt = on;
       return this;
     }
 
@@ -1124,6 +1153,9 @@ public final class PocketTune implements AutoCloseable {
      *
      * @throws IllegalArgumentException for a setting out of range, a model package that is wrong,
      *     or a data directory bound to another package
+     * @throws IllegalStateException for an encrypted data directory without its key (no key file,
+     *     none given) or with another key, a key for a directory in the clear, or {@link #encrypt}
+     *     for a directory that already holds clear data (one sentence each)
      */
     public PocketTune open() throws IOException {
       PocketTune t = new PocketTune(this);

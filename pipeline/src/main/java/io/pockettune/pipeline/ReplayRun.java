@@ -45,7 +45,7 @@ final class ReplayRun {
       PerturbationKernel kernel = session.kernel();
       List<ReplayEvaluation.Target> chosen = choose(store, o.checkpoints());
       // A read-only snapshot: replay never writes the log and works beside a running service.
-      try (LogSnapshot log = LogSnapshot.open(dir.log())) {
+      try (LogSnapshot log = dir.logSnapshot()) {
         List<TopicPartition> partitions = new ArrayList<>();
         for (TopicPartition tp : Topics.sources()) {
           if (o.topic() == null || tp.topic().equals(o.topic())) {

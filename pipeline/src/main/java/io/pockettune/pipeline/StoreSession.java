@@ -54,8 +54,8 @@ final class StoreSession implements AutoCloseable {
       if (!Files.isRegularFile(data.store())) {
         OwnerOnly.createDirectories(data.store()); // snapshots hold what was learnt from the user's text
       }
-      ModelStore store = ModelStore.open(data.store(), new RunIdentity(model.baseModelHash(), PerturbationKernel.VERSION,
-          model.parameters().layout(), runConfig));
+      ModelStore store = data.withSnapshotKey(ModelStore.open(data.store(), new RunIdentity(model.baseModelHash(),
+          PerturbationKernel.VERSION, model.parameters().layout(), runConfig)));
       return new StoreSession(pkg, model, kernel, store);
     } catch (RuntimeException e) {
       if (kernel != null) {
@@ -101,7 +101,8 @@ final class StoreSession implements AutoCloseable {
 
   private static StoreSession open(DataDirectory data, ModelPackage pkg, int threads, boolean write) throws IOException {
     pkg.checkBinding(data);
-    ModelStore store = write ? ModelStore.openExisting(data.store()) : ModelStore.openReadOnly(data.store());
+    ModelStore store = data.withSnapshotKey(
+        write ? ModelStore.openExisting(data.store()) : ModelStore.openReadOnly(data.store()));
     LossModel model = null;
     try {
       if (!store.identity().baseModelHash().equals(pkg.graphHash())) {

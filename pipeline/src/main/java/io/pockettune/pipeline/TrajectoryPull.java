@@ -43,7 +43,7 @@ final class TrajectoryPull {
 
   static PocketTune.PullResult pull(Path dataDir, Path modelDir, PocketTune.PullOptions o) throws IOException {
     long started = System.nanoTime();
-    DataDirectory dir = DataDirectory.at(dataDir);
+    DataDirectory dir = DataDirectory.at(dataDir).withKey(null, false);
     try (ModelPackage pkg = ModelPackage.resolve(modelDir, dir)) {
       pkg.checkBinding(dir);
       TrajectoryReader.Read read = TrajectoryReader.read(o);
@@ -113,7 +113,7 @@ final class TrajectoryPull {
   /** @return the store's last step, after checking that the entries at or below it are its records */
   private static long verifyStored(DataDirectory dir, NavigableMap<Long, TrajectoryEntry> entries, String user) {
     StoreSession.requireStore(dir);
-    try (ModelStore store = ModelStore.openReadOnly(dir.store())) {
+    try (ModelStore store = dir.withSnapshotKey(ModelStore.openReadOnly(dir.store()))) {
       long last = store.lastStep();
       for (TrajectoryEntry e : entries.headMap(last, true).values()) {
         StepRecord pulled = e.record();

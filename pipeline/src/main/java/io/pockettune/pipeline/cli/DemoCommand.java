@@ -52,6 +52,11 @@ final class DemoCommand implements Callable<Integer> {
           + " folders) (default: the built-in decoder)")
   String model;
 
+  @Option(names = "--encrypt", description = "when this creates the data directory, encrypt its log and snapshots"
+      + " at rest (AES-256-GCM) with a new random key kept in <data-dir>/key (mode 0600); an encrypted"
+      + " directory is detected without this flag")
+  boolean encrypt;
+
   @Option(names = "--steps", description = "MeZO steps to train (default: 3000; minilm: " + MiniLmDemo.STEPS + ")")
   Integer steps;
 
@@ -106,7 +111,7 @@ final class DemoCommand implements Callable<Integer> {
     long started = System.nanoTime();
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter progress = spec.commandLine().getErr();
-    try (PocketTune tune = common.builder().threads(threads).batch(batch).learningRate(learningRate).eps(eps)
+    try (PocketTune tune = common.builder().encrypt(encrypt).threads(threads).batch(batch).learningRate(learningRate).eps(eps)
         .seed(seed).checkpointEvery(checkpointEvery).snapshotEvery(snapshotEvery).open()) {
       // 1. Events: the training stream, then later events held out from training.
       long already = tune.endOffsets().values().stream().mapToLong(Long::longValue).sum();

@@ -62,7 +62,7 @@ final class MiniLmDemo {
     long started = System.nanoTime();
     PrintWriter out = o.spec.commandLine().getOut();
     PrintWriter progress = o.spec.commandLine().getErr();
-    PocketTune.Builder builder = o.common.builder();
+    PocketTune.Builder builder = o.common.builder().encrypt(o.encrypt);
     Path pkg = MiniLm.ensurePackage(o.common.dataDir, o.trainable, lr, eps, MAX_TOKENS, progress);
     boolean trainedBefore = Files.isDirectory(o.common.dataDir.resolve("store"));
     try (PocketTune tune = builder.model(pkg).threads(o.threads).batch(batch).learningRate(lr).eps(eps)

@@ -32,6 +32,11 @@ final class ProduceCommand implements Callable<Integer> {
 
   @Mixin CommonOptions common;
 
+  @Option(names = "--encrypt", description = "when this creates the data directory, encrypt its log and snapshots"
+      + " at rest (AES-256-GCM) with a new random key kept in <data-dir>/key (mode 0600); an encrypted"
+      + " directory is detected without this flag")
+  boolean encrypt;
+
   @Option(names = "--topic", required = true, description = "topic to append to, e.g. messages or notes")
   String topic;
 
@@ -61,7 +66,7 @@ final class ProduceCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     PocketTune.Appended a;
-    try (PocketTune tune = common.builder().open()) {
+    try (PocketTune tune = common.builder().encrypt(encrypt).open()) {
       a = tune.appendJson(topic, lines);
     }
     out.printf("appended %d events to %s at offsets %s (acknowledged by the %s)%n", a.events(), topic, a.offsets(), a.via());

@@ -33,6 +33,11 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--config", paramLabel = "FILE", description = "properties file with option defaults")
   Path config;
 
+  @Option(names = "--encrypt", description = "when this creates the data directory, encrypt its log and snapshots"
+      + " at rest (AES-256-GCM) with a new random key kept in <data-dir>/key (mode 0600); an encrypted"
+      + " directory is detected without this flag")
+  boolean encrypt;
+
   @Option(names = "--threads", description = "worker threads (default: all cores)")
   Integer threads;
 
@@ -108,7 +113,7 @@ final class ServeCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    PocketTune.Builder b = common.builder().model(modelOption.model)
+    PocketTune.Builder b = common.builder().encrypt(encrypt).model(modelOption.model)
         .threads(pick(threads, p, "threads", Runtime.getRuntime().availableProcessors()))
         .batch(pick(batch, p, "batch", 16))
         .batchTokens(pick(batchTokens, p, "batch-tokens", Long.MAX_VALUE))
