@@ -257,9 +257,23 @@ final class StoreDatabase implements AutoCloseable {
       return action.run();
     } catch (RocksDBException e) {
       throw failure(what, e);
+    } catch (StoreCorruptedException e) {
+      throw located(e);
     } finally {
       lock.unlock();
     }
+  }
+
+  /**
+   * A damaged record, said with where it is and what to do (once: nested reads pass it on as it is).
+   */
+  private StoreCorruptedException located(StoreCorruptedException e) {
+    String where = " (in the model store " + dir + ")";
+    if (e.getMessage() != null && e.getMessage().contains(where)) {
+      return e;
+    }
+    return new StoreCorruptedException(e.getMessage() + where + ": roll back to a checkpoint or step before the"
+        + " damaged record with 'pockettune rollback', or restore that directory from a backup", e);
   }
 
   /**

@@ -171,6 +171,8 @@ class TrajectoryTest {
       StoreCorruptedException e =
           assertThrows(StoreCorruptedException.class, () -> store.step(2));
       assertTrue(e.getMessage().contains("step 2"), e.getMessage());
+      assertTrue(e.getMessage().contains("(in the model store " + dir + "): roll back to a checkpoint or step before"
+          + " the damaged record"), "names the store and what to do: " + e.getMessage());
     }
   }
 
