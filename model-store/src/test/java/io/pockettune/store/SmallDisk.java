@@ -15,7 +15,7 @@ import java.util.concurrent.TimeUnit;
  * a JUnit assumption that says why. {@link #fill} writes a filler file until the disk is full;
  * {@link #free} deletes it; {@link #close} unmounts.
  */
-final class SmallDisk implements AutoCloseable {
+public final class SmallDisk implements AutoCloseable {
   private final Path dir;
   private final Path filler;
 
@@ -25,7 +25,7 @@ final class SmallDisk implements AutoCloseable {
   }
 
   /** Mounts a tmpfs of {@code mib} MiB at {@code dir} (created), or skips the test. */
-  static SmallDisk mount(Path dir, int mib) throws IOException, InterruptedException {
+  public static SmallDisk mount(Path dir, int mib) throws IOException, InterruptedException {
     Files.createDirectories(dir);
     String out;
     int exit;
@@ -44,12 +44,12 @@ final class SmallDisk implements AutoCloseable {
   }
 
   /** @return the mount point */
-  Path dir() {
+  public Path dir() {
     return dir;
   }
 
   /** Writes the filler until the disk is full. @return bytes written */
-  long fill() throws IOException {
+  public long fill() throws IOException {
     long written = 0;
     byte[] chunk = new byte[64 * 1024];
     try (OutputStream out = Files.newOutputStream(filler)) {
@@ -71,7 +71,7 @@ final class SmallDisk implements AutoCloseable {
   }
 
   /** Deletes the filler. */
-  void free() throws IOException {
+  public void free() throws IOException {
     Files.deleteIfExists(filler);
   }
 

@@ -21,7 +21,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -222,29 +221,9 @@ class ForgetTest {
     assertEquals(digest(b), digest(a), "bit-identical to the run that never saw event 7");
   }
 
+  /** Whether any file under {@code root} holds {@code text} (see {@link EncryptionAtRestTest#anyFileContains}). */
   static boolean grep(Path root, String text) throws IOException {
-    byte[] needle = text.getBytes(StandardCharsets.UTF_8);
-    try (Stream<Path> files = Files.walk(root)) {
-      for (Path f : files.filter(Files::isRegularFile).toList()) {
-        if (indexOf(Files.readAllBytes(f), needle) >= 0) {
-          return true;
-        }
-      }
-    }
-    return false;
-  }
-
-  private static int indexOf(byte[] hay, byte[] needle) {
-    outer:
-    for (int i = 0; i + needle.length <= hay.length; i++) {
-      for (int k = 0; k < needle.length; k++) {
-        if (hay[i + k] != needle[k]) {
-          continue outer;
-        }
-      }
-      return i;
-    }
-    return -1;
+    return EncryptionAtRestTest.anyFileContains(root, text);
   }
 
   private static long lastStep(Path data) {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.pockettune.store.ModelStore;
+import io.pockettune.store.SmallDisk;
 import io.pockettune.trainer.StepRecord;
 import java.nio.file.Path;
 import java.time.Duration;
