@@ -23,7 +23,8 @@ import picocli.CommandLine.Spec;
 /**
  * {@code pockettune bench soak --minutes N}: continuous produce and training with retention on,
  * the service as an app embeds it (the built-in demo model, the runtime API in this JVM), sampled
- * every few seconds: resident memory, open file descriptors, threads and lag. Reported as the
+ * every few seconds: resident memory (as it is, and after a full collection, with the heap then
+ * used), open file descriptors, threads and lag. Reported as the
  * averages of the first and the last window (5 minutes, or half the run if shorter) and their
  * ratio, the baseline being the same process earlier in the same run: flat means a ratio near 1.
  * Retention is small (segments of 64 KiB, 256 KiB a partition) so that segments roll and are deleted
@@ -52,7 +53,8 @@ final class BenchSoakCommand implements Callable<Integer> {
   boolean json;
 
   /** One sample: seconds since the start, resident bytes, open descriptors, threads, lag, last step. */
-  record Sample(double seconds, long rss, long fds, long threads, long lag, long step, long logBytes) {}
+  record Sample(double seconds, long rss, long rssAfterGc, long heapAfterGc, long fds, long threads, long lag, long step,
+      long logBytes) {}
 
   @Override
   public Integer call() throws Exception {
@@ -86,7 +88,14 @@ final class BenchSoakCommand implements Callable<Integer> {
       long next = System.nanoTime();
       while (System.nanoTime() < end) {
         JsonLine status = tune.status();
-        samples.add(new Sample((System.nanoTime() - started) / 1e9, rss(), fds(),
+        long rss = rss();
+        // What stays after a full collection: garbage and direct buffers awaiting their cleaner are
+        // resident until the collector runs, and the heap grows towards -Xmx first. A leak shows
+        // here; a heap filling up shows only in rss.
+        System.gc();
+        Thread.sleep(200);
+        long heap = ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
+        samples.add(new Sample((System.nanoTime() - started) / 1e9, rss, rss(), heap, fds(),
             ManagementFactory.getThreadMXBean().getThreadCount(), ((Number) status.get("lag")).longValue(),
             ((Number) status.get("last_step")).longValue(), bytesUnder(data.resolve("log"))));
         if (tune.trainingFailure() != null) {
@@ -94,8 +103,9 @@ final class BenchSoakCommand implements Callable<Integer> {
               tune.trainingFailure());
         }
         Sample s = samples.get(samples.size() - 1);
-        out.printf(Locale.ROOT, "%6.0f s  rss %5.1f MB  fds %4d  threads %3d  lag %5d  step %7d  log %6.0f KiB%n",
-            s.seconds(), s.rss() / 1e6, s.fds(), s.threads(), s.lag(), s.step(), s.logBytes() / 1024.0);
+        out.printf(Locale.ROOT, "%6.0f s  rss %5.1f MB (after gc %5.1f, heap %5.1f)  fds %4d  threads %3d  lag %5d"
+            + "  step %7d  log %6.0f KiB%n", s.seconds(), s.rss() / 1e6, s.rssAfterGc() / 1e6, s.heapAfterGc() / 1e6,
+            s.fds(), s.threads(), s.lag(), s.step(), s.logBytes() / 1024.0);
         out.flush();
         next += sampleSeconds * 1_000_000_000L;
         Thread.sleep(Math.max(0, (next - System.nanoTime()) / 1_000_000));
@@ -110,14 +120,16 @@ final class BenchSoakCommand implements Callable<Integer> {
     JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate)
         .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
         .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
-    for (String what : List.of("rss", "fds", "threads", "lag", "log_bytes")) {
+    for (String what : List.of("rss", "rss_after_gc", "heap_after_gc", "fds", "threads", "lag", "log_bytes")) {
       double a = mean(first, what);
       double b = mean(last, what);
       j.put(what + "_first", round(a)).put(what + "_last", round(b)).put(what + "_last_vs_first", round(b / a));
     }
     j.put("lag_max", samples.stream().mapToLong(Sample::lag).max().orElse(0));
-    out.printf(Locale.ROOT, "first vs last %.0f s: rss x%s, fds x%s, threads x%s; lag at most %s events%n", window,
-        j.get("rss_last_vs_first"), j.get("fds_last_vs_first"), j.get("threads_last_vs_first"), j.get("lag_max"));
+    out.printf(Locale.ROOT, "first vs last %.0f s: rss x%s (after gc x%s, heap after gc x%s), fds x%s, threads x%s;"
+        + " lag at most %s events%n", window, j.get("rss_last_vs_first"), j.get("rss_after_gc_last_vs_first"),
+        j.get("heap_after_gc_last_vs_first"), j.get("fds_last_vs_first"), j.get("threads_last_vs_first"),
+        j.get("lag_max"));
     if (json) {
       out.println(j);
     }
@@ -151,6 +163,8 @@ final class BenchSoakCommand implements Callable<Integer> {
   private static double mean(List<Sample> samples, String what) {
     return samples.stream().mapToLong(s -> switch (what) {
       case "rss" -> s.rss();
+      case "rss_after_gc" -> s.rssAfterGc();
+      case "heap_after_gc" -> s.heapAfterGc();
       case "fds" -> s.fds();
       case "threads" -> s.threads();
       case "log_bytes" -> s.logBytes();
