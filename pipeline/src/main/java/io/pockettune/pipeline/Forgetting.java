@@ -50,7 +50,8 @@ import org.slf4j.LoggerFactory;
  * step that consumed it ({@link ModelStore#firstStepConsuming}); delete the steps that had learnt
  * from it, on the live trajectory and on abandoned branches ({@link ModelStore#forgetBranches}),
  * which supersedes their checkpoints; and train again, in the original order, on every event
- * from there to the end of the log. Since the other events keep their order and the step seeds
+ * from there up to where training had gone (never further: an event training had not reached
+ * stays untrained). Since the other events keep their order and the step seeds
  * depend on the step number alone, the model is bit for bit the one a run over the same log
  * without the event would have trained (with the count and token-budget batch triggers; a
  * max-wait trigger cuts batches by the clock, not by the log). Several events cost one rollback,
@@ -217,7 +218,12 @@ final class Forgetting {
     Map<SourcePartition, Long> earliest = earliest(events);
     long first = store.firstStepConsuming(earliest);
     long last = store.lastStep();
-    Journal j = new Journal(events, first == 0 ? last : first - 1, last, Journal.ERASE, System.currentTimeMillis());
+    // Retraining goes as far as training had gone, never further: events training had not reached
+    // (a demo's held-out tail, a slice not trained yet) stay untrained.
+    Map<String, Long> until = new TreeMap<>();
+    store.committedOffsets().forEach((p, next) -> until.put(p.topic() + "-" + p.partition(), next));
+    Journal j = new Journal(events, first == 0 ? last : first - 1, last, until, Journal.ERASE,
+        System.currentTimeMillis());
     j.write(ctx.dir());
     halt("journal");
     return run(ctx, j, false);
@@ -291,7 +297,7 @@ final class Forgetting {
       halt("rollback");
     }
     long from = store.lastStep();
-    MezoTrainer trainer = retrain(ctx);
+    MezoTrainer trainer = retrain(ctx, j.until());
     Journal.delete(ctx.dir());
     long millis = (System.nanoTime() - started) / 1_000_000;
     PocketTune.ForgetResult result = new PocketTune.ForgetResult(j.events().stream().map(Event::coordinates).toList(),
@@ -328,12 +334,13 @@ final class Forgetting {
   }
 
   /**
-   * Trains from the store's last step on every event up to the end of the log, in the bounded
-   * merge order, with the count and token-budget triggers (no clock): what a run over the log
-   * from which the events were never appended does. A batch left open at the end is not
-   * committed; live training reads its events again.
+   * Trains from the store's last step on every event training had reached before the forget
+   * ({@code until}, the committed offsets then), in the bounded merge order, with the count and
+   * token-budget triggers (no clock): what a run over the log from which the events were never
+   * appended does up to there. A batch left open at the end is not committed; the next training
+   * (the service at once) reads its events again, as after any restart.
    */
-  private static MezoTrainer retrain(Context ctx) throws IOException {
+  private static MezoTrainer retrain(Context ctx, Map<String, Long> until) throws IOException {
     StoreSession session = ctx.session();
     ModelStore store = session.store();
     session.resetToBase();
@@ -345,7 +352,8 @@ final class Forgetting {
     for (TopicPartition tp : Topics.sources()) {
       start.put(tp, committed.getOrDefault(new SourcePartition(tp.topic(), tp.partition()),
           ctx.log().startOffset(tp.topic(), tp.partition())));
-      end.put(tp, ctx.log().endOffset(tp.topic(), tp.partition()));
+      long trainedTo = until.getOrDefault(tp.topic() + "-" + tp.partition(), start.get(tp));
+      end.put(tp, Math.max(start.get(tp), Math.min(trainedTo, ctx.log().endOffset(tp.topic(), tp.partition()))));
     }
     MicroBatcher batcher = new MicroBatcher(s.batch(), s.batchTokens(), Long.MAX_VALUE,
         org.apache.kafka.common.utils.Time.SYSTEM);
@@ -375,12 +383,13 @@ final class Forgetting {
   }
 
   /** The journal {@code forget.pending}: the events by coordinates, the rollback step, the phase. */
-  record Journal(List<Event> events, long rollbackTo, long lastStepBefore, String phase, long startedMillis) {
+  record Journal(List<Event> events, long rollbackTo, long lastStepBefore, Map<String, Long> until, String phase,
+      long startedMillis) {
     static final String ERASE = "erase";
     static final String RETRAIN = "retrain";
 
     Journal inPhase(String p) {
-      return new Journal(events, rollbackTo, lastStepBefore, p, startedMillis);
+      return new Journal(events, rollbackTo, lastStepBefore, until, p, startedMillis);
     }
 
     String describe() {
@@ -397,6 +406,8 @@ final class Forgetting {
       }
       root.put("rollback_to", rollbackTo).put("last_step_before", lastStepBefore).put("phase", phase)
           .put("started_ms", startedMillis);
+      ObjectNode trained = root.putObject("trained_until");
+      until.forEach(trained::put);
       Path file = dir.forgetJournal();
       Path tmp = file.resolveSibling(JOURNAL + ".tmp");
       Files.deleteIfExists(tmp);
@@ -425,8 +436,10 @@ final class Forgetting {
       List<Event> events = new ArrayList<>();
       root.path("events").forEach(n -> events.add(new Event(n.path("topic").asText(), n.path("partition").asInt(),
           n.path("offset").asLong())));
+      Map<String, Long> until = new TreeMap<>();
+      root.path("trained_until").fields().forEachRemaining(e -> until.put(e.getKey(), e.getValue().asLong()));
       return Optional.of(new Journal(List.copyOf(events), root.path("rollback_to").asLong(),
-          root.path("last_step_before").asLong(), root.path("phase").asText(ERASE), root.path("started_ms").asLong()));
+          root.path("last_step_before").asLong(), until, root.path("phase").asText(ERASE), root.path("started_ms").asLong()));
     }
 
     static void delete(DataDirectory dir) throws IOException {

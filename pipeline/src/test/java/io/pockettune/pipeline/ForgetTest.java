@@ -195,6 +195,27 @@ class ForgetTest {
   }
 
   @Test
+  @Timeout(value = 120, unit = TimeUnit.SECONDS)
+  void aForgetTrainsAgainOnlyAsFarAsTrainingHadGone() throws Exception {
+    Path a = dir.resolve("a");
+    Path b = dir.resolve("b");
+    try (PocketTune tune = open(a)) {
+      append(tune, 12, Set.of());
+      assertEquals(4, trainAll(tune).steps());
+      append(tune, 18, Set.of(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)); // six events training has not reached
+      PocketTune.ForgetResult r = tune.forget(List.of("m1"));
+      assertEquals(0, r.rolledBackTo(), r.toString());
+      assertEquals(3, r.lastStep(), "eleven trained events make three steps; the six untrained ones stay untrained");
+    }
+    try (PocketTune tune = open(b)) {
+      append(tune, 12, Set.of(1));
+      trainAll(tune);
+    }
+    assertSameSteps(a, b);
+    assertEquals(digest(b), digest(a));
+  }
+
+  @Test
   @Timeout(value = 180, unit = TimeUnit.SECONDS)
   void forgetBesideARunningServicePausesTrainingAndGoesOn() throws Exception {
     Path a = dir.resolve("a");
