@@ -41,6 +41,10 @@ final class BenchSoakCommand implements Callable<Integer> {
   @Option(names = "--rate", description = "events produced per second (default: ${DEFAULT-VALUE})")
   int rate = 8;
 
+  @Option(names = "--snapshot-every", description = "steps between snapshots of the trainable values (default:"
+      + " ${DEFAULT-VALUE})")
+  int snapshotEvery = 100;
+
   @Option(names = "--sample-seconds", description = "seconds between samples (default: ${DEFAULT-VALUE})")
   int sampleSeconds = 10;
 
@@ -58,8 +62,8 @@ final class BenchSoakCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (!(minutes > 0) || rate < 1 || sampleSeconds < 1) {
-      throw new IllegalArgumentException("--minutes, --rate and --sample-seconds must be positive");
+    if (!(minutes > 0) || rate < 1 || sampleSeconds < 1 || snapshotEvery < 1) {
+      throw new IllegalArgumentException("--minutes, --rate, --sample-seconds and --snapshot-every must be positive");
     }
     PrintWriter out = spec.commandLine().getOut();
     Files.createDirectories(dataDir);
@@ -79,7 +83,7 @@ final class BenchSoakCommand implements Callable<Integer> {
     AtomicLong produced = new AtomicLong();
     long started = System.nanoTime();
     long end = started + (long) (minutes * 60e9);
-    try (PocketTune tune = PocketTune.builder(data).threads(1).batch(4).checkpointEvery(200).snapshotEvery(100)
+    try (PocketTune tune = PocketTune.builder(data).threads(1).batch(4).checkpointEvery(200).snapshotEvery(snapshotEvery)
         .logConfig(log).open()) {
       tune.startTraining();
       Thread producer = new Thread(() -> produce(tune, end, produced), "soak-producer");
@@ -117,7 +121,7 @@ final class BenchSoakCommand implements Callable<Integer> {
     double total = (System.nanoTime() - started) / 1e9;
     List<Sample> first = samples.stream().filter(s -> s.seconds() <= window).toList();
     List<Sample> last = samples.stream().filter(s -> s.seconds() >= total - window).toList();
-    JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate)
+    JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate).put("snapshot_every", snapshotEvery)
         .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
         .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
     for (String what : List.of("rss", "rss_after_gc", "heap_after_gc", "fds", "threads", "lag", "log_bytes")) {
