@@ -590,8 +590,14 @@ final class PartitionLog implements Closeable {
         appendLock.lock();
         try {
             checkFailure();
-            for (LogSegment s : segments) {
-                erased.addAll(s.erase(offsets));
+            LogSegment[] segs = segments;
+            for (int i = 0; i < segs.length; i++) {
+                long from = segs[i].baseOffset();
+                long to = i + 1 < segs.length ? segs[i + 1].baseOffset() : Long.MAX_VALUE;
+                // Only the segments that hold one of the offsets are walked.
+                if (offsets.stream().anyMatch(o -> o >= from && o < to)) {
+                    erased.addAll(segs[i].erase(offsets));
+                }
             }
         } finally {
             appendLock.unlock();
