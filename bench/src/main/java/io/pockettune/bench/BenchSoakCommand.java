@@ -24,7 +24,8 @@ import picocli.CommandLine.Spec;
  * {@code pockettune bench soak --minutes N}: continuous produce and training with retention on,
  * the service as an app embeds it (the built-in demo model, the runtime API in this JVM), sampled
  * every few seconds: resident memory (as it is, and after a full collection, with the heap then
- * used), open file descriptors, threads and lag. Reported as the
+ * used), the model store's RocksDB memory (memtables, block cache, table readers), open file
+ * descriptors, threads and lag. Reported as the
  * averages of the first and the last window (5 minutes, or half the run if shorter) and their
  * ratio, the baseline being the same process earlier in the same run: flat means a ratio near 1.
  * Retention is small (segments of 64 KiB, 256 KiB a partition) so that segments roll and are deleted
@@ -58,7 +59,7 @@ final class BenchSoakCommand implements Callable<Integer> {
 
   /** One sample: seconds since the start, resident bytes, open descriptors, threads, lag, last step. */
   record Sample(double seconds, long rss, long rssAfterGc, long heapAfterGc, long fds, long threads, long lag, long step,
-      long logBytes) {}
+      long logBytes, long storeMemory) {}
 
   @Override
   public Integer call() throws Exception {
@@ -101,15 +102,15 @@ final class BenchSoakCommand implements Callable<Integer> {
         long heap = ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
         samples.add(new Sample((System.nanoTime() - started) / 1e9, rss, rss(), heap, fds(),
             ManagementFactory.getThreadMXBean().getThreadCount(), ((Number) status.get("lag")).longValue(),
-            ((Number) status.get("last_step")).longValue(), bytesUnder(data.resolve("log"))));
+            ((Number) status.get("last_step")).longValue(), bytesUnder(data.resolve("log")), storeMemory(status)));
         if (tune.trainingFailure() != null) {
           throw new IllegalStateException("training failed during the soak: " + PocketTune.message(tune.trainingFailure()),
               tune.trainingFailure());
         }
         Sample s = samples.get(samples.size() - 1);
         out.printf(Locale.ROOT, "%6.0f s  rss %5.1f MB (after gc %5.1f, heap %5.1f)  fds %4d  threads %3d  lag %5d"
-            + "  step %7d  log %6.0f KiB%n", s.seconds(), s.rss() / 1e6, s.rssAfterGc() / 1e6, s.heapAfterGc() / 1e6,
-            s.fds(), s.threads(), s.lag(), s.step(), s.logBytes() / 1024.0);
+            + "  step %7d  log %6.0f KiB  store memory %5.1f MB%n", s.seconds(), s.rss() / 1e6, s.rssAfterGc() / 1e6,
+            s.heapAfterGc() / 1e6, s.fds(), s.threads(), s.lag(), s.step(), s.logBytes() / 1024.0, s.storeMemory() / 1e6);
         out.flush();
         next += sampleSeconds * 1_000_000_000L;
         Thread.sleep(Math.max(0, (next - System.nanoTime()) / 1_000_000));
@@ -124,7 +125,8 @@ final class BenchSoakCommand implements Callable<Integer> {
     JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate).put("snapshot_every", snapshotEvery)
         .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
         .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
-    for (String what : List.of("rss", "rss_after_gc", "heap_after_gc", "fds", "threads", "lag", "log_bytes")) {
+    for (String what : List.of("rss", "rss_after_gc", "heap_after_gc", "store_memory", "fds", "threads", "lag",
+        "log_bytes")) {
       double a = mean(first, what);
       double b = mean(last, what);
       j.put(what + "_first", round(a)).put(what + "_last", round(b)).put(what + "_last_vs_first", round(b / a));
@@ -172,8 +174,19 @@ final class BenchSoakCommand implements Callable<Integer> {
       case "fds" -> s.fds();
       case "threads" -> s.threads();
       case "log_bytes" -> s.logBytes();
+      case "store_memory" -> s.storeMemory();
       default -> s.lag();
     }).average().orElse(Double.NaN);
+  }
+
+  /** @return the model store's RocksDB memory (memtables, block cache, table readers) from a status, or -1 */
+  @SuppressWarnings("unchecked")
+  private static long storeMemory(JsonLine status) {
+    Object m = status.get("store_memory_bytes");
+    if (!(m instanceof java.util.Map<?, ?> map)) {
+      return -1;
+    }
+    return ((java.util.Map<String, Object>) map).values().stream().mapToLong(v -> ((Number) v).longValue()).sum();
   }
 
   private static double round(double v) {

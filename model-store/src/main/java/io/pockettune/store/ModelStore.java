@@ -423,6 +423,14 @@ public final class ModelStore implements AutoCloseable {
   }
 
   /**
+   * @return the native memory RocksDB holds for this store, in bytes: {@code memtables}, {@code
+   *     block_cache} and {@code table_readers}
+   */
+  public Map<String, Long> memoryUsage() {
+    return db.read("measure the store's memory", db::memoryUsage);
+  }
+
+  /**
    * @return bytes of RocksDB table and blob files per column family, after flushing the
    *     memtables (the write-ahead log and RocksDB's own logs are not counted)
    */

@@ -12,11 +12,14 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.locks.Lock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.rocksdb.BlockBasedTableConfig;
+import org.rocksdb.Cache;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
 import org.rocksdb.ColumnFamilyOptions;
 import org.rocksdb.DBOptions;
 import org.rocksdb.FlushOptions;
+import org.rocksdb.LRUCache;
 import org.rocksdb.Options;
 import org.rocksdb.RocksDB;
 import org.rocksdb.RocksDBException;
@@ -74,6 +77,7 @@ final class StoreDatabase implements AutoCloseable {
   private RocksDB db;
   private DBOptions dbOptions;
   private List<ColumnFamilyOptions> familyOptions;
+  private Cache blockCache;
   private List<ColumnFamilyHandle> allHandles;
   private final EnumMap<Column, ColumnFamilyHandle> handles = new EnumMap<>(Column.class);
   private final WriteOptions syncWrite = new WriteOptions().setSync(true);
@@ -89,6 +93,16 @@ final class StoreDatabase implements AutoCloseable {
   private volatile boolean reopenBeforeWrite;
   /** Set while a reopen after an error failed: the database is closed until a write reopens it. */
   private volatile StoreException down;
+  /**
+   * Memtable bytes across all column families before RocksDB flushes the largest (its {@code
+   * db_write_buffer_size}). RocksDB's default is 64 MiB a family, unflushed for as long as that
+   * takes: a snapshot is over a megabyte, so a service snapshotting every 100 steps grew its
+   * resident set by its snapshots for half an hour ({@code bench soak}). Every write is synced to
+   * the write-ahead log anyway, so a small budget costs only more, smaller flushes.
+   */
+  static final long MEMTABLE_BYTES = 8L * 1024 * 1024;
+  /** Capacity of the block cache shared by every column family (by default each family makes its own). */
+  static final long BLOCK_CACHE_BYTES = 8L * 1024 * 1024;
   /** Free bytes below which a reopen is not tried: recovery itself writes a table file. */
   static final long MIN_FREE_BYTES_TO_REOPEN = 1024 * 1024;
 
@@ -98,6 +112,7 @@ final class StoreDatabase implements AutoCloseable {
       RocksDB db,
       DBOptions dbOptions,
       List<ColumnFamilyOptions> familyOptions,
+      Cache blockCache,
       List<ColumnFamilyHandle> allHandles,
       List<Column> opened) {
     this.dir = dir;
@@ -105,6 +120,7 @@ final class StoreDatabase implements AutoCloseable {
     this.db = db;
     this.dbOptions = dbOptions;
     this.familyOptions = familyOptions;
+    this.blockCache = blockCache;
     this.allHandles = allHandles;
     // Handles come in descriptor order: the default family, then the opened columns, then others.
     for (int i = 0; i < opened.size(); i++) {
@@ -154,7 +170,9 @@ final class StoreDatabase implements AutoCloseable {
     List<byte[]> existing = existingFamilies(dir);
     List<ColumnFamilyOptions> familyOptions = new ArrayList<>();
     List<ColumnFamilyDescriptor> descriptors = new ArrayList<>();
-    ColumnFamilyOptions defaultOptions = new ColumnFamilyOptions();
+    Cache cache = new LRUCache(BLOCK_CACHE_BYTES);
+    BlockBasedTableConfig table = new BlockBasedTableConfig().setBlockCache(cache);
+    ColumnFamilyOptions defaultOptions = new ColumnFamilyOptions().setTableFormatConfig(table);
     familyOptions.add(defaultOptions);
     descriptors.add(new ColumnFamilyDescriptor(RocksDB.DEFAULT_COLUMN_FAMILY, defaultOptions));
     List<Column> opened = new ArrayList<>();
@@ -166,18 +184,19 @@ final class StoreDatabase implements AutoCloseable {
       }
       if (readOnly && !present) {
         familyOptions.forEach(ColumnFamilyOptions::close);
+        cache.close();
         throw new StoreException(
             dir + " is a RocksDB database but not a PocketTune model store (it has no '"
                 + column.familyName + "' column family): check --data-dir");
       }
-      ColumnFamilyOptions options = column.newOptions();
+      ColumnFamilyOptions options = column.newOptions().setTableFormatConfig(table);
       familyOptions.add(options);
       descriptors.add(new ColumnFamilyDescriptor(column.nameBytes(), options));
       opened.add(column);
     }
     for (byte[] name : existing) {
       if (descriptors.stream().noneMatch(d -> Arrays.equals(d.getName(), name))) {
-        ColumnFamilyOptions options = new ColumnFamilyOptions();
+        ColumnFamilyOptions options = new ColumnFamilyOptions().setTableFormatConfig(table);
         familyOptions.add(options);
         descriptors.add(new ColumnFamilyDescriptor(name, options));
       }
@@ -186,7 +205,8 @@ final class StoreDatabase implements AutoCloseable {
         new DBOptions()
             .setCreateIfMissing(true)
             .setCreateMissingColumnFamilies(true)
-            .setKeepLogFileNum(KEEP_INFO_LOGS);
+            .setKeepLogFileNum(KEEP_INFO_LOGS)
+            .setDbWriteBufferSize(MEMTABLE_BYTES);
     List<ColumnFamilyHandle> handles = new ArrayList<>();
     RocksDB db;
     try {
@@ -198,9 +218,10 @@ final class StoreDatabase implements AutoCloseable {
       handles.forEach(ColumnFamilyHandle::close);
       familyOptions.forEach(ColumnFamilyOptions::close);
       dbOptions.close();
+      cache.close();
       throw openFailure(dir, e);
     }
-    return new StoreDatabase(dir, readOnly, db, dbOptions, familyOptions, handles, opened);
+    return new StoreDatabase(dir, readOnly, db, dbOptions, familyOptions, cache, handles, opened);
   }
 
   private static List<byte[]> existingFamilies(Path dir) {
@@ -336,6 +357,7 @@ final class StoreDatabase implements AutoCloseable {
         }
         familyOptions.forEach(ColumnFamilyOptions::close);
         dbOptions.close();
+        blockCache.close();
       }
       StoreDatabase fresh;
       try {
@@ -350,6 +372,7 @@ final class StoreDatabase implements AutoCloseable {
       db = fresh.db;
       dbOptions = fresh.dbOptions;
       familyOptions = fresh.familyOptions;
+      blockCache = fresh.blockCache;
       allHandles = fresh.allHandles;
       handles.clear();
       handles.putAll(fresh.handles);
@@ -432,6 +455,26 @@ final class StoreDatabase implements AutoCloseable {
     return out;
   }
 
+  /**
+   * @return RocksDB's native memory in bytes: {@code memtables} (active, immutable and pinned, over
+   *     every column family; bounded by {@link #MEMTABLE_BYTES} plus the memtable being flushed),
+   *     {@code block_cache} (the one cache of every family, at most {@link #BLOCK_CACHE_BYTES}) and
+   *     {@code table_readers} (index and filter blocks held outside the cache)
+   */
+  Map<String, Long> memoryUsage() throws RocksDBException {
+    long memtables = 0;
+    long readers = 0;
+    for (ColumnFamilyHandle h : allHandles) {
+      memtables += db.getLongProperty(h, "rocksdb.size-all-mem-tables");
+      readers += db.getLongProperty(h, "rocksdb.estimate-table-readers-mem");
+    }
+    Map<String, Long> out = new LinkedHashMap<>();
+    out.put("memtables", memtables);
+    out.put("block_cache", blockCache.getUsage());
+    out.put("table_readers", readers);
+    return out;
+  }
+
   /** @return the total of {@link #sizeOnDisk} */
   long flushedSize() throws RocksDBException {
     return sizeOnDisk().values().stream().mapToLong(Long::longValue).sum();
@@ -487,6 +530,7 @@ final class StoreDatabase implements AutoCloseable {
         syncWrite.close();
         familyOptions.forEach(ColumnFamilyOptions::close);
         dbOptions.close();
+        blockCache.close();
       }
     } finally {
       lock.unlock();

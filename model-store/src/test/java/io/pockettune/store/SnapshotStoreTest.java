@@ -48,6 +48,30 @@ class SnapshotStoreTest {
   }
 
   @Test
+  void manySnapshots_memtablesAndBlockCacheStayWithinTheirBudgets() {
+    // Each snapshot is about 1.7 MB (Gaussian values deflate little); 30 of them, left in RocksDB's
+    // default 64 MiB memtables, would all stay in memory: the resident-set growth bench soak found.
+    float[] values = SnapshotCodecTest.weights(446_336, 5);
+    long most = 0;
+    try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
+      commitUpTo(store, 30);
+      for (int step = 1; step <= 30; step++) {
+        values[step] = step;
+        store.putSnapshot(step, weightsBuffer(values));
+        most = Math.max(most, store.memoryUsage().get("memtables"));
+      }
+      for (int step = 1; step <= 30; step++) {
+        assertEquals((float) step, store.snapshotAtOrBefore(step).orElseThrow().values()[step]);
+      }
+      assertTrue(store.memoryUsage().get("block_cache") <= StoreDatabase.BLOCK_CACHE_BYTES,
+          "block cache " + store.memoryUsage());
+    }
+    assertTrue(most > 0, "the memtables were measured");
+    assertTrue(most <= 2 * StoreDatabase.MEMTABLE_BYTES,
+        "memtables reached " + most + " bytes, over twice the budget of " + StoreDatabase.MEMTABLE_BYTES);
+  }
+
+  @Test
   void snapshotAtOrBefore_picksLatestNotAfter() {
     try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
       assertEquals(Optional.empty(), store.snapshotAtOrBefore(100));

@@ -541,12 +541,22 @@ final class Service implements AutoCloseable {
         .put("uptime_s", Math.round((time.nanoseconds() - startedNanos) / 1e8) / 10.0)
         .put("data_dir", dir.toString())
         .put("unlabelled", job.unlabelled())
-        .put("failed_partitions", failedPartitions());
+        .put("failed_partitions", failedPartitions())
+        .put("store_memory_bytes", storeMemory());
     metrics.figures().forEach(j::put);
     if (failure != null) {
       j.put("error", PocketTune.message(failure));
     }
     return j;
+  }
+
+  /** @return the store's native memory by kind (see {@link ModelStore#memoryUsage}), or null if it cannot be read now */
+  private Map<String, Long> storeMemory() {
+    try {
+      return store.memoryUsage();
+    } catch (RuntimeException e) {
+      return null; // closed, or reopening after a write error: status still answers
+    }
   }
 
   /** @return what training does: running, paused (by the user), paused: disk full (why), stopping, failed */
