@@ -380,7 +380,18 @@ final class Forgetting {
       LOG.warn("halting after the {} phase of forget ({} is set)", phase, HALT_PROPERTY);
       Runtime.getRuntime().halt(137);
     }
+    if (phase.equals(faultAfter) && FAULTS_LEFT.getAndUpdate(n -> Math.max(0, n - 1)) > 0) {
+      String what = "injected fault after the " + phase + " phase of forget";
+      throw new java.io.UncheckedIOException(what, new IOException(what));
+    }
   }
+
+  /**
+   * Fault injection for tests in this JVM: the next {@link #FAULTS_LEFT} times a forget passes the
+   * phase named here, it fails with an I/O error, as a full disk would make it fail half way.
+   */
+  static volatile String faultAfter;
+  static final java.util.concurrent.atomic.AtomicInteger FAULTS_LEFT = new java.util.concurrent.atomic.AtomicInteger();
 
   /** The journal {@code forget.pending}: the events by coordinates, the rollback step, the phase. */
   record Journal(List<Event> events, long rollbackTo, long lastStepBefore, Map<String, Long> until, String phase,

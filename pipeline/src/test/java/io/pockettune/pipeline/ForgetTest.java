@@ -242,6 +242,65 @@ class ForgetTest {
     assertEquals(digest(b), digest(a), "bit-identical to the run that never saw event 7");
   }
 
+  /**
+   * A forget beside the service that fails half way (an injected I/O error, three times running, after
+   * the erase or after the first retrained step) leaves training paused with its journal until a
+   * retry finishes it; then training goes on, and the result is that of a run that never saw the event.
+   */
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"erase", "retrain"})
+  @Timeout(value = 180, unit = TimeUnit.SECONDS)
+  void aForgetThatFailsHalfWayBesideTheServiceIsFinishedBeforeTrainingGoesOn(String phase) throws Exception {
+    Path a = dir.resolve("a");
+    Path b = dir.resolve("b");
+    try (PocketTune tune = PocketTune.builder(a).model(pkg).threads(1).batch(3).seed(11).checkpointEvery(0)
+        .maxIdle(Duration.ofMillis(50)).pollInterval(Duration.ofMillis(10)).open()) {
+      append(tune, 30, Set.of());
+      tune.startTraining();
+      assertTrue(tune.awaitIdle(Duration.ofSeconds(60)));
+      Forgetting.faultAfter = phase;
+      Forgetting.FAULTS_LEFT.set(3);
+      try {
+        RuntimeException e = assertThrows(RuntimeException.class, () -> tune.forget(List.of("m7")));
+        assertTrue(PocketTune.message(e).contains("injected fault after the " + phase), PocketTune.message(e));
+        assertTrue(Files.exists(DataDirectory.at(a).forgetJournal()), "the journal stays until the forget is done");
+        append(tune, 36, Set.of(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+            24, 25, 26, 27, 28, 29));
+        // Two retries fail, each followed by a 500 ms wait: status shows the pause meanwhile, and
+        // nothing trains on the events appended during it.
+        Set<Object> stepsWhilePaused = new java.util.HashSet<>();
+        Set<String> seen = new java.util.LinkedHashSet<>();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (Files.exists(DataDirectory.at(a).forgetJournal()) && System.nanoTime() < deadline) {
+          JsonLine status = tune.status();
+          seen.add(status.get("training") + " @" + status.get("last_step"));
+          if (String.valueOf(status.get("training")).startsWith("paused: finishing a forget that failed (injected")) {
+            stepsWhilePaused.add(status.get("last_step"));
+          }
+          Thread.sleep(20);
+        }
+        assertEquals(1, stepsWhilePaused.size(), "status showed the pause, and no step was taken during it: "
+            + stepsWhilePaused + "; training was " + seen);
+        assertEquals(0, Forgetting.FAULTS_LEFT.get(), "the retries met the faults");
+        assertFalse(Files.exists(DataDirectory.at(a).forgetJournal()), "a retry finished the forget");
+      } finally {
+        Forgetting.faultAfter = null;
+        Forgetting.FAULTS_LEFT.set(0);
+      }
+      assertTrue(tune.awaitIdle(Duration.ofSeconds(60)), "training goes on after the forget is finished");
+      assertFalse(String.valueOf(tune.status().get("training")).startsWith("paused"), tune.status().toString());
+      assertFalse(grep(a, "secret plan number 7 for"));
+      tune.stopTraining();
+    }
+    try (PocketTune tune = open(b)) {
+      append(tune, 36, Set.of(7));
+      trainAll(tune);
+    }
+    assertEquals(lastStep(b), lastStep(a));
+    assertSameSteps(a, b);
+    assertEquals(digest(b), digest(a), "bit-identical to the run that never saw event 7");
+  }
+
   /** Whether any file under {@code root} holds {@code text} (see {@link EncryptionAtRestTest#anyFileContains}). */
   static boolean grep(Path root, String text) throws IOException {
     return EncryptionAtRestTest.anyFileContains(root, text);
