@@ -28,13 +28,17 @@ import picocli.CommandLine.Spec;
  * descriptors, threads and lag. Reported as the
  * averages of the first and the last window (5 minutes, or half the run if shorter) and their
  * ratio, the baseline being the same process earlier in the same run: flat means a ratio near 1.
- * Retention is small (segments of 64 KiB, 256 KiB a partition) so that segments roll and are deleted
- * throughout; the log checks retention every {@code EmbeddedLog.RETENTION_CHECK_INTERVAL_MS}.
+ * Retention is small (segments of 16 KiB, 64 KiB a partition, checked every 30 s) so that the log
+ * reaches its bound within the first window and segments roll and are deleted throughout.
  */
 @Command(name = "soak", mixinStandardHelpOptions = true,
     description = "Produce and train continuously for N minutes with retention on: memory, files, threads, lag.")
 final class BenchSoakCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
+
+  static final int SEGMENT_BYTES = 16 * 1024;
+  static final long RETENTION_BYTES = 64 * 1024;
+  static final long RETENTION_CHECK_MS = 30_000;
 
   @Option(names = "--minutes", description = "how long (default: ${DEFAULT-VALUE})")
   double minutes = 30;
@@ -79,7 +83,8 @@ final class BenchSoakCommand implements Callable<Integer> {
   }
 
   private int run(Path data, PrintWriter out) throws Exception {
-    LogConfig log = LogConfig.defaults().withSegmentBytes(64 * 1024).withRetention(-1, 256 * 1024);
+    LogConfig log = LogConfig.defaults().withSegmentBytes(SEGMENT_BYTES).withRetention(-1, RETENTION_BYTES)
+        .withRetentionCheckInterval(RETENTION_CHECK_MS);
     List<Sample> samples = new ArrayList<>();
     AtomicLong produced = new AtomicLong();
     long started = System.nanoTime();
@@ -123,6 +128,8 @@ final class BenchSoakCommand implements Callable<Integer> {
     List<Sample> first = samples.stream().filter(s -> s.seconds() <= window).toList();
     List<Sample> last = samples.stream().filter(s -> s.seconds() >= total - window).toList();
     JsonLine j = new JsonLine().put("bench", "soak").put("minutes", minutes).put("rate_events_per_s", rate).put("snapshot_every", snapshotEvery)
+        .put("segment_bytes", SEGMENT_BYTES).put("retention_bytes_per_partition", RETENTION_BYTES)
+        .put("retention_check_s", RETENTION_CHECK_MS / 1000)
         .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
         .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
     for (String what : List.of("rss", "rss_after_gc", "heap_after_gc", "store_memory", "fds", "threads", "lag",

@@ -65,7 +65,7 @@ import org.slf4j.LoggerFactory;
  *
  * <h2>Retention and time</h2>
  * {@link #enforceRetention()} deletes whole segments per {@link LogConfig#retentionMs()} and
- * {@link LogConfig#retentionBytes()}, and runs by itself every {@link #RETENTION_CHECK_INTERVAL_MS}
+ * {@link LogConfig#retentionBytes()}, and runs by itself every {@link LogConfig#retentionCheckIntervalMs()}
  * when a limit is set; reads in progress are not disturbed. {@link #findByTimestamp} finds the first
  * record at or after a timestamp through the time indexes. Time comes from a Kafka {@link Time}, so
  * tests control it.
@@ -95,8 +95,6 @@ import org.slf4j.LoggerFactory;
 public final class EmbeddedLog implements LogReader, Closeable {
 
     static final String CLEAN_SHUTDOWN_FILE = ".clean-shutdown";
-    /** How often retention runs by itself when a retention limit is set: 5 minutes, as in Kafka. */
-    public static final long RETENTION_CHECK_INTERVAL_MS = 300_000;
     private static final Logger LOG = LoggerFactory.getLogger(EmbeddedLog.class);
     private static final Pattern PARTITION_DIR = Pattern.compile("(.+)-(\\d{1,9})");
     private static final Pattern LEGAL_TOPIC = Pattern.compile("[a-zA-Z0-9._-]+");
@@ -144,8 +142,8 @@ public final class EmbeddedLog implements LogReader, Closeable {
                         TimeUnit.MILLISECONDS);
             }
             if (retention) {
-                maintenance.scheduleWithFixedDelay(this::retentionQuietly, RETENTION_CHECK_INTERVAL_MS,
-                        RETENTION_CHECK_INTERVAL_MS, TimeUnit.MILLISECONDS);
+                maintenance.scheduleWithFixedDelay(this::retentionQuietly, config.retentionCheckIntervalMs(),
+                        config.retentionCheckIntervalMs(), TimeUnit.MILLISECONDS);
             }
         } else {
             maintenance = null;
@@ -177,7 +175,7 @@ public final class EmbeddedLog implements LogReader, Closeable {
             }
         } catch (IOException | RuntimeException e) {
             LOG.warn("Retention check of {} failed ({}); it runs again in {} ms", dir, e.toString(),
-                    RETENTION_CHECK_INTERVAL_MS);
+                    config.retentionCheckIntervalMs());
         } finally {
             held.unlock();
         }

@@ -28,7 +28,8 @@ import java.util.Objects;
  *     both mistakes)
  */
 public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
-        long retentionMs, long retentionBytes, FileChannels channels, byte[] encryptionKey) {
+        long retentionMs, long retentionBytes, long retentionCheckIntervalMs, FileChannels channels,
+        byte[] encryptionKey) {
 
     /** The default segment size: 64 MiB. */
     public static final int DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -38,6 +39,8 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
     public static final int MIN_SEGMENT_BYTES = 64;
     /** The default interval of {@link FlushPolicy#INTERVAL}: 10 ms. */
     public static final long DEFAULT_FLUSH_INTERVAL_MS = 10;
+    /** How often retention runs by itself when a limit is set, by default: 5 minutes, as in Kafka. */
+    public static final long DEFAULT_RETENTION_CHECK_INTERVAL_MS = 300_000;
 
     /** When an append counts as done. */
     public enum FlushPolicy {
@@ -82,6 +85,10 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
             throw new IllegalArgumentException("retentionMs is " + retentionMs + " and retentionBytes is " + retentionBytes
                     + "; use -1 for unlimited or a non-negative limit");
         }
+        if (retentionCheckIntervalMs < 1) {
+            throw new IllegalArgumentException("retentionCheckIntervalMs is " + retentionCheckIntervalMs
+                    + " but must be at least 1; choose a positive retention check interval");
+        }
         Objects.requireNonNull(channels, "channels must not be null; use FileChannels.system()");
         if (encryptionKey != null) {
             BatchCipher.checkKey(encryptionKey);
@@ -93,7 +100,7 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
     public LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy flushPolicy, long flushIntervalMs,
             long retentionMs, long retentionBytes) {
         this(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
-                FileChannels.system(), null);
+                DEFAULT_RETENTION_CHECK_INTERVAL_MS, FileChannels.system(), null);
     }
 
     /** @return a copy of the encryption key, or null for a log in the clear */
@@ -110,7 +117,7 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
     /** @return a copy that encrypts record batches with {@code key} (32 bytes), or none for null */
     public LogConfig withEncryptionKey(byte[] key) {
         return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
-                channels, key);
+                retentionCheckIntervalMs, channels, key);
     }
 
     /** @return the cipher of this configuration's key, or null for a clear log */
@@ -122,14 +129,15 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
     public boolean equals(Object o) {
         return o instanceof LogConfig c && segmentBytes == c.segmentBytes && indexIntervalBytes == c.indexIntervalBytes
                 && flushPolicy == c.flushPolicy && flushIntervalMs == c.flushIntervalMs && retentionMs == c.retentionMs
-                && retentionBytes == c.retentionBytes && channels.equals(c.channels)
+                && retentionBytes == c.retentionBytes && retentionCheckIntervalMs == c.retentionCheckIntervalMs
+                && channels.equals(c.channels)
                 && java.util.Arrays.equals(encryptionKey, c.encryptionKey);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
-                channels, java.util.Arrays.hashCode(encryptionKey));
+                retentionCheckIntervalMs, channels, java.util.Arrays.hashCode(encryptionKey));
     }
 
     /** Never shows the key. */
@@ -137,7 +145,8 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
     public String toString() {
         return "LogConfig[segmentBytes=" + segmentBytes + ", indexIntervalBytes=" + indexIntervalBytes + ", flushPolicy="
                 + flushPolicy + ", flushIntervalMs=" + flushIntervalMs + ", retentionMs=" + retentionMs
-                + ", retentionBytes=" + retentionBytes + ", encrypted=" + (encryptionKey != null) + "]";
+                + ", retentionBytes=" + retentionBytes + ", retentionCheckIntervalMs=" + retentionCheckIntervalMs
+                + ", encrypted=" + (encryptionKey != null) + "]";
     }
 
     /** A configuration with default flush interval and unlimited retention. */
@@ -152,33 +161,39 @@ public record LogConfig(int segmentBytes, int indexIntervalBytes, FlushPolicy fl
 
     /** @return a copy with the given segment size */
     public LogConfig withSegmentBytes(int bytes) {
-        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels, encryptionKey);
+        return new LogConfig(bytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, retentionCheckIntervalMs, channels, encryptionKey);
     }
 
     /** @return a copy with the given index interval */
     public LogConfig withIndexIntervalBytes(int bytes) {
-        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, channels, encryptionKey);
+        return new LogConfig(segmentBytes, bytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes, retentionCheckIntervalMs, channels, encryptionKey);
     }
 
     /** @return a copy with the given flush policy */
     public LogConfig withFlushPolicy(FlushPolicy policy) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes, channels, encryptionKey);
+        return new LogConfig(segmentBytes, indexIntervalBytes, policy, flushIntervalMs, retentionMs, retentionBytes, retentionCheckIntervalMs, channels, encryptionKey);
     }
 
     /** @return a copy with {@link FlushPolicy#INTERVAL} every {@code ms} milliseconds */
     public LogConfig withFlushInterval(long ms) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes, channels, encryptionKey);
+        return new LogConfig(segmentBytes, indexIntervalBytes, FlushPolicy.INTERVAL, ms, retentionMs, retentionBytes, retentionCheckIntervalMs, channels, encryptionKey);
     }
 
     /** @return a copy with the given retention limits; -1 means unlimited */
     public LogConfig withRetention(long ms, long bytes) {
-        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes, channels,
-                encryptionKey);
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, ms, bytes, retentionCheckIntervalMs,
+                channels, encryptionKey);
+    }
+
+    /** @return a copy whose log runs retention by itself every {@code ms} milliseconds (when a limit is set) */
+    public LogConfig withRetentionCheckInterval(long ms) {
+        return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
+                ms, channels, encryptionKey);
     }
 
     /** @return a copy that opens its segment and index files through {@code files} (fault injection) */
     public LogConfig withChannels(FileChannels files) {
         return new LogConfig(segmentBytes, indexIntervalBytes, flushPolicy, flushIntervalMs, retentionMs, retentionBytes,
-                files, encryptionKey);
+                retentionCheckIntervalMs, files, encryptionKey);
     }
 }

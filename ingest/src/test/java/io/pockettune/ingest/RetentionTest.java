@@ -53,6 +53,28 @@ class RetentionTest {
     }
 
     @Test
+    void retention_runsByItselfAtTheConfiguredInterval() throws Exception {
+        LogConfig config = LogConfig.defaults().withSegmentBytes(1000).withRetention(-1, 2500)
+                .withRetentionCheckInterval(100);
+        try (EmbeddedLog log = EmbeddedLog.open(dir, config)) {
+            log.createTopic("t", 1);
+            for (int i = 0; i < 30; i++) {
+                log.append("t", 0, batch(i, 300));
+            }
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (log.startOffset("t", 0) == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            assertTrue(log.startOffset("t", 0) > 0, "retention ran by itself within 10 s of an interval of 100 ms");
+            assertEquals(0, log.enforceRetention(), "nothing was left for it");
+        }
+        assertEquals(LogConfig.DEFAULT_RETENTION_CHECK_INTERVAL_MS, LogConfig.defaults().retentionCheckIntervalMs());
+        IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> LogConfig.defaults().withRetentionCheckInterval(0));
+        assertTrue(e.getMessage().contains("retentionCheckIntervalMs is 0"), e.getMessage());
+    }
+
+    @Test
     void enforceRetention_byAge_usesNewestTimestampAndNeverDeletesActiveSegment() throws IOException {
         MockTime time = new MockTime(0, 1_000_000, 0);
         LogConfig config = LogConfig.defaults().withSegmentBytes(1000).withRetention(10_000, -1);

@@ -965,7 +965,7 @@ public final class PocketTune implements AutoCloseable {
     /**
      * The embedded log's configuration: segment size, flush policy and retention (default: {@link
      * io.pockettune.ingest.LogConfig#defaults}, which keeps every record). With retention, the log
-     * deletes its oldest segments (checked every {@link EmbeddedLog#RETENTION_CHECK_INTERVAL_MS} ms),
+     * deletes its oldest segments (checked every {@link io.pockettune.ingest.LogConfig#retentionCheckIntervalMs()} ms),
      * and training skips what retention deleted before it was read, with a warning.
      */
     public Builder logConfig(io.pockettune.ingest.LogConfig config) {
