@@ -49,6 +49,12 @@ public final class LossModel implements AutoCloseable {
     if (System.getProperty("ai.djl.offline") == null) {
       System.setProperty("ai.djl.offline", "true");
     }
+    // With another DJL engine on the class path (bench has PyTorch for its backprop baseline), ONNX
+    // Runtime's engine loads it as a "hybrid" helper: libtorch, about 50 MB resident, for nothing
+    // the trainer uses. A device has no other engine; this keeps every process like a device.
+    if (System.getProperty("ai.djl.onnx.disable_alternative") == null) {
+      System.setProperty("ai.djl.onnx.disable_alternative", "true");
+    }
   }
 
   /** Loss of one batch. @param loss mean cross-entropy per target token @param tokens target tokens */
