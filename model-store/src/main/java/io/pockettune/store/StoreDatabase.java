@@ -206,7 +206,12 @@ final class StoreDatabase implements AutoCloseable {
             .setCreateIfMissing(true)
             .setCreateMissingColumnFamilies(true)
             .setKeepLogFileNum(KEEP_INFO_LOGS)
-            .setDbWriteBufferSize(MEMTABLE_BYTES);
+            .setDbWriteBufferSize(MEMTABLE_BYTES)
+            // Files grow as they are written: a full disk fails the write that needs the space.
+            // With fallocate, RocksDB reserves write-ahead log space ahead (1.1 x the memtable
+            // budget) and commits go on into it on a full disk until it runs out, far from the
+            // write that filled the disk.
+            .setAllowFAllocate(false);
     List<ColumnFamilyHandle> handles = new ArrayList<>();
     RocksDB db;
     try {
