@@ -28,6 +28,8 @@ import picocli.CommandLine.Spec;
  * descriptors, threads and lag. Reported as the
  * averages of the first and the last window (5 minutes, or half the run if shorter) and their
  * ratio, the baseline being the same process earlier in the same run: flat means a ratio near 1.
+ * The first window holds the warm-up, so a run of three windows or more also compares the last
+ * with the second, and gives the resident set's growth after warm-up in MB an hour.
  * Retention is small (segments of 16 KiB, 64 KiB a partition, checked every 30 s) so that the log
  * reaches its bound within the first window and segments roll and are deleted throughout.
  */
@@ -132,17 +134,34 @@ final class BenchSoakCommand implements Callable<Integer> {
         .put("retention_check_s", RETENTION_CHECK_MS / 1000)
         .put("events_produced", produced.get()).put("samples", samples.size()).put("window_s", window)
         .put("steps", samples.isEmpty() ? 0 : samples.get(samples.size() - 1).step());
+    // The first window holds the warm-up (compiled code, ONNX Runtime's arena, the log growing to
+    // its retention bound); the second, right after it, is the baseline of the steady state.
+    List<Sample> second = total >= 3 * window
+        ? samples.stream().filter(s -> s.seconds() > window && s.seconds() <= 2 * window).toList() : List.of();
     for (String what : List.of("rss", "rss_after_gc", "heap_after_gc", "store_memory", "fds", "threads", "lag",
         "log_bytes")) {
       double a = mean(first, what);
       double b = mean(last, what);
       j.put(what + "_first", round(a)).put(what + "_last", round(b)).put(what + "_last_vs_first", round(b / a));
+      if (!second.isEmpty()) {
+        double c = mean(second, what);
+        j.put(what + "_second", round(c)).put(what + "_last_vs_second", round(b / c));
+      }
     }
     j.put("lag_max", samples.stream().mapToLong(Sample::lag).max().orElse(0));
     out.printf(Locale.ROOT, "first vs last %.0f s: rss x%s (after gc x%s, heap after gc x%s), fds x%s, threads x%s;"
         + " lag at most %s events%n", window, j.get("rss_last_vs_first"), j.get("rss_after_gc_last_vs_first"),
         j.get("heap_after_gc_last_vs_first"), j.get("fds_last_vs_first"), j.get("threads_last_vs_first"),
         j.get("lag_max"));
+    if (!second.isEmpty()) {
+      // From the middle of the second window to the middle of the last.
+      double hours = (total - window / 2 - 1.5 * window) / 3600;
+      j.put("rss_after_gc_mb_per_hour_after_warmup",
+          round((mean(last, "rss_after_gc") - mean(second, "rss_after_gc")) / 1e6 / hours));
+      out.printf(Locale.ROOT, "second vs last %.0f s: rss after gc x%s (%s MB an hour), fds x%s%n", window,
+          j.get("rss_after_gc_last_vs_second"), j.get("rss_after_gc_mb_per_hour_after_warmup"),
+          j.get("fds_last_vs_second"));
+    }
     if (json) {
       out.println(j);
     }
