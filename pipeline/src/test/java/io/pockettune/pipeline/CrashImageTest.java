@@ -150,7 +150,7 @@ class CrashImageTest {
     assertEquals(IMAGES, images.size());
   }
 
-  private static void awaitService(Path data, ServeProcess serve) throws Exception {
+  static void awaitService(Path data, ServeProcess serve) throws Exception {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
     while (true) {
       try {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import io.pockettune.events.Message;
 import io.pockettune.ingest.ListenerCredentials;
 import io.pockettune.ingest.LogEntry;
@@ -242,6 +243,34 @@ class EncryptionAtRestTest {
     CliRun again = CliRun.of("demo", "--data-dir", data.toString(), "--steps", "2", "--batch", "4", "--heldout", "4",
         "--threads", "1", "--json");
     assertEquals(0, again.exit(), "the demo detects the encryption on its second run: " + again.err());
+  }
+
+  /** {@code pockettune serve --encrypt} in a child JVM: the key file, events trained, no text in any file. */
+  @Test
+  @Timeout(value = 120, unit = TimeUnit.SECONDS)
+  void serveWithEncryptMakesAnEncryptedDirectoryAndTrainsInIt() throws Exception {
+    Path data = dir.resolve("serve");
+    Files.createDirectories(data.resolve("model"));
+    Files.write(data.resolve("model").resolve("base.onnx"), PipelineFixture.MODEL);
+    List<String> texts = texts("served");
+    try (ServeProcess serve = ServeProcess.start(data, dir.resolve("serve.err"), List.of("--encrypt", "--threads", "1",
+        "--batch", "4", "--max-idle-ms", "0", "--snapshot-every", "1", "--print-steps"))) {
+      CrashImageTest.awaitService(data, serve);
+      JsonNode answer = ControlChannel.call(data, "{\"op\":\"produce\",\"topic\":\"messages\"}", lines(texts))
+          .orElseThrow();
+      assertEquals(texts.size(), answer.path("appended").asInt(), answer.toString());
+      serve.awaitCommitted(texts.size() / 4, 60_000);
+      serve.stop(data);
+    }
+    assertEquals(Set.of(PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE),
+        Files.getPosixFilePermissions(data.resolve("key")));
+    assertTrue(io.pockettune.ingest.EmbeddedLog.isEncrypted(data.resolve("log")), "the log holds the encryption marker");
+    for (String text : texts) {
+      assertFalse(anyFileContains(data, text), "no file of the served directory may hold '" + text + "'");
+    }
+    try (PocketTune tune = PocketTune.builder(data).open()) { // the key file is found by itself
+      assertEquals(texts.size() / 4, tune.lastStep());
+    }
   }
 
   private static void assertOneSentence(String err, String expected) {
