@@ -132,6 +132,70 @@ class ServiceFsyncFailureTest {
     }
   }
 
+  /**
+   * The same through the Kafka listener: a stock KafkaProducer (acks=all, no retries) whose record
+   * needed the failed force gets KAFKA_STORAGE_ERROR, never an offset; so does every later record to
+   * that partition, while the other partition takes records; every acknowledged offset holds its
+   * record after a reopen.
+   */
+  @Test
+  @Timeout(value = 60, unit = TimeUnit.SECONDS)
+  void aKafkaProducerIsNeverAcknowledgedWithoutItsForce() throws Exception {
+    Path pkg = PipelineFixture.tinyPackage(dir, null, null);
+    Path data = dir.resolve("data");
+    FaultyChannels faults = FaultyChannels.forPartitionDir("messages-0");
+    Map<Long, String> acknowledged0 = new LinkedHashMap<>();
+    try (PocketTune tune = PocketTune.builder(data).model(pkg).threads(1).batch(4).seed(7)
+        .kafkaListener(new java.net.InetSocketAddress("127.0.0.1", 0), false)
+        .logConfig(LogConfig.defaults().withChannels(faults)).open()) {
+      tune.startTraining();
+      java.net.InetSocketAddress address = tune.kafkaListenerAddress().orElseThrow();
+      Map<String, Object> config = new java.util.HashMap<>(io.pockettune.ingest.ListenerCredentials
+          .loadOrCreate(data.resolve("kafka-credentials")).credentials().clientConfig(address));
+      config.put("acks", "all");
+      config.put("retries", 0);
+      config.put("enable.idempotence", false);
+      try (org.apache.kafka.clients.producer.KafkaProducer<String, String> producer =
+          new org.apache.kafka.clients.producer.KafkaProducer<>(config,
+              new org.apache.kafka.common.serialization.StringSerializer(),
+              new org.apache.kafka.common.serialization.StringSerializer())) {
+        for (int i = 0; i < 4; i++) {
+          String text = "durable message " + i;
+          long offset = producer.send(new org.apache.kafka.clients.producer.ProducerRecord<>(Topics.MESSAGES, 0, "ada",
+              "{\"text\": \"" + text + "\", \"conversation\": \"ada\"}")).get().offset();
+          acknowledged0.put(offset, text);
+        }
+        faults.failForces(true);
+        for (int i = 0; i < 2; i++) { // the record whose force fails, then one to the failed partition
+          java.util.concurrent.ExecutionException e = org.junit.jupiter.api.Assertions.assertThrows(
+              java.util.concurrent.ExecutionException.class, () -> producer.send(
+                  new org.apache.kafka.clients.producer.ProducerRecord<>(Topics.MESSAGES, 0, "ada",
+                      "{\"text\": \"never acknowledged\", \"conversation\": \"ada\"}")).get());
+          org.junit.jupiter.api.Assertions.assertInstanceOf(
+              org.apache.kafka.common.errors.KafkaStorageException.class, e.getCause(), e.toString());
+          faults.failForces(false);
+        }
+        long other = producer.send(new org.apache.kafka.clients.producer.ProducerRecord<>(Topics.MESSAGES, 1, "bob",
+            "{\"text\": \"the other partition\", \"conversation\": \"bob\"}")).get().offset();
+        assertEquals(0, other, "the other partition takes records");
+      }
+      JsonLine status = tune.status();
+      assertEquals("running", status.get("state"), status.toString());
+      assertTrue(String.valueOf(status.get("failed_partitions")).contains("messages-0"), status.toString());
+      tune.stopTraining();
+    } catch (java.io.IOException closing) {
+      assertTrue(closing.getMessage().contains("validate and repair"), closing.getMessage());
+    }
+    try (EmbeddedLog log = EmbeddedLog.open(data.resolve("log"))) {
+      for (Map.Entry<Long, String> ack : acknowledged0.entrySet()) {
+        List<LogEntry> read = log.read("messages", 0, ack.getKey(), 1);
+        assertEquals(1, read.size(), "acknowledged offset " + ack.getKey());
+        assertTrue(new String(read.get(0).value(), StandardCharsets.UTF_8).contains(ack.getValue()),
+            "acknowledged offset " + ack.getKey() + " holds its record");
+      }
+    }
+  }
+
   private static List<String> fieldNames(JsonNode node) {
     List<String> names = new ArrayList<>();
     node.fieldNames().forEachRemaining(names::add);
