@@ -430,6 +430,11 @@ public final class ModelStore implements AutoCloseable {
     return db.read("measure the store's memory", db::memoryUsage);
   }
 
+  /** @return RocksDB table files per column family (for tests) */
+  Map<String, Long> tableFiles() {
+    return db.read("count the store's files", db::tableFiles);
+  }
+
   /**
    * @return bytes of RocksDB table and blob files per column family, after flushing the
    *     memtables (the write-ahead log and RocksDB's own logs are not counted)

@@ -17,6 +17,7 @@ import org.rocksdb.Cache;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
 import org.rocksdb.ColumnFamilyOptions;
+import org.rocksdb.CompactRangeOptions;
 import org.rocksdb.DBOptions;
 import org.rocksdb.FlushOptions;
 import org.rocksdb.LRUCache;
@@ -101,6 +102,11 @@ final class StoreDatabase implements AutoCloseable {
    * the write-ahead log anyway, so a small budget costs only more, smaller flushes.
    */
   static final long MEMTABLE_BYTES = 8L * 1024 * 1024;
+  /** Table files a family may hold before {@link #compactCrowded} merges them. */
+  static final int MAX_FILES_PER_FAMILY = 16;
+  /** Writes between two looks at the families' file counts. */
+  private static final int WRITES_BETWEEN_FILE_CHECKS = 64;
+  private final java.util.concurrent.atomic.AtomicLong writes = new java.util.concurrent.atomic.AtomicLong();
   /** Capacity of the block cache shared by every column family (by default each family makes its own). */
   static final long BLOCK_CACHE_BYTES = 8L * 1024 * 1024;
   /** Free bytes below which a reopen is not tried: recovery itself writes a table file. */
@@ -435,16 +441,66 @@ final class StoreDatabase implements AutoCloseable {
   /** Writes one value, synced. */
   void put(Column column, byte[] key, byte[] value) throws RocksDBException {
     db.put(handle(column), syncWrite, key, value);
+    wrote();
   }
 
   /** Deletes one value, synced. */
   void delete(Column column, byte[] key) throws RocksDBException {
     db.delete(handle(column), syncWrite, key);
+    wrote();
   }
 
   /** Applies {@code batch} atomically and synced. */
   void apply(WriteBatch batch) throws RocksDBException {
     db.write(syncWrite, batch);
+    wrote();
+  }
+
+  private void wrote() {
+    if (writes.incrementAndGet() % WRITES_BETWEEN_FILE_CHECKS == 0) {
+      try {
+        compactCrowded();
+      } catch (RocksDBException | RuntimeException e) {
+        // The write is durable; a compaction that failed (a full disk, say) is tried again later.
+        org.slf4j.LoggerFactory.getLogger(StoreDatabase.class).warn(
+            "could not compact the model store at {} ({}); it is tried again later", dir, e.getMessage());
+      }
+    }
+  }
+
+  /**
+   * Compacts every family holding more than {@link #MAX_FILES_PER_FAMILY} table files into as few
+   * as their size needs. Keys only grow (steps, snapshot steps, checkpoint ids), so a flushed file
+   * never overlaps the files below it: RocksDB moves it down whole and never merges, and each flush
+   * would stay a file of its own, with its descriptor and reader, for ever (a soak had 40 after an
+   * hour, one more every few minutes).
+   *
+   * @return how many families were compacted
+   */
+  int compactCrowded() throws RocksDBException {
+    if (readOnly) {
+      return 0;
+    }
+    int compacted = 0;
+    for (ColumnFamilyHandle h : handles.values()) {
+      if (db.getColumnFamilyMetaData(h).fileCount() > MAX_FILES_PER_FAMILY) {
+        try (CompactRangeOptions all = new CompactRangeOptions()
+            .setBottommostLevelCompaction(CompactRangeOptions.BottommostLevelCompaction.kForceOptimized)) {
+          db.compactRange(h, null, null, all);
+        }
+        compacted++;
+      }
+    }
+    return compacted;
+  }
+
+  /** @return table files per family */
+  Map<String, Long> tableFiles() {
+    Map<String, Long> out = new LinkedHashMap<>();
+    for (Map.Entry<Column, ColumnFamilyHandle> e : handles.entrySet()) {
+      out.put(e.getKey().familyName, db.getColumnFamilyMetaData(e.getValue()).fileCount());
+    }
+    return out;
   }
 
   /**

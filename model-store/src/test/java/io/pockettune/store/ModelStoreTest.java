@@ -44,6 +44,24 @@ class ModelStoreTest {
   }
 
   @Test
+  void manyFlushes_leaveAFamilyAtMostItsFileBudget() {
+    // Every flush of the steps family is a file whose keys lie above all others: without merging,
+    // 60 flushes would leave 60 files.
+    try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
+      long most = 0;
+      for (int flush = 1; flush <= 60; flush++) {
+        commitUpTo(store, flush * 70L);
+        store.sizeOnDisk(); // flushes every family
+        most = Math.max(most, store.tableFiles().get("steps"));
+      }
+      assertTrue(most > 1, "flushes made files: " + most);
+      assertTrue(most <= StoreDatabase.MAX_FILES_PER_FAMILY + 1, "the steps family held " + most + " files");
+      assertEquals(60 * 70L, store.lastStep());
+      assertEquals(60 * 70L, store.steps(1, store.lastStep()).size(), "every step is still there");
+    }
+  }
+
+  @Test
   void open_differentBaseModel_refusedNamingBoth() {
     try (ModelStore store = ModelStore.open(dir, IDENTITY)) {
       commitUpTo(store, 2);
