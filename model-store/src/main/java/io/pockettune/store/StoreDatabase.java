@@ -17,7 +17,7 @@ import org.rocksdb.Cache;
 import org.rocksdb.ColumnFamilyDescriptor;
 import org.rocksdb.ColumnFamilyHandle;
 import org.rocksdb.ColumnFamilyOptions;
-import org.rocksdb.CompactRangeOptions;
+import org.rocksdb.CompactionOptions;
 import org.rocksdb.DBOptions;
 import org.rocksdb.FlushOptions;
 import org.rocksdb.LRUCache;
@@ -102,8 +102,10 @@ final class StoreDatabase implements AutoCloseable {
    * the write-ahead log anyway, so a small budget costs only more, smaller flushes.
    */
   static final long MEMTABLE_BYTES = 8L * 1024 * 1024;
-  /** Table files a family may hold before {@link #compactCrowded} merges them. */
-  static final int MAX_FILES_PER_FAMILY = 16;
+  /** Small table files a family may hold before {@link #compactCrowded} merges them. */
+  static final int MAX_SMALL_FILES_PER_FAMILY = 8;
+  /** A table file smaller than this is small. */
+  static final long SMALL_FILE_BYTES = 4L * 1024 * 1024;
   /** Writes between two looks at the families' file counts. */
   private static final int WRITES_BETWEEN_FILE_CHECKS = 64;
   private final java.util.concurrent.atomic.AtomicLong writes = new java.util.concurrent.atomic.AtomicLong();
@@ -469,11 +471,12 @@ final class StoreDatabase implements AutoCloseable {
   }
 
   /**
-   * Compacts every family holding more than {@link #MAX_FILES_PER_FAMILY} table files into as few
-   * as their size needs. Keys only grow (steps, snapshot steps, checkpoint ids), so a flushed file
-   * never overlaps the files below it: RocksDB moves it down whole and never merges, and each flush
-   * would stay a file of its own, with its descriptor and reader, for ever (a soak had 40 after an
-   * hour, one more every few minutes).
+   * Merges the small table files of every family that holds more than {@link
+   * #MAX_SMALL_FILES_PER_FAMILY} of them (under {@link #SMALL_FILE_BYTES}) into one. Keys only grow
+   * (steps, snapshot steps, checkpoint ids), so a flushed file never overlaps the files below it:
+   * RocksDB moves it down whole and never merges, and each flush would stay a file of its own, with
+   * its descriptor and reader, for ever (a soak had 40 after 43 minutes, one more every few
+   * minutes). Only the small files are rewritten, so a long trajectory is not copied again.
    *
    * @return how many families were compacted
    */
@@ -483,10 +486,18 @@ final class StoreDatabase implements AutoCloseable {
     }
     int compacted = 0;
     for (ColumnFamilyHandle h : handles.values()) {
-      if (db.getColumnFamilyMetaData(h).fileCount() > MAX_FILES_PER_FAMILY) {
-        try (CompactRangeOptions all = new CompactRangeOptions()
-            .setBottommostLevelCompaction(CompactRangeOptions.BottommostLevelCompaction.kForceOptimized)) {
-          db.compactRange(h, null, null, all);
+      List<org.rocksdb.LevelMetaData> levels = db.getColumnFamilyMetaData(h).levels();
+      List<String> small = new ArrayList<>();
+      for (org.rocksdb.LevelMetaData level : levels) {
+        for (org.rocksdb.SstFileMetaData f : level.files()) {
+          if (f.size() < SMALL_FILE_BYTES && !f.beingCompacted()) {
+            small.add(f.fileName());
+          }
+        }
+      }
+      if (small.size() > MAX_SMALL_FILES_PER_FAMILY) {
+        try (CompactionOptions options = new CompactionOptions()) {
+          db.compactFiles(options, h, small, levels.size() - 1, -1, null);
         }
         compacted++;
       }

@@ -55,7 +55,7 @@ class ModelStoreTest {
         most = Math.max(most, store.tableFiles().get("steps"));
       }
       assertTrue(most > 1, "flushes made files: " + most);
-      assertTrue(most <= StoreDatabase.MAX_FILES_PER_FAMILY + 1, "the steps family held " + most + " files");
+      assertTrue(most <= StoreDatabase.MAX_SMALL_FILES_PER_FAMILY + 1, "the steps family held " + most + " files");
       assertEquals(60 * 70L, store.lastStep());
       assertEquals(60 * 70L, store.steps(1, store.lastStep()).size(), "every step is still there");
     }
