@@ -85,6 +85,8 @@ final class StoreDatabase implements AutoCloseable {
   private final ReentrantReadWriteLock lifecycle = new ReentrantReadWriteLock();
   private final Object writeLock = new Object();
   private volatile boolean closed;
+  /** Writes so far, for {@link #WRITES_BETWEEN_FILE_CHECKS}. */
+  private final java.util.concurrent.atomic.AtomicLong writes = new java.util.concurrent.atomic.AtomicLong();
   /**
    * Set when a write failed with an I/O error (a full disk, say). RocksDB then holds a background
    * error and refuses every later write, also once space is free, and this RocksDB JNI (11.8) has
@@ -95,8 +97,8 @@ final class StoreDatabase implements AutoCloseable {
   /** Set while a reopen after an error failed: the database is closed until a write reopens it. */
   private volatile StoreException down;
   /**
-   * Memtable bytes across all column families before RocksDB flushes the largest (its {@code
-   * db_write_buffer_size}). RocksDB's default is 64 MiB a family, unflushed for as long as that
+   * Memtable bytes across all column families before RocksDB flushes one (its {@code
+   * db_write_buffer_size}; it picks the family with the oldest memtable). RocksDB's default is 64 MiB a family, unflushed for as long as that
    * takes: a snapshot is over a megabyte, so a service snapshotting every 100 steps grew its
    * resident set by its snapshots for half an hour ({@code bench soak}). Every write is synced to
    * the write-ahead log anyway, so a small budget costs only more, smaller flushes.
@@ -108,7 +110,6 @@ final class StoreDatabase implements AutoCloseable {
   static final long SMALL_FILE_BYTES = 4L * 1024 * 1024;
   /** Writes between two looks at the families' file counts. */
   private static final int WRITES_BETWEEN_FILE_CHECKS = 64;
-  private final java.util.concurrent.atomic.AtomicLong writes = new java.util.concurrent.atomic.AtomicLong();
   /** Capacity of the block cache shared by every column family (by default each family makes its own). */
   static final long BLOCK_CACHE_BYTES = 8L * 1024 * 1024;
   /** Free bytes below which a reopen is not tried: recovery itself writes a table file. */
